@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The test lab: a gateway namespace (vipnat's uplink) and a backend namespace joined by a veth pair.
+#
+#   NAME-gw  be0 198.18.0.1/24  <--veth-->  gw0 198.18.0.2/24  NAME-be
+#   (vipnat runs here)                      (servers run here; default route via 198.18.0.1)
+#
+# Nothing connects the lab to the machine's own namespace, so no lab packet can
+# leave the machine. Usage: lab.sh up NAME | lab.sh down NAME | lab.sh sweep PREFIX
+set -euo pipefail
+
+GW_ADDR=198.18.0.1
+BE_ADDR=198.18.0.2
+
+up() {
+  local name=$1
+  down "$name"
+  ip netns add "$name-gw"
+  ip netns add "$name-be"
+  ip -n "$name-gw" link set lo up
+  ip -n "$name-be" link set lo up
+  ip -n "$name-gw" link add be0 type veth peer name gw0 netns "$name-be"
+  ip -n "$name-gw" addr add "$GW_ADDR/24" dev be0
+  ip -n "$name-gw" link set be0 up
+  ip -n "$name-be" addr add "$BE_ADDR/24" dev gw0
+  ip -n "$name-be" link set gw0 up
+  ip -n "$name-be" route add default via "$GW_ADDR"
+}
+
+# Kills what runs in a namespace, then deletes it; quiet when it is not there.
+drop_ns() {
+  local ns=$1
+  ip netns list | awk '{print $1}' | grep -qx "$ns" || return 0
+  local pids
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
+  if [ -n "$pids" ]; then
+    kill -TERM $pids 2>/dev/null || true
+    sleep 0.2
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  fi
+  ip netns del "$ns" 2>/dev/null || true
+}
+
+down() {
+  local name=$1
+  drop_ns "$name-gw"
+  drop_ns "$name-be"
+}
+
+# Removes every lab whose name starts with PREFIX (leftovers of interrupted runs).
+sweep() {
+  local prefix=$1 ns
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix" || true); do
+    drop_ns "$ns"
+  done
+}
+
+case "${1:-}" in
+  up) up "${2:?lab name}" ;;
+  down) down "${2:?lab name}" ;;
+  sweep) sweep "${2:?prefix}" ;;
+  *) echo "usage: $0 up NAME | down NAME | sweep PREFIX" >&2; exit 2 ;;
+esac

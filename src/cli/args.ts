@@ -1,0 +1,97 @@
+// Command-line parsing for `vipnat`: flags, their checks, and the usage text.
+import { MAX_SESSION_ID } from '../gateway.js';
+
+export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--mtu BYTES] [--json] -- PROGRAM [ARGS...]
+
+Runs PROGRAM in N sessions, each in its own network namespace with its own
+virtual IP address (VIP) from the pool, through a userspace NAT gateway.
+
+  --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
+                    START-END ranges or single addresses
+  --sessions N      how many sessions to start (default 1)
+  --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
+  --json            print events as one JSON object per line
+  -h, --help        show this help
+  --version         print the version
+
+Each session's program gets VIPNAT_SESSION_ID, VIPNAT_VIP and VIPNAT_LOOPBACK.`;
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface RunArgs {
+  command: 'run';
+  pool: string;
+  sessions: number;
+  mtu: number;
+  json: boolean;
+  program: string;
+  args: string[];
+}
+
+export type Parsed = RunArgs | { command: 'help' } | { command: 'version' };
+
+function integer(flag: string, text: string | undefined, min: number, max: number): number {
+  if (text === undefined) throw new UsageError(`${flag} needs a value`);
+  if (!/^[0-9]+$/.test(text)) throw new UsageError(`${flag} "${text}": must be a whole number from ${min} to ${max}`);
+  const n = Number(text);
+  if (n < min || n > max) throw new UsageError(`${flag} ${text}: must be from ${min} to ${max}`);
+  return n;
+}
+
+export function parseArgs(argv: string[]): Parsed {
+  if (argv.length === 0) throw new UsageError('no command given (try: vipnat run --pool 198.19.7.0/28 -- PROGRAM)');
+  const [cmd, ...rest] = argv;
+  if (cmd === '-h' || cmd === '--help' || cmd === 'help') return { command: 'help' };
+  if (cmd === '--version' || cmd === 'version') return { command: 'version' };
+  if (cmd !== 'run') throw new UsageError(`unknown command "${cmd}" (the command is: vipnat run ...)`);
+
+  let pool: string | undefined;
+  let sessions = 1;
+  let mtu = 1500;
+  let json = false;
+  let i = 0;
+  for (; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (!a.startsWith('-')) break; // PROGRAM without a "--" before it
+    const eq = a.indexOf('=');
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const inline = eq > 0 ? a.slice(eq + 1) : undefined;
+    const value = (): string | undefined => (inline !== undefined ? inline : rest[++i]);
+    switch (flag) {
+      case '--pool': {
+        const v = value();
+        if (v === undefined || v.startsWith('--')) throw new UsageError('--pool needs a value, e.g. --pool 198.19.7.0/28');
+        pool = v;
+        break;
+      }
+      case '--sessions':
+        sessions = integer('--sessions', value(), 1, MAX_SESSION_ID);
+        break;
+      case '--mtu':
+        mtu = integer('--mtu', value(), 576, 65535);
+        break;
+      case '--json':
+        if (inline !== undefined) throw new UsageError('--json takes no value');
+        json = true;
+        break;
+      case '-h':
+      case '--help':
+        return { command: 'help' };
+      default:
+        throw new UsageError(`unknown flag ${flag}`);
+    }
+  }
+  if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
+  const program = rest[i];
+  if (program === undefined || program === '') throw new UsageError('no PROGRAM given: put it after "--"');
+  return { command: 'run', pool, sessions, mtu, json, program, args: rest.slice(i + 1) };
+}

@@ -1,0 +1,26 @@
+// How gateway events are shown: one readable line each, or one JSON object per line.
+import type { GatewayEvent } from '../gateway.js';
+
+export function formatEvent(e: GatewayEvent, json: boolean): string {
+  if (json) return JSON.stringify(e);
+  switch (e.event) {
+    case 'session':
+      return `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}`;
+    case 'no-vip':
+      return `session ${e.id} ${e.message}`;
+    case 'exit':
+      return `session ${e.id} exited ${e.signal ? `by ${e.signal}` : `with status ${e.code}`} (vip ${e.vip} released)`;
+    case 'stopping':
+      return `vipnat: ${e.signal}: stopping every session`;
+    case 'summary': {
+      const d = e.dataplane;
+      const n = (k: string): number => d[k] ?? 0;
+      return (
+        `summary: ${e.sessions} session${e.sessions === 1 ? '' : 's'} asked, ${e.started} started, ` +
+        `${e.noVip} without a VIP, ${e.failed} failed; ` +
+        `packets out ${n('toUplink')} in ${n('toSession')} dropped ${n('dropped')}; ` +
+        `exit status ${e.exitCode}`
+      );
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// Moves packets between devices through the translator; knows nothing of how devices are waited on.
+import { Nat, TO_UPLINK } from '../nat/index.js';
+
+/** Where the forwarder writes a packet: a TUN fd in production, an array in tests. */
+export interface Device {
+  /** Writes one packet; false if the device refused it (it is then counted as dropped). */
+  write(buf: Uint8Array, off: number, len: number): boolean;
+}
+
+export class ForwarderCounters {
+  toUplink = 0;
+  toSession = 0;
+  /** Packets the translator dropped (malformed, spoofed, no session...). */
+  dropped = 0;
+  /** Packets a device refused on write. */
+  writeErrors = 0;
+  /** Packets for a session whose device has just gone. */
+  noDevice = 0;
+}
+
+export class Forwarder {
+  readonly counters = new ForwarderCounters();
+  private readonly devices: (Device | null)[];
+
+  constructor(
+    readonly nat: Nat,
+    private readonly uplink: Device,
+    maxSession: number,
+  ) {
+    this.devices = new Array<Device | null>(maxSession + 1).fill(null);
+  }
+
+  attach(id: number, dev: Device, inner: number, vip: number): void {
+    this.nat.addSession(id, inner, vip);
+    this.devices[id] = dev;
+  }
+
+  detach(id: number): void {
+    this.nat.removeSession(id);
+    this.devices[id] = null;
+  }
+
+  /** A packet read from session `id`'s device. */
+  fromSession(id: number, buf: Uint8Array, len: number, now: number): void {
+    const v = this.nat.fromSession(id, buf, 0, len, now);
+    if (v === TO_UPLINK) {
+      if (this.uplink.write(buf, 0, len)) this.counters.toUplink++;
+      else this.counters.writeErrors++;
+    } else if (v > 0) {
+      this.toSession(v, buf, len);
+    } else {
+      this.counters.dropped++;
+    }
+  }
+
+  /** A packet read from the uplink device. */
+  fromUplink(buf: Uint8Array, len: number, now: number): void {
+    const v = this.nat.fromUplink(buf, 0, len, now);
+    if (v > 0) this.toSession(v, buf, len);
+    else this.counters.dropped++;
+  }
+
+  private toSession(id: number, buf: Uint8Array, len: number): void {
+    const dev = this.devices[id];
+    if (!dev) {
+      this.counters.noDevice++;
+    } else if (dev.write(buf, 0, len)) {
+      this.counters.toSession++;
+    } else {
+      this.counters.writeErrors++;
+    }
+  }
+}

@@ -1,0 +1,304 @@
+// The gateway: composes the pool, the uplink TUN, the dataplane and the sessions into one run.
+import { existsSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { Dataplane, type DataplaneStats } from './dataplane/index.js';
+import { IpError, ip, ipBatch, openTun, readSysctl, SysError, TUN_PATH, which, writeSysctl, geteuid, close, EBUSY } from './linux/index.js';
+import { parseIpv4 } from './wire/index.js';
+import { NO_VIP_MESSAGE, parseRanges, VipPool, PoolError } from './pool/index.js';
+import { Session, sweepStale } from './session/index.js';
+
+export { PoolError, NO_VIP_MESSAGE, MAX_SESSION_ID, parseRanges } from './pool/index.js';
+
+export const UPLINK_NAME = 'vipnat0';
+
+/** An error the user can fix; the CLI prints its message on one line and exits with `exitCode`. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = 1,
+  ) {
+    super(message);
+    this.name = 'UserError';
+  }
+}
+
+export interface RunOptions {
+  pool: string;
+  sessions: number;
+  mtu: number;
+  program: string;
+  args: string[];
+  /** Flow table capacity. */
+  flowCapacity?: number;
+  /** Grace period between SIGTERM and SIGKILL for session programs when stopping. */
+  killGraceMs?: number;
+  onEvent: (e: GatewayEvent) => void;
+}
+
+export type GatewayEvent =
+  | { event: 'session'; id: number; vip: string; loopback: string; pid: number; netns: string }
+  | { event: 'no-vip'; id: number; message: string }
+  | { event: 'exit'; id: number; vip: string; code: number | null; signal: string | null }
+  | { event: 'stopping'; signal: string }
+  | {
+      event: 'summary';
+      sessions: number;
+      started: number;
+      noVip: number;
+      failed: number;
+      exitCode: number;
+      durationMs: number;
+      dataplane: DataplaneStats;
+    };
+
+/** Exit status when every program succeeded but some sessions got no VIP. */
+export const EXIT_NO_VIP = 3;
+
+const CAP_NET_ADMIN = 12;
+const CAP_SYS_ADMIN = 21;
+
+/** Checks what vipnat needs from the machine; throws a UserError naming what is missing. */
+export function preflight(): void {
+  if (geteuid() !== 0 && !hasCapabilities([CAP_NET_ADMIN, CAP_SYS_ADMIN])) {
+    throw new UserError('vipnat needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces and TUN devices: run it as root or with sudo');
+  }
+  if (!existsSync(TUN_PATH)) {
+    throw new UserError(`${TUN_PATH} is missing: load the tun module (modprobe tun) or, in a container, pass --device ${TUN_PATH}`);
+  }
+  if (!which('ip')) {
+    throw new UserError("the 'ip' command (iproute2) was not found in PATH: install iproute2 (apt-get install iproute2)");
+  }
+}
+
+function hasCapabilities(caps: number[]): boolean {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+    if (!m) return false;
+    const eff = BigInt(`0x${m[1]}`);
+    return caps.every((c) => (eff >> BigInt(c)) & 1n);
+  } catch {
+    return false;
+  }
+}
+
+/** The uplink: vipnat0 in the namespace vipnat runs in, with the pool routed to it. */
+class Uplink {
+  fd = -1;
+  private forwardingWas: string | null = null;
+
+  async open(mtu: number, routes: string[]): Promise<void> {
+    const exists = await ip(['link', 'show', 'dev', UPLINK_NAME]).then(
+      () => true,
+      () => false,
+    );
+    if (exists) {
+      throw new UserError(`an interface named ${UPLINK_NAME} already exists in this namespace: is another vipnat running here?`);
+    }
+    try {
+      this.fd = openTun(UPLINK_NAME);
+    } catch (e) {
+      if (e instanceof SysError && e.errno === EBUSY) throw new UserError(`${UPLINK_NAME} is busy: is another vipnat running here?`);
+      throw e;
+    }
+    await ipBatch([`link set dev ${UPLINK_NAME} mtu ${mtu} up`]);
+    try {
+      await ipBatch(routes.map((r) => `route add ${r} dev ${UPLINK_NAME}`));
+    } catch (e) {
+      throw new UserError(`cannot route the pool to ${UPLINK_NAME} (${(e as Error).message.replace(/^ip -batch: /, '')}): does a route to part of it already exist here?`);
+    }
+    // The namespace's kernel forwards between vipnat0 and the real interfaces.
+    const was = readSysctl('net.ipv4.ip_forward');
+    if (was !== '1') {
+      writeSysctl('net.ipv4.ip_forward', '1');
+      this.forwardingWas = was;
+    }
+  }
+
+  /** Undoes open(): the routes go with the device, which goes with the fd. */
+  close(fdOwnedElsewhere: boolean): void {
+    if (this.fd >= 0 && !fdOwnedElsewhere) close(this.fd);
+    this.fd = -1;
+    if (this.forwardingWas !== null) {
+      try {
+        writeSysctl('net.ipv4.ip_forward', this.forwardingWas);
+      } catch {
+        // Best effort: the namespace may be going away.
+      }
+      this.forwardingWas = null;
+    }
+  }
+}
+
+/** Runs the sessions to completion; resolves with vipnat's exit status. */
+export async function run(opts: RunOptions): Promise<number> {
+  const started = Date.now();
+  let pool: VipPool;
+  try {
+    pool = new VipPool(parseRanges(opts.pool));
+  } catch (e) {
+    if (e instanceof PoolError) throw new UserError(e.message, 2);
+    throw e;
+  }
+  if (!pool.families().includes(4)) {
+    throw new UserError(`pool "${opts.pool}": has no IPv4 address; IPv6-only pools are not supported yet`, 2);
+  }
+  preflight();
+  if (!which(opts.program)) throw new UserError(`program not found: ${opts.program}`, 127);
+  await sweepStale();
+
+  const uplink = new Uplink();
+  let dataplane: Dataplane | null = null;
+  const live = new Map<number, Session>();
+  const results = new Map<number, { code: number | null; signal: string | null }>();
+  let noVip = 0;
+  let stopSignal: NodeJS.Signals | null = null;
+  let fatal: Error | null = null;
+  let wake: () => void = () => undefined;
+  let killTimer: NodeJS.Timeout | null = null;
+
+  const stopAll = (): void => {
+    for (const s of live.values()) s.child?.kill('SIGTERM');
+    if (!killTimer) {
+      killTimer = setTimeout(() => {
+        for (const s of live.values()) s.child?.kill('SIGKILL');
+      }, opts.killGraceMs ?? 5000);
+    }
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stopSignal) return;
+    stopSignal = sig;
+    opts.onEvent({ event: 'stopping', signal: sig });
+    stopAll();
+    wake();
+  };
+  const sigint = (): void => onSignal('SIGINT');
+  const sigterm = (): void => onSignal('SIGTERM');
+  process.on('SIGINT', sigint);
+  process.on('SIGTERM', sigterm);
+
+  const endSession = async (s: Session): Promise<void> => {
+    live.delete(s.spec.id);
+    try {
+      if (dataplane && s.fd < 0) await dataplane.removeSession(s.spec.id);
+    } catch {
+      // A dead dataplane has closed nothing; the process exit closes the fd.
+    }
+    await s.destroy();
+    pool.release(s.spec.vip);
+  };
+
+  let dpStats: DataplaneStats = {};
+  try {
+    await uplink.open(opts.mtu, pool.routes().filter((r) => !r.includes(':')));
+    dataplane = await Dataplane.start({
+      uplinkFd: uplink.fd,
+      maxSession: opts.sessions,
+      flowCapacity: opts.flowCapacity ?? 1 << 18,
+    });
+    dataplane.onFailure = (e) => {
+      fatal ??= e;
+      stopAll();
+      wake();
+    };
+
+    const exits: Promise<void>[] = [];
+    for (let id = 1; id <= opts.sessions && !stopSignal && !fatal; id++) {
+      const vip = pool.take(4);
+      if (vip === null) {
+        noVip++;
+        opts.onEvent({ event: 'no-vip', id, message: NO_VIP_MESSAGE });
+        continue;
+      }
+      const s = new Session({ id, vip, inner: vip, mtu: opts.mtu });
+      live.set(id, s);
+      try {
+        await s.create();
+        const fd = s.fd;
+        await dataplane.addSession(id, fd, parseIpv4(s.spec.inner), parseIpv4(vip));
+        s.fd = -1; // the dataplane owns it now
+      } catch (e) {
+        await endSession(s);
+        throw e;
+      }
+      const child = s.start(opts.program, opts.args, process.env);
+      exits.push(
+        new Promise<void>((resolve) => {
+          child.once('error', (e) => {
+            results.set(id, { code: 127, signal: null });
+            fatal ??= new UserError(`session ${id}: cannot start ${opts.program}: ${e.message}`);
+            resolve();
+          });
+          child.once('exit', (code, signal) => {
+            results.set(id, { code, signal });
+            resolve();
+          });
+        }).then(async () => {
+          const r = results.get(id)!;
+          await endSession(s);
+          opts.onEvent({ event: 'exit', id, vip, code: r.code, signal: r.signal });
+        }),
+      );
+      opts.onEvent({ event: 'session', id, vip, loopback: s.loopback, pid: child.pid ?? -1, netns: s.netns });
+    }
+    if (stopSignal || fatal) stopAll();
+
+    // Wait for every program, or for a failure that makes us stop them.
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      void Promise.all(exits).then(() => resolve());
+    });
+    if (live.size > 0) {
+      stopAll();
+      await Promise.all(exits);
+    }
+  } catch (e) {
+    fatal ??= e as Error;
+  } finally {
+    if (killTimer) clearTimeout(killTimer);
+    // Whatever went wrong above, leave nothing behind.
+    for (const s of [...live.values()]) {
+      s.child?.kill('SIGKILL');
+      await endSession(s).catch(() => undefined);
+    }
+    if (dataplane) {
+      dpStats = await dataplane.stop().catch(() => ({}));
+    }
+    uplink.close(dataplane !== null);
+    process.off('SIGINT', sigint);
+    process.off('SIGTERM', sigterm);
+  }
+
+  if (fatal) {
+    if (fatal instanceof UserError) throw fatal;
+    if (fatal instanceof IpError || fatal instanceof SysError) throw new UserError(fatal.message);
+    throw fatal;
+  }
+
+  let failed = 0;
+  let firstFailure = 0;
+  for (const id of [...results.keys()].sort((a, b) => a - b)) {
+    const r = results.get(id)!;
+    const status = r.signal ? 128 + signalNumber(r.signal) : (r.code ?? 1);
+    if (status !== 0) {
+      failed++;
+      if (firstFailure === 0) firstFailure = status;
+    }
+  }
+  const exitCode = stopSignal ? 128 + signalNumber(stopSignal) : firstFailure !== 0 ? firstFailure : noVip > 0 ? EXIT_NO_VIP : 0;
+  opts.onEvent({
+    event: 'summary',
+    sessions: opts.sessions,
+    started: results.size,
+    noVip,
+    failed,
+    exitCode,
+    durationMs: Date.now() - started,
+    dataplane: dpStats,
+  });
+  return exitCode;
+}
+
+function signalNumber(sig: string): number {
+  return (constants.signals as Record<string, number>)[sig] ?? 1;
+}

@@ -1,0 +1,6 @@
+// Public surface of the linux layer: syscalls, TUN, iproute2, namespaces, sysctls.
+export * from './libc.js';
+export * from './tun.js';
+export * from './ip.js';
+export * from './netns.js';
+export * from './sysctl.js';

@@ -1,0 +1,67 @@
+// iproute2: run `ip` commands, singly or batched, in this or another network namespace.
+import { execFile, spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export class IpError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IpError';
+  }
+}
+
+/** Finds an executable in PATH, or returns null. */
+export function which(cmd: string): string | null {
+  if (cmd.includes('/')) return isExecutable(cmd) ? cmd : null;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, cmd);
+    if (isExecutable(p)) return p;
+  }
+  return null;
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function firstLine(s: string): string {
+  return s.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+}
+
+/** Runs `ip [-n netns] ARGS...`; resolves with stdout, rejects with ip's own one-line complaint. */
+export function ip(args: string[], netns?: string): Promise<string> {
+  const argv = netns ? ['-n', netns, ...args] : args;
+  return new Promise((resolve, reject) => {
+    execFile('ip', argv, { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new IpError(`ip ${argv.join(' ')}: ${firstLine(stderr) || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/**
+ * Runs many ip commands in one process (`ip -batch -`), one per line, which is
+ * far cheaper than a process per step. Stops at the first failing line.
+ */
+export function ipBatch(lines: string[], netns?: string): Promise<void> {
+  if (lines.length === 0) return Promise.resolve();
+  const argv = netns ? ['-n', netns, '-batch', '-'] : ['-batch', '-'];
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', argv, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (stderr += d));
+    child.on('error', (e) => reject(new IpError(`ip -batch: ${e.message}`)));
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new IpError(`ip${netns ? ` -n ${netns}` : ''} -batch: ${firstLine(stderr) || `exit status ${code}`}`));
+    });
+    child.stdin.end(lines.join('\n') + '\n');
+  });
+}

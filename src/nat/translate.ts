@@ -1,0 +1,474 @@
+// The translator: per-packet policy between session TUNs and the uplink, over the flow table.
+//
+// Each session has an inner address (what its eth0 holds) and a VIP (what the
+// network sees). In address mode they are equal and every rewrite below is
+// skipped; in NAT mode the source is rewritten inner -> VIP on the way out and
+// the destination VIP -> inner on the way in, with RFC 1624 checksum updates.
+// Because the mapping is one-to-one per session, a packet can always be
+// translated even without a flow (table full, a non-first fragment, a protocol
+// without ports); flows add state, timeouts and accounting on top.
+//
+// TCP states (numbers stored in the flow table; "out" = from the session):
+//
+//   new --SYN out--> SYN_OUT --SYN in--> ESTABLISHED --FIN out--> FIN_OUT --FIN in--> CLOSING
+//   new --SYN in---> SYN_IN  --SYN out-> ESTABLISHED --FIN in---> FIN_IN  --FIN out-> CLOSING
+//   new --other----> ESTABLISHED (picked up mid-stream)
+//   any --RST------> CLOSED;   CLOSED/CLOSING --SYN--> SYN_OUT/SYN_IN (port reused)
+//
+// Timeouts follow RFC 5382 (established 2 h 4 min, transitory 4 min) and
+// RFC 4787 (UDP 5 min, refreshed by traffic either way).
+
+import { FlowTable, NO_FLOW } from './flows.js';
+import {
+  Icmp4,
+  ICMP4_ECHO_REPLY,
+  ICMP4_ECHO_REQUEST,
+  Ipv4,
+  PROTO_ICMP,
+  PROTO_TCP,
+  PROTO_UDP,
+  Tcp,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+  Udp,
+} from '../wire/index.js';
+
+/** Verdicts of fromSession/fromUplink besides a session id (> 0). */
+export const DROP = -1;
+export const TO_UPLINK = 0;
+
+export const STATE_FREE = 0;
+export const TCP_SYN_OUT = 1;
+export const TCP_SYN_IN = 2;
+export const TCP_ESTABLISHED = 3;
+export const TCP_FIN_OUT = 4;
+export const TCP_FIN_IN = 5;
+export const TCP_CLOSING = 6;
+export const TCP_CLOSED = 7;
+export const UDP_ACTIVE = 8;
+export const ICMP_ACTIVE = 9;
+
+export const STATE_NAMES = ['free', 'syn-out', 'syn-in', 'established', 'fin-out', 'fin-in', 'closing', 'closed', 'udp', 'icmp'] as const;
+
+/** Idle timeouts in seconds. */
+export interface Timeouts {
+  tcpEstablished: number;
+  tcpTransitory: number;
+  tcpClosed: number;
+  udp: number;
+  icmp: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  tcpEstablished: 7440, // RFC 5382 REQ-5: at least 2 h 4 min
+  tcpTransitory: 240, // RFC 5382 REQ-5: at least 4 min
+  tcpClosed: 10, // after RST: nothing more to carry
+  udp: 300, // RFC 4787 REQ-5: at least 2 min, 5 min recommended
+  icmp: 60,
+};
+
+/** Counters of what the translator did; plain numbers so the hot path only increments. */
+export class NatCounters {
+  fromSession = 0;
+  fromUplink = 0;
+  /** Not IPv4 (e.g. IPv6 router solicitations from a session's kernel): dropped. */
+  otherFamily = 0;
+  malformed = 0;
+  spoofed = 0;
+  noSession = 0;
+  tableFull = 0;
+  fragments = 0;
+  hairpin = 0;
+  icmpErrors = 0;
+  icmpErrorsDropped = 0;
+  flowsCreated = 0;
+  flowsExpired = 0;
+}
+
+export interface NatOptions {
+  /** Highest session id that will be added. */
+  maxSession: number;
+  flowCapacity: number;
+  timeouts?: Timeouts;
+  seed?: number;
+}
+
+export class Nat {
+  readonly flows: FlowTable;
+  readonly counters = new NatCounters();
+  private readonly timeouts: Timeouts;
+  private readonly innerOf: Uint32Array;
+  private readonly vipOf: Uint32Array;
+  private readonly active: Uint8Array;
+  private readonly byVip = new Map<number, number>();
+  private readonly ip = new Ipv4();
+  private readonly tcp = new Tcp();
+  private readonly udp = new Udp();
+  private readonly icmp = new Icmp4();
+  // Views for the packet quoted inside an ICMP error.
+  private readonly qip = new Ipv4();
+  private readonly qicmp = new Icmp4();
+
+  constructor(opts: NatOptions) {
+    this.flows = new FlowTable(opts.flowCapacity, opts.seed);
+    this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
+    this.innerOf = new Uint32Array(opts.maxSession + 1);
+    this.vipOf = new Uint32Array(opts.maxSession + 1);
+    this.active = new Uint8Array(opts.maxSession + 1);
+  }
+
+  addSession(id: number, inner: number, vip: number): void {
+    if (!(id >= 1 && id < this.active.length)) throw new RangeError(`session id ${id}: must be 1-${this.active.length - 1}`);
+    if (this.active[id]) throw new Error(`session ${id} is already active`);
+    if (this.byVip.has(vip)) throw new Error(`VIP ${vip >>> 0} is already held by session ${this.byVip.get(vip)}`);
+    this.innerOf[id] = inner;
+    this.vipOf[id] = vip;
+    this.active[id] = 1;
+    this.byVip.set(vip, id);
+  }
+
+  removeSession(id: number): void {
+    if (!this.active[id]) return;
+    this.active[id] = 0;
+    this.byVip.delete(this.vipOf[id]!);
+    this.flows.removeSession(id);
+  }
+
+  /** The session holding `vip`, or 0. */
+  sessionOf(vip: number): number {
+    return this.byVip.get(vip) ?? 0;
+  }
+
+  /** Drops idle flows; call about once a second with a slice budget. */
+  expire(now: number, budget?: number): void {
+    this.counters.flowsExpired += this.flows.expire(now, budget);
+  }
+
+  /**
+   * Translates a packet that session `id` sent. Returns TO_UPLINK, another
+   * session's id (hairpin: the packet is already translated for it), or DROP.
+   */
+  fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number): number {
+    const c = this.counters;
+    c.fromSession++;
+    const ip = this.ip;
+    if (len > 0 && buf[off]! >>> 4 !== 4) {
+      c.otherFamily++;
+      return DROP;
+    }
+    if (!ip.attach(buf, off, len) || !this.active[id]) {
+      c.malformed++;
+      return DROP;
+    }
+    const inner = this.innerOf[id]!;
+    const vip = this.vipOf[id]!;
+    if (ip.src !== inner) {
+      // Anti-spoofing: a session can only ever appear as itself.
+      c.spoofed++;
+      return DROP;
+    }
+    const proto = ip.protocol;
+    const remote = ip.dst;
+    const poff = ip.payloadOffset;
+    const plen = ip.payloadLength;
+    let ports = false;
+    let sport = 0;
+    let dport = 0;
+    let flags = 0;
+    if (ip.fragmentOffset !== 0) {
+      c.fragments++;
+    } else if (proto === PROTO_TCP) {
+      if (!this.tcp.attach(buf, poff, plen)) return this.malformed();
+      sport = this.tcp.srcPort;
+      dport = this.tcp.dstPort;
+      flags = this.tcp.flags;
+      ports = true;
+    } else if (proto === PROTO_UDP) {
+      if (!(ip.moreFragments ? this.udp.attachHeader(buf, poff, plen) : this.udp.attach(buf, poff, plen))) return this.malformed();
+      sport = this.udp.srcPort;
+      dport = this.udp.dstPort;
+      ports = true;
+    } else if (proto === PROTO_ICMP) {
+      const icmp = this.icmp;
+      if (!icmp.attach(buf, poff, plen)) return this.malformed();
+      if (icmp.isEcho) {
+        sport = icmp.ident;
+        ports = true;
+      } else if (icmp.isError) {
+        if (!this.sessionError(id, inner, vip)) return DROP;
+      }
+    }
+
+    if (ports) {
+      let f = this.flows.lookupInner(id, proto, inner, sport, remote, dport);
+      if (f === NO_FLOW) {
+        f = this.flows.insert(id, proto, inner, sport, vip, sport, remote, dport, STATE_FREE, 0);
+        if (f === NO_FLOW) c.tableFull++;
+        else c.flowsCreated++;
+      }
+      if (f !== NO_FLOW) this.advance(f, proto, flags, true, now);
+    }
+
+    if (inner !== vip) {
+      ip.setSrc(vip);
+      if (ports && proto === PROTO_TCP) this.tcp.updateAddress(inner, vip);
+      else if (ports && proto === PROTO_UDP) this.udp.updateAddress(inner, vip);
+    }
+
+    if (this.byVip.has(remote)) {
+      // Hairpin: deliver straight to the session holding the destination VIP.
+      c.hairpin++;
+      c.fromUplink--; // counted once, as a session packet
+      return this.fromUplink(buf, off, len, now);
+    }
+    return TO_UPLINK;
+  }
+
+  /** Translates a packet from the uplink. Returns the id of the session to deliver it to, or DROP. */
+  fromUplink(buf: Uint8Array, off: number, len: number, now: number): number {
+    const c = this.counters;
+    c.fromUplink++;
+    const ip = this.ip;
+    if (len > 0 && buf[off]! >>> 4 !== 4) {
+      c.otherFamily++;
+      return DROP;
+    }
+    if (!ip.attach(buf, off, len)) return this.malformed();
+    const vip = ip.dst;
+    const id = this.byVip.get(vip);
+    if (id === undefined) {
+      c.noSession++;
+      return DROP;
+    }
+    const inner = this.innerOf[id]!;
+    const proto = ip.protocol;
+    const remote = ip.src;
+    const poff = ip.payloadOffset;
+    const plen = ip.payloadLength;
+    let ports = false;
+    let sport = 0;
+    let dport = 0;
+    let flags = 0;
+    let opens = false;
+    if (ip.fragmentOffset !== 0) {
+      c.fragments++;
+    } else if (proto === PROTO_TCP) {
+      if (!this.tcp.attach(buf, poff, plen)) return this.malformed();
+      sport = this.tcp.srcPort;
+      dport = this.tcp.dstPort;
+      flags = this.tcp.flags;
+      ports = true;
+      // Only a connection attempt may open a flow from outside (to a listener).
+      opens = (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
+    } else if (proto === PROTO_UDP) {
+      if (!(ip.moreFragments ? this.udp.attachHeader(buf, poff, plen) : this.udp.attach(buf, poff, plen))) return this.malformed();
+      sport = this.udp.srcPort;
+      dport = this.udp.dstPort;
+      ports = true;
+      opens = true;
+    } else if (proto === PROTO_ICMP) {
+      const icmp = this.icmp;
+      if (!icmp.attach(buf, poff, plen)) return this.malformed();
+      if (icmp.isEcho) {
+        dport = icmp.ident;
+        ports = true;
+        opens = icmp.type === ICMP4_ECHO_REQUEST;
+      } else if (icmp.isError) {
+        if (!this.uplinkError(id, inner, vip)) return DROP;
+      }
+    }
+
+    if (ports) {
+      let f = this.flows.lookupOuter(proto, vip, dport, remote, sport);
+      if (f === NO_FLOW && opens) {
+        f = this.flows.insert(id, proto, inner, dport, vip, dport, remote, sport, STATE_FREE, 0);
+        if (f === NO_FLOW) c.tableFull++;
+        else c.flowsCreated++;
+      }
+      if (f !== NO_FLOW) this.advance(f, proto, flags, false, now);
+    }
+
+    if (inner !== vip) {
+      ip.setDst(inner);
+      if (ports && proto === PROTO_TCP) this.tcp.updateAddress(vip, inner);
+      else if (ports && proto === PROTO_UDP) this.udp.updateAddress(vip, inner);
+    }
+    return id;
+  }
+
+  private malformed(): number {
+    this.counters.malformed++;
+    return DROP;
+  }
+
+  /** Moves a flow's state on and refreshes its deadline. */
+  private advance(f: number, proto: number, flags: number, out: boolean, now: number): void {
+    const flows = this.flows;
+    const t = this.timeouts;
+    let s = flows.state[f]!;
+    let timeout: number;
+    if (proto === PROTO_TCP) {
+      s = nextTcpState(s, flags, out);
+      timeout = s === TCP_ESTABLISHED ? t.tcpEstablished : s === TCP_CLOSED ? t.tcpClosed : t.tcpTransitory;
+    } else if (proto === PROTO_UDP) {
+      s = UDP_ACTIVE;
+      timeout = t.udp;
+    } else {
+      s = ICMP_ACTIVE;
+      timeout = t.icmp;
+    }
+    flows.state[f] = s;
+    flows.deadline[f] = now + timeout;
+  }
+
+  /**
+   * An ICMP error sent by session `id` about a packet it received: the quoted
+   * packet went remote -> inner, and must read remote -> VIP once out.
+   * Returns false (dropped) when it quotes no flow of the session.
+   */
+  private sessionError(id: number, inner: number, vip: number): boolean {
+    const c = this.counters;
+    c.icmpErrors++;
+    const q = this.quoted();
+    if (q < 0 || this.qip.dst !== inner) return this.errorDropped();
+    const proto = this.qip.protocol;
+    const f = this.flows.lookupInner(id, proto, inner, this.quotedDstPort(proto, q), this.qip.src, this.quotedSrcPort(proto, q));
+    if (f === NO_FLOW) return this.errorDropped();
+    if (inner !== vip) this.rewriteQuoted(false, vip);
+    return true;
+  }
+
+  /**
+   * An ICMP error from the network about a packet a session sent: the quoted
+   * packet went VIP -> remote, and must read inner -> remote for the session.
+   */
+  private uplinkError(id: number, inner: number, vip: number): boolean {
+    const c = this.counters;
+    c.icmpErrors++;
+    const q = this.quoted();
+    if (q < 0 || this.qip.src !== vip) return this.errorDropped();
+    const proto = this.qip.protocol;
+    const f = this.flows.lookupOuter(proto, vip, this.quotedSrcPort(proto, q), this.qip.dst, this.quotedDstPort(proto, q));
+    if (f === NO_FLOW || this.flows.session[f] !== id) return this.errorDropped();
+    if (inner !== vip) this.rewriteQuoted(true, inner);
+    return true;
+  }
+
+  private errorDropped(): boolean {
+    this.counters.icmpErrorsDropped++;
+    return false;
+  }
+
+  /**
+   * Attaches `qip` to the packet quoted in the ICMP error at `this.icmp`.
+   * Returns the offset of the quoted transport header, or -1 if the quote is
+   * unusable. A quote is truncated, so its Total Length is not checked
+   * against the bytes present; 8 bytes of transport header must be there.
+   */
+  private quoted(): number {
+    const icmp = this.icmp;
+    const b = icmp.buf;
+    const o = icmp.off + 8;
+    const avail = icmp.len - 8;
+    if (avail < 28) return -1;
+    const vi = b[o]!;
+    const hlen = (vi & 0x0f) << 2;
+    if (vi >>> 4 !== 4 || hlen < 20 || hlen + 8 > avail) return -1;
+    // attach() wants Total Length within the bytes; the quote is cut short, so
+    // give it a window as long as the header claims when that is larger.
+    const claimed = (b[o + 2]! << 8) | b[o + 3]!;
+    if (!this.qip.attach(b, o, Math.max(avail, claimed))) return -1;
+    if (this.qip.fragmentOffset !== 0) return -1;
+    return o + hlen;
+  }
+
+  private quotedSrcPort(proto: number, q: number): number {
+    const b = this.icmp.buf;
+    if (proto === PROTO_TCP || proto === PROTO_UDP) return (b[q]! << 8) | b[q + 1]!;
+    if (proto === PROTO_ICMP) return this.quotedEchoIdent(q);
+    return -1;
+  }
+
+  private quotedDstPort(proto: number, q: number): number {
+    const b = this.icmp.buf;
+    if (proto === PROTO_TCP || proto === PROTO_UDP) return (b[q + 2]! << 8) | b[q + 3]!;
+    if (proto === PROTO_ICMP) return 0;
+    return -1;
+  }
+
+  private quotedEchoIdent(q: number): number {
+    const b = this.icmp.buf;
+    const type = b[q]!;
+    if (type !== ICMP4_ECHO_REQUEST && type !== ICMP4_ECHO_REPLY) return -1;
+    return (b[q + 4]! << 8) | b[q + 5]!;
+  }
+
+  /**
+   * Rewrites the quoted packet's source (toInner: VIP -> inner, for an error
+   * from the network) or destination (VIP written in place of inner, for an
+   * error from a session), its header checksum and its transport checksum when
+   * quoted, then recomputes the ICMP checksum, which covers the quote.
+   */
+  private rewriteQuoted(srcField: boolean, addr: number): void {
+    const icmp = this.icmp;
+    if (!icmp.verifyChecksum()) {
+      this.counters.malformed++;
+      return;
+    }
+    const qip = this.qip;
+    const old = srcField ? qip.src : qip.dst;
+    if (srcField) qip.setSrc(addr);
+    else qip.setDst(addr);
+    const q = qip.payloadOffset;
+    const end = icmp.off + icmp.len;
+    const proto = qip.protocol;
+    // The transport checksum covers the pseudo-header: fix it when quoted.
+    const ck = proto === PROTO_TCP ? q + 16 : proto === PROTO_UDP ? q + 6 : -1;
+    if (ck > 0 && ck + 2 <= end) {
+      const b = icmp.buf;
+      const cur = (b[ck]! << 8) | b[ck + 1]!;
+      if (!(proto === PROTO_UDP && cur === 0)) {
+        let n = updateAddr(cur, old, addr);
+        if (n === 0 && proto === PROTO_UDP) n = 0xffff;
+        b[ck] = n >>> 8;
+        b[ck + 1] = n & 0xff;
+      }
+    }
+    icmp.fillChecksum();
+  }
+}
+
+function updateAddr(check: number, oldAddr: number, newAddr: number): number {
+  const acc =
+    (~check & 0xffff) + (~(oldAddr >>> 16) & 0xffff) + (~oldAddr & 0xffff) + (newAddr >>> 16) + (newAddr & 0xffff);
+  let s = acc;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+/** The TCP state machine of the header comment. `out` is true for packets from the session. */
+export function nextTcpState(s: number, flags: number, out: boolean): number {
+  if (flags & TCP_RST) return TCP_CLOSED;
+  const syn = (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
+  switch (s) {
+    case STATE_FREE:
+      return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : TCP_ESTABLISHED;
+    case TCP_SYN_OUT:
+      return !out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
+    case TCP_SYN_IN:
+      return out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
+    case TCP_ESTABLISHED:
+      return flags & TCP_FIN ? (out ? TCP_FIN_OUT : TCP_FIN_IN) : s;
+    case TCP_FIN_OUT:
+      return !out && flags & TCP_FIN ? TCP_CLOSING : s;
+    case TCP_FIN_IN:
+      return out && flags & TCP_FIN ? TCP_CLOSING : s;
+    case TCP_CLOSING:
+    case TCP_CLOSED:
+      return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : s;
+    default:
+      return s;
+  }
+}

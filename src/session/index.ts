@@ -1,0 +1,2 @@
+// Public surface of the session layer.
+export * from './session.js';

@@ -1,0 +1,164 @@
+// One session's life: a network namespace with a TUN eth0 holding its address, a hosts file, a program.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import {
+  close,
+  ipBatch,
+  ip,
+  killNetnsProcesses,
+  listNetns,
+  openTun,
+  removeNetnsEtc,
+  writeNetnsHosts,
+} from '../linux/index.js';
+import { loopbackFor } from '../pool/index.js';
+
+export interface SessionSpec {
+  id: number;
+  /** The address the network sees. */
+  vip: string;
+  /** The address eth0 holds: the VIP in address mode. */
+  inner: string;
+  mtu: number;
+}
+
+/** Namespace names carry the gateway's pid so a later run can tell stale ones from live ones. */
+export function netnsName(id: number, pid: number = process.pid): string {
+  return `vipnat-${pid}-${id}`;
+}
+
+const NETNS_PATTERN = /^vipnat-(\d+)-(\d+)$/;
+
+/** The TUN's name while it is still in the uplink namespace: short (IFNAMSIZ) and unique per gateway. */
+function tempIfName(id: number): string {
+  return `vn${process.pid.toString(36)}-${id.toString(36)}`;
+}
+
+/** /etc/hosts for the session: the machine's entries, with its hostname pointing at the session's address. */
+export function sessionHosts(address: string, host: string = hostname(), base?: string): string {
+  let text = base;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/etc/hosts', 'utf8');
+    } catch {
+      text = '127.0.0.1\tlocalhost\n';
+    }
+  }
+  const short = host.split('.')[0] ?? host;
+  const names = new Set([host, short]);
+  const kept = text
+    .split('\n')
+    .filter((line) => {
+      const fields = line.replace(/#.*/, '').trim().split(/\s+/);
+      return !fields.slice(1).some((n) => names.has(n));
+    })
+    .join('\n')
+    .replace(/\n*$/, '\n');
+  const aliases = short !== host ? `${host} ${short}` : host;
+  return `${kept}# vipnat: this session's own address\n${address}\t${aliases}\n`;
+}
+
+export class Session {
+  readonly netns: string;
+  /** The TUN fd; the dataplane takes it over (and closes it) once the session is attached. */
+  fd = -1;
+  child: ChildProcess | null = null;
+  private createdEtc = false;
+  private netnsMade = false;
+
+  constructor(readonly spec: SessionSpec) {
+    this.netns = netnsName(spec.id);
+  }
+
+  get loopback(): string {
+    return loopbackFor(this.spec.id);
+  }
+
+  /** Makes the namespace and its eth0. On failure, undoes what it did and throws. */
+  async create(): Promise<void> {
+    const { inner, mtu } = this.spec;
+    const tmp = tempIfName(this.spec.id);
+    try {
+      this.fd = openTun(tmp);
+      // The fd stays attached to the interface when the interface moves namespace.
+      await ipBatch([`netns add ${this.netns}`, `link set dev ${tmp} netns ${this.netns}`]);
+      this.netnsMade = true;
+      await ipBatch(
+        [
+          `link set dev lo up`,
+          `link set dev ${tmp} name eth0`,
+          `link set dev eth0 mtu ${mtu} up`,
+          `addr add ${inner}/32 dev eth0`,
+          `route add default dev eth0`,
+        ],
+        this.netns,
+      );
+      this.createdEtc = writeNetnsHosts(this.netns, sessionHosts(inner));
+    } catch (e) {
+      await this.destroy();
+      throw e;
+    }
+  }
+
+  /** Starts `program` inside the namespace (with the session's /etc/hosts) and returns its process. */
+  start(program: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.netns, program, ...args], {
+      stdio: 'inherit',
+      env: {
+        ...env,
+        VIPNAT_SESSION_ID: String(this.spec.id),
+        VIPNAT_VIP: this.spec.vip,
+        VIPNAT_LOOPBACK: this.loopback,
+        VIPNAT_NETNS: this.netns,
+      },
+    });
+    this.child = child;
+    return child;
+  }
+
+  /**
+   * Tears the session down: kills what is left in its namespace, deletes it
+   * and its /etc files. The TUN fd is closed here only if the dataplane never
+   * took it. Safe to call twice.
+   */
+  async destroy(): Promise<void> {
+    if (this.fd >= 0) {
+      close(this.fd);
+      this.fd = -1;
+    }
+    if (this.netnsMade) {
+      await killNetnsProcesses(this.netns, 'SIGKILL');
+      await ip(['netns', 'del', this.netns]).catch(() => undefined);
+      this.netnsMade = false;
+    }
+    removeNetnsEtc(this.netns, this.createdEtc);
+  }
+}
+
+/**
+ * Removes namespaces left by vipnat processes that died without cleaning up
+ * (SIGKILL, power loss). A namespace whose owner is still running is kept.
+ */
+export async function sweepStale(): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of listNetns()) {
+    const m = NETNS_PATTERN.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isVipnat(pid)) continue;
+    await killNetnsProcesses(name, 'SIGKILL');
+    await ip(['netns', 'del', name]).catch(() => undefined);
+    removeNetnsEtc(name, false);
+    removed.push(name);
+  }
+  return removed;
+}
+
+function isVipnat(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('vipnat');
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,52 @@
+// Internet checksum (RFC 1071) and incremental update (RFC 1624) over raw bytes.
+//
+// Sums are kept uncomplemented in a plain number and folded once at the end.
+// A sum of up to 2^37 bytes fits in a double's 53-bit mantissa, so no packet
+// ever needs an intermediate fold.
+
+/** Adds the bytes buf[off, off+len) as big-endian 16-bit words to `acc`; an odd last byte is padded with zero. */
+export function sum(buf: Uint8Array, off: number, len: number, acc: number): number {
+  const end = off + (len & ~1);
+  let i = off;
+  for (; i < end; i += 2) acc += (buf[i]! << 8) | buf[i + 1]!;
+  if (len & 1) acc += buf[i]! << 8;
+  return acc;
+}
+
+/** Folds an uncomplemented sum to 16 bits (end-around carry). */
+export function fold(acc: number): number {
+  // Two rounds are not always enough for numbers past 2^32, so loop.
+  while (acc > 0xffff) acc = (acc & 0xffff) + Math.floor(acc / 0x10000);
+  return acc;
+}
+
+/** The checksum field value for a sum: the complement of the folded sum. */
+export function finish(acc: number): number {
+  return ~fold(acc) & 0xffff;
+}
+
+/** Sum of the IPv4 pseudo-header (RFC 793/768). Addresses are unsigned 32-bit numbers. */
+export function pseudoSum4(src: number, dst: number, proto: number, length: number): number {
+  return (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + proto + length;
+}
+
+/**
+ * RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from m to m'.
+ * `check` is the checksum as stored in the packet. The result can be 0; callers
+ * with a "0 means none" rule (IPv4 UDP) send that as 0xffff.
+ */
+export function update16(check: number, oldValue: number, newValue: number): number {
+  const acc = (~check & 0xffff) + (~oldValue & 0xffff) + (newValue & 0xffff);
+  return ~fold(acc) & 0xffff;
+}
+
+/** RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address): both halves at once. */
+export function update32(check: number, oldValue: number, newValue: number): number {
+  const acc =
+    (~check & 0xffff) +
+    (~(oldValue >>> 16) & 0xffff) +
+    (~oldValue & 0xffff) +
+    (newValue >>> 16) +
+    (newValue & 0xffff);
+  return ~fold(acc) & 0xffff;
+}

@@ -1,0 +1,109 @@
+// Zero-copy view over a TCP header (RFC 9293).
+//
+//    0                   1                   2                   3
+//    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |          Source Port          |       Destination Port        |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |                        Sequence Number                        |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |                    Acknowledgment Number                      |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |  Data |       |C|E|U|A|P|R|S|F|                               |
+//   | Offset| Rsrvd |W|C|R|C|S|S|Y|I|            Window             |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |           Checksum            |         Urgent Pointer        |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |                    Options                    |    Padding    |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+import { finish, pseudoSum4, sum, update16, update32 } from './checksum.js';
+import { PROTO_TCP, read16, read32, write16 } from './ipv4.js';
+
+const SRC_PORT = 0;
+const DST_PORT = 2;
+const SEQ = 4;
+const ACK = 8;
+const OFFSET_FLAGS = 12;
+const WINDOW = 14;
+const CHECKSUM = 16;
+
+export const TCP_MIN_HEADER = 20;
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_PSH = 0x08;
+export const TCP_ACK = 0x10;
+
+export class Tcp {
+  buf: Uint8Array = new Uint8Array(0);
+  off = 0;
+  /** Segment length: header plus data. */
+  len = 0;
+
+  /** Points the view at a segment of `len` bytes; false if it is short or its data offset is impossible. */
+  attach(buf: Uint8Array, off: number, len: number): boolean {
+    if (len < TCP_MIN_HEADER) return false;
+    const hlen = (buf[off + OFFSET_FLAGS]! >>> 4) << 2;
+    if (hlen < TCP_MIN_HEADER || hlen > len) return false;
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    return true;
+  }
+
+  get srcPort(): number {
+    return read16(this.buf, this.off + SRC_PORT);
+  }
+  get dstPort(): number {
+    return read16(this.buf, this.off + DST_PORT);
+  }
+  get seq(): number {
+    return read32(this.buf, this.off + SEQ);
+  }
+  get ack(): number {
+    return read32(this.buf, this.off + ACK);
+  }
+  get headerLength(): number {
+    return (this.buf[this.off + OFFSET_FLAGS]! >>> 4) << 2;
+  }
+  /** The eight flag bits (CWR..FIN). */
+  get flags(): number {
+    return this.buf[this.off + OFFSET_FLAGS + 1]!;
+  }
+  get window(): number {
+    return read16(this.buf, this.off + WINDOW);
+  }
+  get checksum(): number {
+    return read16(this.buf, this.off + CHECKSUM);
+  }
+
+  /** True when the checksum over the IPv4 pseudo-header and the segment is right. */
+  verifyChecksum4(src: number, dst: number): boolean {
+    return finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_TCP, this.len))) === 0;
+  }
+
+  /** Computes the checksum from scratch for the IPv4 pseudo-header. */
+  fillChecksum4(src: number, dst: number): void {
+    write16(this.buf, this.off + CHECKSUM, 0);
+    write16(this.buf, this.off + CHECKSUM, finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_TCP, this.len))));
+  }
+
+  /** Folds a change of a pseudo-header address into the checksum (RFC 1624). */
+  updateAddress(oldAddr: number, newAddr: number): void {
+    const o = this.off + CHECKSUM;
+    write16(this.buf, o, update32(read16(this.buf, o), oldAddr, newAddr));
+  }
+
+  setSrcPort(p: number): void {
+    const o = this.off;
+    write16(this.buf, o + CHECKSUM, update16(read16(this.buf, o + CHECKSUM), read16(this.buf, o + SRC_PORT), p));
+    write16(this.buf, o + SRC_PORT, p);
+  }
+
+  setDstPort(p: number): void {
+    const o = this.off;
+    write16(this.buf, o + CHECKSUM, update16(read16(this.buf, o + CHECKSUM), read16(this.buf, o + DST_PORT), p));
+    write16(this.buf, o + DST_PORT, p);
+  }
+}

@@ -1,0 +1,109 @@
+// Zero-copy view over a UDP header (RFC 768).
+//
+//    0      7 8     15 16    23 24    31
+//   +--------+--------+--------+--------+
+//   |     Source      |   Destination   |
+//   |      Port       |      Port       |
+//   +--------+--------+--------+--------+
+//   |                 |                 |
+//   |     Length      |    Checksum     |
+//   +--------+--------+--------+--------+
+//
+// Over IPv4 a checksum of 0 means "not computed" and must stay 0 through
+// translation; a computed checksum of 0 is sent as 0xffff.
+
+import { finish, pseudoSum4, sum, update16, update32 } from './checksum.js';
+import { PROTO_UDP, read16, write16 } from './ipv4.js';
+
+const SRC_PORT = 0;
+const DST_PORT = 2;
+const LENGTH = 4;
+const CHECKSUM = 6;
+
+export const UDP_HEADER = 8;
+
+export class Udp {
+  buf: Uint8Array = new Uint8Array(0);
+  off = 0;
+  /** Datagram length by the Length field (header plus data). */
+  len = 0;
+
+  /**
+   * Points the view at a datagram within `avail` bytes; false if short or if
+   * the Length field is below 8 or beyond the bytes there.
+   */
+  attach(buf: Uint8Array, off: number, avail: number): boolean {
+    if (avail < UDP_HEADER) return false;
+    const len = read16(buf, off + LENGTH);
+    if (len < UDP_HEADER || len > avail) return false;
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    return true;
+  }
+
+  /**
+   * Points the view at just the 8-byte header, for the first fragment of a
+   * fragmented datagram, whose Length field describes bytes not all here.
+   */
+  attachHeader(buf: Uint8Array, off: number, avail: number): boolean {
+    if (avail < UDP_HEADER) return false;
+    this.buf = buf;
+    this.off = off;
+    this.len = avail;
+    return true;
+  }
+
+  get srcPort(): number {
+    return read16(this.buf, this.off + SRC_PORT);
+  }
+  get dstPort(): number {
+    return read16(this.buf, this.off + DST_PORT);
+  }
+  get length(): number {
+    return read16(this.buf, this.off + LENGTH);
+  }
+  get checksum(): number {
+    return read16(this.buf, this.off + CHECKSUM);
+  }
+
+  /** True when the checksum is right or absent (0). */
+  verifyChecksum4(src: number, dst: number): boolean {
+    if (this.checksum === 0) return true;
+    return finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_UDP, this.len))) === 0;
+  }
+
+  /** Computes the checksum from scratch for the IPv4 pseudo-header (0 is sent as 0xffff). */
+  fillChecksum4(src: number, dst: number): void {
+    write16(this.buf, this.off + CHECKSUM, 0);
+    const c = finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_UDP, this.len)));
+    write16(this.buf, this.off + CHECKSUM, c === 0 ? 0xffff : c);
+  }
+
+  /** Folds a change of a pseudo-header address into the checksum; an absent checksum stays absent. */
+  updateAddress(oldAddr: number, newAddr: number): void {
+    const o = this.off + CHECKSUM;
+    const c = read16(this.buf, o);
+    if (c === 0) return;
+    const n = update32(c, oldAddr, newAddr);
+    write16(this.buf, o, n === 0 ? 0xffff : n);
+  }
+
+  setSrcPort(p: number): void {
+    this.setPort(SRC_PORT, p);
+  }
+
+  setDstPort(p: number): void {
+    this.setPort(DST_PORT, p);
+  }
+
+  private setPort(field: number, p: number): void {
+    const o = this.off;
+    const c = read16(this.buf, o + CHECKSUM);
+    if (c !== 0) {
+      const n = update16(c, read16(this.buf, o + field), p);
+      write16(this.buf, o + CHECKSUM, n === 0 ? 0xffff : n);
+    }
+    write16(this.buf, o + field, p);
+  }
+}
