@@ -1,0 +1,31 @@
+# vipnat: build, test and demo; each target does its own setup on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+.PHONY: setup build test test-unit test-integration demo clean
+
+setup: node_modules/.installed
+	@scripts/setup.sh
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: node_modules/.installed
+	npx tsc -p tsconfig.json
+
+test: setup build
+	npx tsc -p tsconfig.test.json
+	npx vitest run
+
+test-unit: node_modules/.installed
+	npx vitest run --project unit
+
+test-integration: setup build
+	npx vitest run --project integration
+
+demo: setup build
+	scripts/demo.sh
+
+clean:
+	rm -rf dist node_modules

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vipnat's tests and demo use, only those whose command is missing.
+set -euo pipefail
+
+# command:package pairs
+needs=(
+  ip:iproute2
+  socat:socat
+  ping:iputils-ping
+  nsenter:util-linux
+  setpriv:util-linux
+  unshare:util-linux
+  pgrep:procps
+)
+
+missing=()
+for pair in "${needs[@]}"; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ -e /dev/net/tun ] || echo "setup: warning: /dev/net/tun is missing (modprobe tun)" >&2
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages ${missing[*]}; run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi

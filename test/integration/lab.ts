@@ -1,0 +1,157 @@
+// A lab of namespaces for integration tests (scripts/lab.sh) and helpers to run the real CLI in it.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const VIPNAT = `${ROOT}bin/vipnat`;
+export const LAB_SH = `${ROOT}scripts/lab.sh`;
+export const BACKEND = '198.18.0.2';
+export const LAB_PREFIX = 'vnlab-';
+
+function run(cmd: string, args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input });
+  return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+export function sh(cmd: string, args: string[]): string {
+  const r = run(cmd, args);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.status}`}`);
+  return r.stdout;
+}
+
+/** Everything vipnat might leave behind, as comparable text. */
+export interface Snapshot {
+  netns: string[];
+  gwLinks: string;
+  gwRoutes: string;
+  gwForward: string;
+  etcNetns: string[];
+}
+
+export class Lab {
+  readonly gw: string;
+  readonly be: string;
+  private readonly children = new Set<ChildProcess>();
+
+  private constructor(readonly name: string) {
+    this.gw = `${name}-gw`;
+    this.be = `${name}-be`;
+  }
+
+  static up(): Lab {
+    const lab = new Lab(`${LAB_PREFIX}${randomBytes(3).toString('hex')}`);
+    sh(LAB_SH, ['up', lab.name]);
+    return lab;
+  }
+
+  /** Runs a command to completion in one of the lab's namespaces. */
+  exec(ns: string, cmd: string[], input?: string): { status: number; stdout: string; stderr: string } {
+    return run('ip', ['netns', 'exec', ns, ...cmd], input);
+  }
+
+  /** Starts a long-running command in a namespace; killed at `down()`. */
+  spawn(ns: string, cmd: string[]): ChildProcess {
+    const c = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.add(c);
+    c.once('exit', () => this.children.delete(c));
+    return c;
+  }
+
+  /** Runs the real CLI with the gateway namespace as its uplink (nsenter keeps /run/netns shared). */
+  vipnat(args: string[]): VipnatRun {
+    const c = spawn('nsenter', [`--net=/run/netns/${this.gw}`, VIPNAT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.add(c);
+    c.once('exit', () => this.children.delete(c));
+    return new VipnatRun(c);
+  }
+
+  snapshot(): Snapshot {
+    return {
+      netns: sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean).sort(),
+      gwLinks: sh('ip', ['-n', this.gw, '-br', 'link']).split('\n').map((l) => l.split(/\s+/)[0]).sort().join(' '),
+      gwRoutes: sh('ip', ['-n', this.gw, 'route']),
+      gwForward: this.exec(this.gw, ['cat', '/proc/sys/net/ipv4/ip_forward']).stdout.trim(),
+      etcNetns: existsSync('/etc/netns') ? readdirSync('/etc/netns').sort() : ['(none)'],
+    };
+  }
+
+  down(): void {
+    for (const c of this.children) c.kill('SIGKILL');
+    sh(LAB_SH, ['down', this.name]);
+  }
+}
+
+/** A running vipnat: its output lines as they come, and its end. */
+export class VipnatRun {
+  readonly lines: string[] = [];
+  stderr = '';
+  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(readonly child: ChildProcess) {
+    let partial = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (d: string) => {
+      partial += d;
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      for (const l of parts) this.push(l);
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => (this.stderr += d));
+    this.done = new Promise((resolve) => {
+      child.once('close', (code, signal) => {
+        if (partial) this.push(partial);
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  private push(line: string): void {
+    this.lines.push(line);
+    this.waiters = this.waiters.filter((w) => {
+      const m = line.match(w.re);
+      if (m) w.resolve(m);
+      return !m;
+    });
+  }
+
+  /** Resolves with the first line (seen or to come) matching `re`. */
+  waitFor(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    for (const l of this.lines) {
+      const m = l.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${re}; output so far:\n${this.lines.join('\n')}\n${this.stderr}`)), timeoutMs);
+      this.waiters.push({
+        re,
+        resolve: (m) => {
+          clearTimeout(t);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  /** Session lines seen so far: id -> vip. */
+  sessions(): Map<number, string> {
+    const m = new Map<number, string>();
+    for (const l of this.lines) {
+      const r = /^session (\d+) vip (\S+) loopback (\S+) pid (\d+)$/.exec(l);
+      if (r) m.set(Number(r[1]), r[2]!);
+    }
+    return m;
+  }
+}
+
+/** Removes labs left by an interrupted earlier run. */
+export function sweepLabs(): void {
+  sh(LAB_SH, ['sweep', LAB_PREFIX]);
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
