@@ -16,7 +16,9 @@ build: node_modules/.installed
 
 test: setup build
 	npx tsc -p tsconfig.test.json
-	npx vitest run
+	@rm -f test-results.json
+	npx vitest run --reporter=default --reporter=json --outputFile.json=test-results.json; \
+	  status=$$?; [ -f test-results.json ] && node scripts/test-summary.mjs test-results.json; exit $$status
 
 test-unit: node_modules/.installed
 	npx vitest run --project unit

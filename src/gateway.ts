@@ -2,7 +2,22 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { Dataplane, type DataplaneStats } from './dataplane/index.js';
-import { IpError, ip, ipBatch, openTun, readSysctl, SysError, TUN_PATH, which, writeSysctl, geteuid, close, EBUSY } from './linux/index.js';
+import {
+  close,
+  EBUSY,
+  etcNetnsExists,
+  geteuid,
+  ip,
+  ipBatch,
+  IpError,
+  openTun,
+  readSysctl,
+  removeEtcNetnsIfEmpty,
+  SysError,
+  TUN_PATH,
+  which,
+  writeSysctl,
+} from './linux/index.js';
 import { parseIpv4 } from './wire/index.js';
 import { NO_VIP_MESSAGE, parseRanges, VipPool, PoolError } from './pool/index.js';
 import { Session, sweepStale } from './session/index.js';
@@ -145,6 +160,7 @@ export async function run(opts: RunOptions): Promise<number> {
   }
   preflight();
   if (!which(opts.program)) throw new UserError(`program not found: ${opts.program}`, 127);
+  const etcNetnsWasThere = etcNetnsExists();
   await sweepStale();
 
   const uplink = new Uplink();
@@ -265,6 +281,7 @@ export async function run(opts: RunOptions): Promise<number> {
       dpStats = await dataplane.stop().catch(() => ({}));
     }
     uplink.close(dataplane !== null);
+    if (!etcNetnsWasThere) removeEtcNetnsIfEmpty();
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
   }

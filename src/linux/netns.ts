@@ -39,26 +39,29 @@ export async function killNetnsProcesses(name: string, signal: NodeJS.Signals = 
   return pids.length;
 }
 
+export function etcNetnsExists(): boolean {
+  return existsSync(NETNS_ETC_DIR);
+}
+
 /**
  * Writes /etc/netns/NAME/hosts, which `ip netns exec NAME` bind-mounts over
  * /etc/hosts, so the session resolves this machine's hostname to its own address.
- * Returns true if it had to create /etc/netns itself.
  */
-export function writeNetnsHosts(name: string, hostsText: string): boolean {
-  const created = !existsSync(NETNS_ETC_DIR);
+export function writeNetnsHosts(name: string, hostsText: string): void {
   mkdirSync(`${NETNS_ETC_DIR}/${name}`, { recursive: true });
   writeFileSync(`${NETNS_ETC_DIR}/${name}/hosts`, hostsText, { mode: 0o644 });
-  return created;
 }
 
-/** Removes /etc/netns/NAME, and /etc/netns too when `removeParent` and it is empty. */
-export function removeNetnsEtc(name: string, removeParent: boolean): void {
+/** Removes /etc/netns/NAME. */
+export function removeNetnsEtc(name: string): void {
   rmSync(`${NETNS_ETC_DIR}/${name}`, { recursive: true, force: true });
-  if (removeParent) {
-    try {
-      rmdirSync(NETNS_ETC_DIR); // fails (kept) when another tool has files there
-    } catch {
-      // Not empty or already gone.
-    }
+}
+
+/** Removes /etc/netns if it is empty (for a caller that found it absent). */
+export function removeEtcNetnsIfEmpty(): void {
+  try {
+    rmdirSync(NETNS_ETC_DIR);
+  } catch {
+    // Not empty (another tool's files) or already gone.
   }
 }

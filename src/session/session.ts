@@ -64,7 +64,6 @@ export class Session {
   /** The TUN fd; the dataplane takes it over (and closes it) once the session is attached. */
   fd = -1;
   child: ChildProcess | null = null;
-  private createdEtc = false;
   private netnsMade = false;
 
   constructor(readonly spec: SessionSpec) {
@@ -94,7 +93,7 @@ export class Session {
         ],
         this.netns,
       );
-      this.createdEtc = writeNetnsHosts(this.netns, sessionHosts(inner));
+      writeNetnsHosts(this.netns, sessionHosts(inner));
     } catch (e) {
       await this.destroy();
       throw e;
@@ -132,7 +131,7 @@ export class Session {
       await ip(['netns', 'del', this.netns]).catch(() => undefined);
       this.netnsMade = false;
     }
-    removeNetnsEtc(this.netns, this.createdEtc);
+    removeNetnsEtc(this.netns);
   }
 }
 
@@ -149,7 +148,7 @@ export async function sweepStale(): Promise<string[]> {
     if (pid === process.pid || isVipnat(pid)) continue;
     await killNetnsProcesses(name, 'SIGKILL');
     await ip(['netns', 'del', name]).catch(() => undefined);
-    removeNetnsEtc(name, false);
+    removeNetnsEtc(name);
     removed.push(name);
   }
   return removed;

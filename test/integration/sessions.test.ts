@@ -77,9 +77,10 @@ describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
 
   it('refuses sessions beyond the pool with the administrator message', async () => {
     lab = Lab.up();
-    const run = lab.vipnat(['run', '--pool', '198.19.7.1-198.19.7.2', '--sessions', '3', '--', 'true']);
+    // The programs hold their VIPs long enough for session 3 to find the pool empty.
+    const run = lab.vipnat(['run', '--pool', '198.19.7.1-198.19.7.2', '--sessions', '3', '--', 'sleep', '2']);
     const { code } = await run.done;
-    expect(code).not.toBe(0);
+    expect(code).toBe(3);
     expect(run.sessions().size).toBe(2);
     expect(run.lines).toContain(`session 3 ${NO_VIP}`);
     expect(run.lines.some((l) => /^summary: 3 sessions asked, 2 started, 1 without a VIP/.test(l))).toBe(true);
@@ -97,7 +98,7 @@ describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
 
   it('prints one JSON object per line with --json', async () => {
     lab = Lab.up();
-    const run = lab.vipnat(['run', '--json', '--pool', POOL, '--sessions', '2', '--', 'true']);
+    const run = lab.vipnat(['run', '--json', '--pool', POOL, '--sessions', '2', '--', 'sleep', '1']);
     expect((await run.done).code).toBe(0);
     const events = run.lines.map((l) => JSON.parse(l) as { event: string; id?: number; vip?: string; loopback?: string; pid?: number });
     const starts = events.filter((e) => e.event === 'session');
