@@ -33,6 +33,7 @@ import {
   TCP_RST,
   TCP_SYN,
   Udp,
+  update32,
 } from '../wire/index.js';
 
 /** Verdicts of fromSession/fromUplink besides a session id (> 0). */
@@ -109,7 +110,9 @@ export class Nat {
   private readonly icmp = new Icmp4();
   // Views for the packet quoted inside an ICMP error.
   private readonly qip = new Ipv4();
-  private readonly qicmp = new Icmp4();
+  /** Ports of the quoted packet, set by quotedPorts(). */
+  private qLocal = 0;
+  private qRemote = 0;
 
   constructor(opts: NatOptions) {
     this.flows = new FlowTable(opts.flowCapacity, opts.seed);
@@ -334,10 +337,10 @@ export class Nat {
     const q = this.quoted();
     if (q < 0 || this.qip.dst !== inner) return this.errorDropped();
     const proto = this.qip.protocol;
-    const f = this.flows.lookupInner(id, proto, inner, this.quotedDstPort(proto, q), this.qip.src, this.quotedSrcPort(proto, q));
+    if (!this.quotedPorts(proto, q, false)) return this.errorDropped();
+    const f = this.flows.lookupInner(id, proto, inner, this.qLocal, this.qip.src, this.qRemote);
     if (f === NO_FLOW) return this.errorDropped();
-    if (inner !== vip) this.rewriteQuoted(false, vip);
-    return true;
+    return inner === vip || this.rewriteQuoted(false, vip);
   }
 
   /**
@@ -350,10 +353,10 @@ export class Nat {
     const q = this.quoted();
     if (q < 0 || this.qip.src !== vip) return this.errorDropped();
     const proto = this.qip.protocol;
-    const f = this.flows.lookupOuter(proto, vip, this.quotedSrcPort(proto, q), this.qip.dst, this.quotedDstPort(proto, q));
+    if (!this.quotedPorts(proto, q, true)) return this.errorDropped();
+    const f = this.flows.lookupOuter(proto, vip, this.qLocal, this.qip.dst, this.qRemote);
     if (f === NO_FLOW || this.flows.session[f] !== id) return this.errorDropped();
-    if (inner !== vip) this.rewriteQuoted(true, inner);
-    return true;
+    return inner === vip || this.rewriteQuoted(true, inner);
   }
 
   private errorDropped(): boolean {
@@ -384,38 +387,45 @@ export class Nat {
     return o + hlen;
   }
 
-  private quotedSrcPort(proto: number, q: number): number {
+  /**
+   * Reads the quoted packet's ports as a flow key sees them: `qLocal` on the
+   * session's side (the source when the session sent the quoted packet),
+   * `qRemote` on the peer's. An echo's identifier is the session-side "port"
+   * and the remote one is 0, whichever side sent it. False for a protocol
+   * that has no flows.
+   */
+  private quotedPorts(proto: number, q: number, sessionSent: boolean): boolean {
     const b = this.icmp.buf;
-    if (proto === PROTO_TCP || proto === PROTO_UDP) return (b[q]! << 8) | b[q + 1]!;
-    if (proto === PROTO_ICMP) return this.quotedEchoIdent(q);
-    return -1;
-  }
-
-  private quotedDstPort(proto: number, q: number): number {
-    const b = this.icmp.buf;
-    if (proto === PROTO_TCP || proto === PROTO_UDP) return (b[q + 2]! << 8) | b[q + 3]!;
-    if (proto === PROTO_ICMP) return 0;
-    return -1;
-  }
-
-  private quotedEchoIdent(q: number): number {
-    const b = this.icmp.buf;
-    const type = b[q]!;
-    if (type !== ICMP4_ECHO_REQUEST && type !== ICMP4_ECHO_REPLY) return -1;
-    return (b[q + 4]! << 8) | b[q + 5]!;
+    if (proto === PROTO_TCP || proto === PROTO_UDP) {
+      const src = (b[q]! << 8) | b[q + 1]!;
+      const dst = (b[q + 2]! << 8) | b[q + 3]!;
+      this.qLocal = sessionSent ? src : dst;
+      this.qRemote = sessionSent ? dst : src;
+      return true;
+    }
+    if (proto === PROTO_ICMP) {
+      const type = b[q]!;
+      if (type !== ICMP4_ECHO_REQUEST && type !== ICMP4_ECHO_REPLY) return false;
+      this.qLocal = (b[q + 4]! << 8) | b[q + 5]!;
+      this.qRemote = 0;
+      return true;
+    }
+    return false;
   }
 
   /**
-   * Rewrites the quoted packet's source (toInner: VIP -> inner, for an error
-   * from the network) or destination (VIP written in place of inner, for an
-   * error from a session), its header checksum and its transport checksum when
-   * quoted, then recomputes the ICMP checksum, which covers the quote.
+   * Rewrites the quoted packet's source (`srcField`: VIP -> inner, for an error
+   * from the network) or destination (inner -> VIP, for an error from a
+   * session), its header checksum and its transport checksum when quoted, then
+   * recomputes the ICMP checksum, which covers the quote. False (dropped) if
+   * the ICMP checksum was wrong to begin with.
    */
-  private rewriteQuoted(srcField: boolean, addr: number): void {
+  private rewriteQuoted(srcField: boolean, addr: number): boolean {
     const icmp = this.icmp;
+    // Recomputing the checksum below would launder a corrupt message: drop it.
     if (!icmp.verifyChecksum()) {
       this.counters.malformed++;
-      return;
+      return this.errorDropped();
     }
     const qip = this.qip;
     const old = srcField ? qip.src : qip.dst;
@@ -430,22 +440,15 @@ export class Nat {
       const b = icmp.buf;
       const cur = (b[ck]! << 8) | b[ck + 1]!;
       if (!(proto === PROTO_UDP && cur === 0)) {
-        let n = updateAddr(cur, old, addr);
+        let n = update32(cur, old, addr);
         if (n === 0 && proto === PROTO_UDP) n = 0xffff;
         b[ck] = n >>> 8;
         b[ck + 1] = n & 0xff;
       }
     }
     icmp.fillChecksum();
+    return true;
   }
-}
-
-function updateAddr(check: number, oldAddr: number, newAddr: number): number {
-  const acc =
-    (~check & 0xffff) + (~(oldAddr >>> 16) & 0xffff) + (~oldAddr & 0xffff) + (newAddr >>> 16) + (newAddr & 0xffff);
-  let s = acc;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return ~s & 0xffff;
 }
 
 /** The TCP state machine of the header comment. `out` is true for packets from the session. */
