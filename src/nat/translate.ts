@@ -40,6 +40,10 @@ import {
 export const DROP = -1;
 export const TO_UPLINK = 0;
 
+/** readTransport() results besides DROP. */
+const NO_PORTS = 0;
+const HAS_PORTS = 1;
+
 export const STATE_FREE = 0;
 export const TCP_SYN_OUT = 1;
 export const TCP_SYN_IN = 2;
@@ -110,6 +114,11 @@ export class Nat {
   private readonly icmp = new Icmp4();
   // Views for the packet quoted inside an ICMP error.
   private readonly qip = new Ipv4();
+  /** The packet's flow key and flags, set by readTransport(). */
+  private localPort = 0;
+  private remotePort = 0;
+  private tcpFlags = 0;
+  private opens = false;
   /** Ports of the quoted packet, set by quotedPorts(). */
   private qLocal = 0;
   private qRemote = 0;
@@ -174,44 +183,19 @@ export class Nat {
     }
     const proto = ip.protocol;
     const remote = ip.dst;
-    const poff = ip.payloadOffset;
-    const plen = ip.payloadLength;
-    let ports = false;
-    let sport = 0;
-    let dport = 0;
-    let flags = 0;
-    if (ip.fragmentOffset !== 0) {
-      c.fragments++;
-    } else if (proto === PROTO_TCP) {
-      if (!this.tcp.attach(buf, poff, plen)) return this.malformed();
-      sport = this.tcp.srcPort;
-      dport = this.tcp.dstPort;
-      flags = this.tcp.flags;
-      ports = true;
-    } else if (proto === PROTO_UDP) {
-      if (!(ip.moreFragments ? this.udp.attachHeader(buf, poff, plen) : this.udp.attach(buf, poff, plen))) return this.malformed();
-      sport = this.udp.srcPort;
-      dport = this.udp.dstPort;
-      ports = true;
-    } else if (proto === PROTO_ICMP) {
-      const icmp = this.icmp;
-      if (!icmp.attach(buf, poff, plen)) return this.malformed();
-      if (icmp.isEcho) {
-        sport = icmp.ident;
-        ports = true;
-      } else if (icmp.isError) {
-        if (!this.sessionError(id, inner, vip)) return DROP;
-      }
-    }
-
+    const t = this.readTransport(id, inner, vip, true);
+    if (t === DROP) return DROP;
+    const ports = t === HAS_PORTS;
     if (ports) {
-      let f = this.flows.lookupInner(id, proto, inner, sport, remote, dport);
+      const lport = this.localPort;
+      const rport = this.remotePort;
+      let f = this.flows.lookupInner(id, proto, inner, lport, remote, rport);
       if (f === NO_FLOW) {
-        f = this.flows.insert(id, proto, inner, sport, vip, sport, remote, dport, STATE_FREE, 0);
+        f = this.flows.insert(id, proto, inner, lport, vip, lport, remote, rport, STATE_FREE, 0);
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) this.advance(f, proto, flags, true, now);
+      if (f !== NO_FLOW) this.advance(f, proto, this.tcpFlags, true, now);
     }
 
     if (inner !== vip) {
@@ -248,49 +232,19 @@ export class Nat {
     const inner = this.innerOf[id]!;
     const proto = ip.protocol;
     const remote = ip.src;
-    const poff = ip.payloadOffset;
-    const plen = ip.payloadLength;
-    let ports = false;
-    let sport = 0;
-    let dport = 0;
-    let flags = 0;
-    let opens = false;
-    if (ip.fragmentOffset !== 0) {
-      c.fragments++;
-    } else if (proto === PROTO_TCP) {
-      if (!this.tcp.attach(buf, poff, plen)) return this.malformed();
-      sport = this.tcp.srcPort;
-      dport = this.tcp.dstPort;
-      flags = this.tcp.flags;
-      ports = true;
-      // Only a connection attempt may open a flow from outside (to a listener).
-      opens = (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
-    } else if (proto === PROTO_UDP) {
-      if (!(ip.moreFragments ? this.udp.attachHeader(buf, poff, plen) : this.udp.attach(buf, poff, plen))) return this.malformed();
-      sport = this.udp.srcPort;
-      dport = this.udp.dstPort;
-      ports = true;
-      opens = true;
-    } else if (proto === PROTO_ICMP) {
-      const icmp = this.icmp;
-      if (!icmp.attach(buf, poff, plen)) return this.malformed();
-      if (icmp.isEcho) {
-        dport = icmp.ident;
-        ports = true;
-        opens = icmp.type === ICMP4_ECHO_REQUEST;
-      } else if (icmp.isError) {
-        if (!this.uplinkError(id, inner, vip)) return DROP;
-      }
-    }
-
+    const t = this.readTransport(id, inner, vip, false);
+    if (t === DROP) return DROP;
+    const ports = t === HAS_PORTS;
     if (ports) {
-      let f = this.flows.lookupOuter(proto, vip, dport, remote, sport);
-      if (f === NO_FLOW && opens) {
-        f = this.flows.insert(id, proto, inner, dport, vip, dport, remote, sport, STATE_FREE, 0);
+      const lport = this.localPort;
+      const rport = this.remotePort;
+      let f = this.flows.lookupOuter(proto, vip, lport, remote, rport);
+      if (f === NO_FLOW && this.opens) {
+        f = this.flows.insert(id, proto, inner, lport, vip, lport, remote, rport, STATE_FREE, 0);
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) this.advance(f, proto, flags, false, now);
+      if (f !== NO_FLOW) this.advance(f, proto, this.tcpFlags, false, now);
     }
 
     if (inner !== vip) {
@@ -299,6 +253,58 @@ export class Nat {
       else if (ports && proto === PROTO_UDP) this.udp.updateAddress(vip, inner);
     }
     return id;
+  }
+
+  /**
+   * Reads the transport header of the packet at `this.ip` as a flow key:
+   * localPort on the session's side, remotePort on the peer's (an echo's
+   * identifier is the local "port", the remote one 0), the TCP flags, and
+   * whether the packet may open a flow from outside. Returns HAS_PORTS,
+   * NO_PORTS (translated by address alone: later fragments, ICMP errors,
+   * other protocols) or DROP. `out` is true for packets from the session.
+   */
+  private readTransport(id: number, inner: number, vip: number, out: boolean): number {
+    const ip = this.ip;
+    const buf = ip.buf;
+    const poff = ip.payloadOffset;
+    const plen = ip.payloadLength;
+    const proto = ip.protocol;
+    this.tcpFlags = 0;
+    this.opens = false;
+    if (ip.fragmentOffset !== 0) {
+      this.counters.fragments++;
+      return NO_PORTS;
+    }
+    if (proto === PROTO_TCP) {
+      const tcp = this.tcp;
+      if (!tcp.attach(buf, poff, plen)) return this.malformed();
+      this.localPort = out ? tcp.srcPort : tcp.dstPort;
+      this.remotePort = out ? tcp.dstPort : tcp.srcPort;
+      this.tcpFlags = tcp.flags;
+      // Only a connection attempt may open a flow from outside (to a listener).
+      this.opens = (this.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
+      return HAS_PORTS;
+    }
+    if (proto === PROTO_UDP) {
+      const udp = this.udp;
+      if (!(ip.moreFragments ? udp.attachHeader(buf, poff, plen) : udp.attach(buf, poff, plen))) return this.malformed();
+      this.localPort = out ? udp.srcPort : udp.dstPort;
+      this.remotePort = out ? udp.dstPort : udp.srcPort;
+      this.opens = true;
+      return HAS_PORTS;
+    }
+    if (proto === PROTO_ICMP) {
+      const icmp = this.icmp;
+      if (!icmp.attach(buf, poff, plen)) return this.malformed();
+      if (icmp.isEcho) {
+        this.localPort = icmp.ident;
+        this.remotePort = 0;
+        this.opens = icmp.type === ICMP4_ECHO_REQUEST;
+        return HAS_PORTS;
+      }
+      if (icmp.isError && !(out ? this.sessionError(id, inner, vip) : this.uplinkError(id, inner, vip))) return DROP;
+    }
+    return NO_PORTS;
   }
 
   private malformed(): number {
