@@ -39,6 +39,8 @@ export class UserError extends Error {
 
 export interface RunOptions {
   pool: string;
+  /** NAT mode: every session's eth0 holds this address, translated to its VIP. */
+  innerAddress?: string;
   sessions: number;
   mtu: number;
   program: string;
@@ -158,6 +160,8 @@ export async function run(opts: RunOptions): Promise<number> {
   if (!pool.families().includes(4)) {
     throw new UserError(`pool "${opts.pool}": has no IPv4 address; IPv6-only pools are not supported yet`, 2);
   }
+  const innerAddress = opts.innerAddress;
+  if (innerAddress !== undefined) checkInnerAddress(innerAddress, pool);
   preflight();
   if (!which(opts.program)) throw new UserError(`program not found: ${opts.program}`, 127);
   const etcNetnsWasThere = etcNetnsExists();
@@ -226,7 +230,7 @@ export async function run(opts: RunOptions): Promise<number> {
         opts.onEvent({ event: 'no-vip', id, message: NO_VIP_MESSAGE });
         continue;
       }
-      const s = new Session({ id, vip, inner: vip, mtu: opts.mtu });
+      const s = new Session({ id, vip, inner: innerAddress ?? vip, mtu: opts.mtu });
       live.set(id, s);
       try {
         await s.create();
@@ -314,6 +318,16 @@ export async function run(opts: RunOptions): Promise<number> {
     dataplane: dpStats,
   });
   return exitCode;
+}
+
+function checkInnerAddress(addr: string, pool: VipPool): void {
+  const a = parseIpv4(addr);
+  if (a < 0) throw new UserError(`--inner-address "${addr}": not an IPv4 address`, 2);
+  const first = a >>> 24;
+  if (first === 0 || first === 127 || first >= 224) {
+    throw new UserError(`--inner-address ${addr}: must be a unicast address outside 0/8 and 127/8 (e.g. 10.0.2.100)`, 2);
+  }
+  if (pool.contains(addr)) throw new UserError(`--inner-address ${addr}: is inside the pool; pick an address outside it (e.g. 10.0.2.100)`, 2);
 }
 
 function signalNumber(sig: string): number {

@@ -1,7 +1,7 @@
 // Command-line parsing for `vipnat`: flags, their checks, and the usage text.
 import { MAX_SESSION_ID } from '../gateway.js';
 
-export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--mtu BYTES] [--json] -- PROGRAM [ARGS...]
+export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--inner-address ADDR] [--mtu BYTES] [--json] -- PROGRAM [ARGS...]
 
 Runs PROGRAM in N sessions, each in its own network namespace with its own
 virtual IP address (VIP) from the pool, through a userspace NAT gateway.
@@ -9,6 +9,9 @@ virtual IP address (VIP) from the pool, through a userspace NAT gateway.
   --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
                     START-END ranges or single addresses
   --sessions N      how many sessions to start (default 1)
+  --inner-address ADDR
+                    NAT mode: every session's eth0 holds ADDR (as identical
+                    containers would) and vipnat translates it to the VIP
   --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
   --json            print events as one JSON object per line
   -h, --help        show this help
@@ -26,6 +29,7 @@ export class UsageError extends Error {
 export interface RunArgs {
   command: 'run';
   pool: string;
+  innerAddress: string | undefined;
   sessions: number;
   mtu: number;
   json: boolean;
@@ -51,6 +55,7 @@ export function parseArgs(argv: string[]): Parsed {
   if (cmd !== 'run') throw new UsageError(`unknown command "${cmd}" (the command is: vipnat run ...)`);
 
   let pool: string | undefined;
+  let innerAddress: string | undefined;
   let sessions = 1;
   let mtu = 1500;
   let json = false;
@@ -73,6 +78,12 @@ export function parseArgs(argv: string[]): Parsed {
         pool = v;
         break;
       }
+      case '--inner-address': {
+        const v = value();
+        if (v === undefined || v.startsWith('--')) throw new UsageError('--inner-address needs a value, e.g. --inner-address 10.0.2.100');
+        innerAddress = v;
+        break;
+      }
       case '--sessions':
         sessions = integer('--sessions', value(), 1, MAX_SESSION_ID);
         break;
@@ -93,5 +104,5 @@ export function parseArgs(argv: string[]): Parsed {
   if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
   const program = rest[i];
   if (program === undefined || program === '') throw new UsageError('no PROGRAM given: put it after "--"');
-  return { command: 'run', pool, sessions, mtu, json, program, args: rest.slice(i + 1) };
+  return { command: 'run', pool, innerAddress, sessions, mtu, json, program, args: rest.slice(i + 1) };
 }

@@ -32,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await run({
       pool: parsed.pool,
+      innerAddress: parsed.innerAddress,
       sessions: parsed.sessions,
       mtu: parsed.mtu,
       program: parsed.program,

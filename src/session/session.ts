@@ -18,7 +18,7 @@ export interface SessionSpec {
   id: number;
   /** The address the network sees. */
   vip: string;
-  /** The address eth0 holds: the VIP in address mode. */
+  /** The address eth0 holds: the VIP in address mode, the shared inner address in NAT mode. */
   inner: string;
   mtu: number;
 }
@@ -93,7 +93,8 @@ export class Session {
         ],
         this.netns,
       );
-      writeNetnsHosts(this.netns, sessionHosts(inner));
+      // The hostname names the VIP in both modes: it is the address peers can reach.
+      writeNetnsHosts(this.netns, sessionHosts(this.spec.vip));
     } catch (e) {
       await this.destroy();
       throw e;

@@ -5,7 +5,13 @@ import { BACKEND, isRoot, Lab, ROOT, sweepLabs } from './lab.js';
 const POOL = '198.19.7.0/28';
 const NO_VIP = 'No virtual IP address is available for this session, please contact your administrator.';
 
-describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
+// Address mode: eth0 holds the VIP. NAT mode: every eth0 holds 10.0.2.100 and vipnat translates.
+const MODES = [
+  { mode: 'address mode', flags: [] as string[], inner: (vip: string) => vip },
+  { mode: 'NAT mode', flags: ['--inner-address', '10.0.2.100'], inner: () => '10.0.2.100' },
+];
+
+describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, inner }) => {
   let lab: Lab;
   beforeAll(() => sweepLabs());
   afterEach(() => lab?.down());
@@ -18,7 +24,7 @@ describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
     server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await until(() => out.includes('listening'));
 
-    const run = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'socat', '-T', '20', '-u', `TCP:${BACKEND}:7000`, '-']);
+    const run = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '3', '--', 'socat', '-T', '20', '-u', `TCP:${BACKEND}:7000`, '-']);
     const { code } = await run.done;
     expect(run.stderr).toBe('');
     expect(code).toBe(0);
@@ -62,14 +68,14 @@ describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
       'echo "iface $(ip -o -4 addr show dev eth0 | awk "{print \\$4}")"',
       'echo "route $(ip route show default)"',
     ].join('; ');
-    const run = lab.vipnat(['run', '--pool', POOL, '--sessions', '2', '--', 'sh', '-c', script]);
+    const run = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '2', '--', 'sh', '-c', script]);
     const { code } = await run.done;
     expect(code, run.stderr).toBe(0);
     const text = run.lines.join('\n');
     for (const vip of ['198.19.7.1', '198.19.7.2']) {
       expect(text).toContain(`pong ${vip}`);
       expect(text).toContain(`resolves ${vip}`);
-      expect(text).toContain(`iface ${vip}/32`);
+      expect(text).toContain(`iface ${inner(vip)}/32`);
     }
     expect(text.match(/ping-ok/g)).toHaveLength(2);
     expect(text).toContain('route default dev eth0');
@@ -78,7 +84,7 @@ describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
   it('refuses sessions beyond the pool with the administrator message', async () => {
     lab = Lab.up();
     // The programs hold their VIPs long enough for session 3 to find the pool empty.
-    const run = lab.vipnat(['run', '--pool', '198.19.7.1-198.19.7.2', '--sessions', '3', '--', 'sleep', '2']);
+    const run = lab.vipnat(['run', ...flags, '--pool', '198.19.7.1-198.19.7.2', '--sessions', '3', '--', 'sleep', '2']);
     const { code } = await run.done;
     expect(code).toBe(3);
     expect(run.sessions().size).toBe(2);
@@ -88,17 +94,17 @@ describe.skipIf(!isRoot())('vipnat run, in a lab', () => {
 
   it('hands a session program exit status to vipnat', async () => {
     lab = Lab.up();
-    const one = lab.vipnat(['run', '--pool', POOL, '--', 'sh', '-c', 'exit 7']);
+    const one = lab.vipnat(['run', ...flags, '--pool', POOL, '--', 'sh', '-c', 'exit 7']);
     expect((await one.done).code).toBe(7);
-    const some = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'sh', '-c', '[ "$VIPNAT_SESSION_ID" = 2 ] && exit 5; exit 0']);
+    const some = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '3', '--', 'sh', '-c', '[ "$VIPNAT_SESSION_ID" = 2 ] && exit 5; exit 0']);
     expect((await some.done).code).toBe(5);
-    const all = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'true']);
+    const all = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '3', '--', 'true']);
     expect((await all.done).code).toBe(0);
   });
 
   it('prints one JSON object per line with --json', async () => {
     lab = Lab.up();
-    const run = lab.vipnat(['run', '--json', '--pool', POOL, '--sessions', '2', '--', 'sleep', '1']);
+    const run = lab.vipnat(['run', ...flags, '--json', '--pool', POOL, '--sessions', '2', '--', 'sleep', '1']);
     expect((await run.done).code).toBe(0);
     const events = run.lines.map((l) => JSON.parse(l) as { event: string; id?: number; vip?: string; loopback?: string; pid?: number });
     const starts = events.filter((e) => e.event === 'session');
