@@ -1,26 +1,47 @@
 #!/usr/bin/env bash
 # The test lab: a gateway namespace (vipnat's uplink) and a backend namespace joined by a veth pair.
 #
-#   NAME-gw  be0 198.18.0.1/24  <--veth-->  gw0 198.18.0.2/24  NAME-be
-#   (vipnat runs here)                      (servers run here; default route via 198.18.0.1)
+#   direct:  NAME-gw  be0 198.18.0.1/24  <--veth-->  gw0 198.18.0.2/24  NAME-be
+#            (vipnat runs here)                      (servers; default route via 198.18.0.1)
+#
+#   routed:  NAME-gw  rt0 198.18.1.1/24  <--veth, MTU-->  gw0 198.18.1.2/24  NAME-rt
+#            (default via 198.18.1.2)                     be0 198.18.0.1/24  <--veth-->  gw0 198.18.0.2/24  NAME-be
+#            NAME-rt forwards, and routes the pools (198.19.0.0/16) back via 198.18.1.1.
 #
 # Nothing connects the lab to the machine's own namespace, so no lab packet can
-# leave the machine. Usage: lab.sh up NAME | lab.sh down NAME | lab.sh sweep PREFIX
+# leave the machine.
+# Usage: lab.sh up NAME [routed [MTU]] | lab.sh down NAME | lab.sh sweep PREFIX
 set -euo pipefail
 
 GW_ADDR=198.18.0.1
 BE_ADDR=198.18.0.2
 
 up() {
-  local name=$1
+  local name=$1 shape=${2:-direct} mtu=${3:-1500}
   down "$name"
   ip netns add "$name-gw"
   ip netns add "$name-be"
   ip -n "$name-gw" link set lo up
   ip -n "$name-be" link set lo up
-  ip -n "$name-gw" link add be0 type veth peer name gw0 netns "$name-be"
-  ip -n "$name-gw" addr add "$GW_ADDR/24" dev be0
-  ip -n "$name-gw" link set be0 up
+  if [ "$shape" = routed ]; then
+    ip netns add "$name-rt"
+    ip -n "$name-rt" link set lo up
+    ip netns exec "$name-rt" sysctl -qw net.ipv4.ip_forward=1
+    ip -n "$name-gw" link add rt0 mtu "$mtu" type veth peer name gw0 mtu "$mtu" netns "$name-rt"
+    ip -n "$name-gw" addr add 198.18.1.1/24 dev rt0
+    ip -n "$name-gw" link set rt0 up
+    ip -n "$name-gw" route add default via 198.18.1.2
+    ip -n "$name-rt" addr add 198.18.1.2/24 dev gw0
+    ip -n "$name-rt" link set gw0 up
+    ip -n "$name-rt" route add 198.19.0.0/16 via 198.18.1.1
+    ip -n "$name-rt" link add be0 type veth peer name gw0 netns "$name-be"
+    ip -n "$name-rt" addr add "$GW_ADDR/24" dev be0
+    ip -n "$name-rt" link set be0 up
+  else
+    ip -n "$name-gw" link add be0 type veth peer name gw0 netns "$name-be"
+    ip -n "$name-gw" addr add "$GW_ADDR/24" dev be0
+    ip -n "$name-gw" link set be0 up
+  fi
   ip -n "$name-be" addr add "$BE_ADDR/24" dev gw0
   ip -n "$name-be" link set gw0 up
   ip -n "$name-be" route add default via "$GW_ADDR"
@@ -44,6 +65,7 @@ drop_ns() {
 down() {
   local name=$1
   drop_ns "$name-gw"
+  drop_ns "$name-rt"
   drop_ns "$name-be"
 }
 
@@ -56,7 +78,7 @@ sweep() {
 }
 
 case "${1:-}" in
-  up) up "${2:?lab name}" ;;
+  up) up "${2:?lab name}" "${3:-direct}" "${4:-1500}" ;;
   down) down "${2:?lab name}" ;;
   sweep) sweep "${2:?prefix}" ;;
   *) echo "usage: $0 up NAME | down NAME | sweep PREFIX" >&2; exit 2 ;;

@@ -11,6 +11,9 @@ needs=(
   setpriv:util-linux
   unshare:util-linux
   pgrep:procps
+  traceroute:traceroute
+  hping3:hping3
+  tcpdump:tcpdump
 )
 
 missing=()

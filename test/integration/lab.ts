@@ -33,16 +33,20 @@ export interface Snapshot {
 export class Lab {
   readonly gw: string;
   readonly be: string;
+  /** The router between gateway and backend, in a routed lab. */
+  readonly rt: string;
   private readonly children = new Set<ChildProcess>();
 
   private constructor(readonly name: string) {
     this.gw = `${name}-gw`;
     this.be = `${name}-be`;
+    this.rt = `${name}-rt`;
   }
 
-  static up(): Lab {
+  /** Builds a lab; `routed` puts a router namespace between gateway and backend, with `mtu` on the gateway-router link. */
+  static up(opts: { routed?: boolean; mtu?: number } = {}): Lab {
     const lab = new Lab(`${LAB_PREFIX}${randomBytes(3).toString('hex')}`);
-    sh(LAB_SH, ['up', lab.name]);
+    sh(LAB_SH, ['up', lab.name, opts.routed ? 'routed' : 'direct', String(opts.mtu ?? 1500)]);
     return lab;
   }
 
