@@ -2,11 +2,13 @@
 # The test lab: a gateway namespace (vipnat's uplink) and a backend namespace joined by a veth pair.
 #
 #   direct:  NAME-gw  be0 198.18.0.1/24  <--veth-->  gw0 198.18.0.2/24  NAME-be
-#            (vipnat runs here)                      (servers; default route via 198.18.0.1)
+#                         fd00:18::1/64                  fd00:18::2/64
+#            (vipnat runs here)                      (servers; default routes via the gateway)
 #
 #   routed:  NAME-gw  rt0 198.18.1.1/24  <--veth, MTU-->  gw0 198.18.1.2/24  NAME-rt
-#            (default via 198.18.1.2)                     be0 198.18.0.1/24  <--veth-->  gw0 198.18.0.2/24  NAME-be
-#            NAME-rt forwards, and routes the pools (198.19.0.0/16) back via 198.18.1.1.
+#                         fd00:18:1::1/64                     fd00:18:1::2/64
+#            (default via the router)                     be0 198.18.0.1/24, fd00:18::1/64  <--veth-->  NAME-be as above
+#            NAME-rt forwards, and routes the pools (198.19.0.0/16, fd00:19::/32) back to the gateway.
 #
 # Nothing connects the lab to the machine's own namespace, so no lab packet can
 # leave the machine.
@@ -15,6 +17,8 @@ set -euo pipefail
 
 GW_ADDR=198.18.0.1
 BE_ADDR=198.18.0.2
+GW_ADDR6=fd00:18::1
+BE_ADDR6=fd00:18::2
 
 up() {
   local name=$1 shape=${2:-direct} mtu=${3:-1500}
@@ -26,25 +30,40 @@ up() {
   if [ "$shape" = routed ]; then
     ip netns add "$name-rt"
     ip -n "$name-rt" link set lo up
-    ip netns exec "$name-rt" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "$name-rt" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     ip -n "$name-gw" link add rt0 mtu "$mtu" type veth peer name gw0 mtu "$mtu" netns "$name-rt"
     ip -n "$name-gw" addr add 198.18.1.1/24 dev rt0
+    ip -n "$name-gw" addr add fd00:18:1::1/64 dev rt0 nodad
     ip -n "$name-gw" link set rt0 up
     ip -n "$name-gw" route add default via 198.18.1.2
+    ip -n "$name-gw" route add ::/0 via fd00:18:1::2
     ip -n "$name-rt" addr add 198.18.1.2/24 dev gw0
+    ip -n "$name-rt" addr add fd00:18:1::2/64 dev gw0 nodad
     ip -n "$name-rt" link set gw0 up
     ip -n "$name-rt" route add 198.19.0.0/16 via 198.18.1.1
+    ip -n "$name-rt" route add fd00:19::/32 via fd00:18:1::1
     ip -n "$name-rt" link add be0 type veth peer name gw0 netns "$name-be"
     ip -n "$name-rt" addr add "$GW_ADDR/24" dev be0
+    ip -n "$name-rt" addr add "$GW_ADDR6/64" dev be0 nodad
     ip -n "$name-rt" link set be0 up
   else
     ip -n "$name-gw" link add be0 type veth peer name gw0 netns "$name-be"
     ip -n "$name-gw" addr add "$GW_ADDR/24" dev be0
+    ip -n "$name-gw" addr add "$GW_ADDR6/64" dev be0 nodad
     ip -n "$name-gw" link set be0 up
   fi
   ip -n "$name-be" addr add "$BE_ADDR/24" dev gw0
+  ip -n "$name-be" addr add "$BE_ADDR6/64" dev gw0 nodad
   ip -n "$name-be" link set gw0 up
   ip -n "$name-be" route add default via "$GW_ADDR"
+  ip -n "$name-be" route add ::/0 via "$GW_ADDR6"
+  # Resolve the neighbours now, so that tests don't race address resolution.
+  ip netns exec "$name-be" ping -c 1 -W 2 "$GW_ADDR" >/dev/null 2>&1 || true
+  ip netns exec "$name-be" ping -6 -c 1 -W 2 "$GW_ADDR6" >/dev/null 2>&1 || true
+  if [ "$shape" = routed ]; then
+    ip netns exec "$name-gw" ping -c 1 -W 2 "$BE_ADDR" >/dev/null 2>&1 || true
+    ip netns exec "$name-gw" ping -6 -c 1 -W 2 "$BE_ADDR6" >/dev/null 2>&1 || true
+  fi
 }
 
 # Kills what runs in a namespace, then deletes it; quiet when it is not there.

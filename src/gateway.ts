@@ -19,8 +19,8 @@ import {
   writeSysctl,
 } from './linux/index.js';
 import { parseIpv4 } from './wire/index.js';
-import { NO_VIP_MESSAGE, parseRanges, VipPool, PoolError } from './pool/index.js';
-import { Session, sweepStale } from './session/index.js';
+import { NO_VIP_MESSAGE, parseAddress, parseRanges, VipPool, PoolError } from './pool/index.js';
+import { primaryVip, Session, sweepStale } from './session/index.js';
 
 export { PoolError, NO_VIP_MESSAGE, MAX_SESSION_ID, parseRanges } from './pool/index.js';
 
@@ -49,11 +49,13 @@ export interface RunOptions {
   flowCapacity?: number;
   /** Grace period between SIGTERM and SIGKILL for session programs when stopping. */
   killGraceMs?: number;
+  /** How long a session's TCP data in flight may take to drain after its program exits. */
+  drainMs?: number;
   onEvent: (e: GatewayEvent) => void;
 }
 
 export type GatewayEvent =
-  | { event: 'session'; id: number; vip: string; loopback: string; pid: number; netns: string }
+  | { event: 'session'; id: number; vip: string; vip6?: string; loopback: string; pid: number; netns: string }
   | { event: 'no-vip'; id: number; message: string }
   | { event: 'exit'; id: number; vip: string; code: number | null; signal: string | null }
   | { event: 'stopping'; signal: string }
@@ -67,6 +69,8 @@ export type GatewayEvent =
       durationMs: number;
       dataplane: DataplaneStats;
     };
+
+const DEFAULT_DRAIN_MS = 3000;
 
 /** Exit status when every program succeeded but some sessions got no VIP. */
 export const EXIT_NO_VIP = 3;
@@ -102,9 +106,10 @@ function hasCapabilities(caps: number[]): boolean {
 /** The uplink: vipnat0 in the namespace vipnat runs in, with the pool routed to it. */
 class Uplink {
   fd = -1;
-  private forwardingWas: string | null = null;
+  /** sysctls changed, with the values to put back. */
+  private readonly restore = new Map<string, string>();
 
-  async open(mtu: number, routes: string[]): Promise<void> {
+  async open(mtu: number, routes: string[], ipv6: boolean): Promise<void> {
     const exists = await ip(['link', 'show', 'dev', UPLINK_NAME]).then(
       () => true,
       () => false,
@@ -125,25 +130,34 @@ class Uplink {
       throw new UserError(`cannot route the pool to ${UPLINK_NAME} (${(e as Error).message.replace(/^ip -batch: /, '')}): does a route to part of it already exist here?`);
     }
     // The namespace's kernel forwards between vipnat0 and the real interfaces.
-    const was = readSysctl('net.ipv4.ip_forward');
-    if (was !== '1') {
-      writeSysctl('net.ipv4.ip_forward', '1');
-      this.forwardingWas = was;
+    this.set('net.ipv4.ip_forward', '1');
+    if (ipv6) this.set('net.ipv6.conf.all.forwarding', '1');
+  }
+
+  private set(key: string, value: string): void {
+    let was: string;
+    try {
+      was = readSysctl(key);
+    } catch {
+      throw new UserError(`cannot read ${key}: ${key.includes('ipv6') ? 'is IPv6 disabled in this namespace?' : 'is /proc mounted?'}`);
     }
+    if (was === value) return;
+    writeSysctl(key, value);
+    this.restore.set(key, was);
   }
 
   /** Undoes open(): the routes go with the device, which goes with the fd. */
   close(fdOwnedElsewhere: boolean): void {
     if (this.fd >= 0 && !fdOwnedElsewhere) close(this.fd);
     this.fd = -1;
-    if (this.forwardingWas !== null) {
+    for (const [key, was] of this.restore) {
       try {
-        writeSysctl('net.ipv4.ip_forward', this.forwardingWas);
+        writeSysctl(key, was);
       } catch {
         // Best effort: the namespace may be going away.
       }
-      this.forwardingWas = null;
     }
+    this.restore.clear();
   }
 }
 
@@ -157,11 +171,8 @@ export async function run(opts: RunOptions): Promise<number> {
     if (e instanceof PoolError) throw new UserError(e.message, 2);
     throw e;
   }
-  if (!pool.families().includes(4)) {
-    throw new UserError(`pool "${opts.pool}": has no IPv4 address; IPv6-only pools are not supported yet`, 2);
-  }
-  const innerAddress = opts.innerAddress;
-  if (innerAddress !== undefined) checkInnerAddress(innerAddress, pool);
+  const families = pool.families();
+  const inner = parseInnerAddresses(opts.innerAddress, pool);
   preflight();
   if (!which(opts.program)) throw new UserError(`program not found: ${opts.program}`, 127);
   const etcNetnsWasThere = etcNetnsExists();
@@ -205,12 +216,25 @@ export async function run(opts: RunOptions): Promise<number> {
       // A dead dataplane has closed nothing; the process exit closes the fd.
     }
     await s.destroy();
-    pool.release(s.spec.vip);
+    if (s.spec.v4) pool.release(s.spec.v4.vip);
+    if (s.spec.v6) pool.release(s.spec.v6.vip);
+  };
+
+  /** One VIP of every family the pool has, or null (with nothing kept) when any family is empty. */
+  const takeVips = (): { v4: string | null; v6: string | null } | null => {
+    const v4 = families.includes(4) ? pool.take(4) : null;
+    const v6 = families.includes(6) ? pool.take(6) : null;
+    if ((families.includes(4) && v4 === null) || (families.includes(6) && v6 === null)) {
+      if (v4 !== null) pool.release(v4);
+      if (v6 !== null) pool.release(v6);
+      return null;
+    }
+    return { v4, v6 };
   };
 
   let dpStats: DataplaneStats = {};
   try {
-    await uplink.open(opts.mtu, pool.routes().filter((r) => !r.includes(':')));
+    await uplink.open(opts.mtu, pool.routes(), families.includes(6));
     dataplane = await Dataplane.start({
       uplinkFd: uplink.fd,
       maxSession: opts.sessions,
@@ -224,24 +248,35 @@ export async function run(opts: RunOptions): Promise<number> {
 
     const exits: Promise<void>[] = [];
     for (let id = 1; id <= opts.sessions && !stopSignal && !fatal; id++) {
-      const vip = pool.take(4);
-      if (vip === null) {
+      const vips = takeVips();
+      if (vips === null) {
         noVip++;
         opts.onEvent({ event: 'no-vip', id, message: NO_VIP_MESSAGE });
         continue;
       }
-      const s = new Session({ id, vip, inner: innerAddress ?? vip, mtu: opts.mtu });
+      const s = new Session({
+        id,
+        v4: vips.v4 === null ? null : { vip: vips.v4, inner: inner.v4 ?? vips.v4 },
+        v6: vips.v6 === null ? null : { vip: vips.v6, inner: inner.v6 ?? vips.v6 },
+        mtu: opts.mtu,
+      });
       live.set(id, s);
       try {
         await s.create();
         const fd = s.fd;
-        await dataplane.addSession(id, fd, parseIpv4(s.spec.inner), parseIpv4(vip));
+        await dataplane.addSession(id, fd, {
+          inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
+          vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
+          inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
+          vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
+        });
         s.fd = -1; // the dataplane owns it now
       } catch (e) {
         await endSession(s);
         throw e;
       }
       const child = s.start(opts.program, opts.args, process.env);
+      const vip = primaryVip(s.spec);
       exits.push(
         new Promise<void>((resolve) => {
           child.once('error', (e) => {
@@ -255,11 +290,21 @@ export async function run(opts: RunOptions): Promise<number> {
           });
         }).then(async () => {
           const r = results.get(id)!;
+          // Let TCP data the program left in flight reach its peer first (not when stopping).
+          if (!stopSignal) await s.drain(opts.drainMs ?? DEFAULT_DRAIN_MS);
           await endSession(s);
           opts.onEvent({ event: 'exit', id, vip, code: r.code, signal: r.signal });
         }),
       );
-      opts.onEvent({ event: 'session', id, vip, loopback: s.loopback, pid: child.pid ?? -1, netns: s.netns });
+      opts.onEvent({
+        event: 'session',
+        id,
+        vip,
+        ...(s.spec.v4 && s.spec.v6 ? { vip6: s.spec.v6.vip } : {}),
+        loopback: s.loopback,
+        pid: child.pid ?? -1,
+        netns: s.netns,
+      });
     }
     if (stopSignal || fatal) stopAll();
 
@@ -320,14 +365,40 @@ export async function run(opts: RunOptions): Promise<number> {
   return exitCode;
 }
 
-function checkInnerAddress(addr: string, pool: VipPool): void {
-  const a = parseIpv4(addr);
-  if (a < 0) throw new UserError(`--inner-address "${addr}": not an IPv4 address`, 2);
-  const first = a >>> 24;
-  if (first === 0 || first === 127 || first >= 224) {
-    throw new UserError(`--inner-address ${addr}: must be a unicast address outside 0/8 and 127/8 (e.g. 10.0.2.100)`, 2);
+/**
+ * Parses --inner-address: one address per family, comma-separated
+ * (`10.0.2.100,fd00:2::100`). A family without one runs in address mode.
+ */
+function parseInnerAddresses(text: string | undefined, pool: VipPool): { v4: string | null; v6: string | null } {
+  const out: { v4: string | null; v6: string | null } = { v4: null, v6: null };
+  if (text === undefined) return out;
+  for (const part of text.split(',').map((p) => p.trim())) {
+    const a = parseAddress(part);
+    if (!a) throw new UserError(`--inner-address "${part}": not an IPv4 or IPv6 address`, 2);
+    const key = a.family === 4 ? 'v4' : 'v6';
+    if (out[key] !== null) throw new UserError(`--inner-address "${text}": give at most one IPv${a.family} address`, 2);
+    if (!pool.families().includes(a.family)) {
+      throw new UserError(`--inner-address ${part}: the pool has no IPv${a.family} addresses to translate it to`, 2);
+    }
+    if (a.family === 4) {
+      const first = Number(a.value >> 24n);
+      if (first === 0 || first === 127 || first >= 224) {
+        throw new UserError(`--inner-address ${part}: must be a unicast address outside 0/8 and 127/8 (e.g. 10.0.2.100)`, 2);
+      }
+    } else if (a.value <= 1n || a.value >> 120n === 0xffn || a.value >> 118n === 0x3fan) {
+      throw new UserError(`--inner-address ${part}: must be a global or unique-local unicast address (e.g. fd00:2::100)`, 2);
+    }
+    if (pool.contains(part)) throw new UserError(`--inner-address ${part}: is inside the pool; pick an address outside it`, 2);
+    out[key] = part;
   }
-  if (pool.contains(addr)) throw new UserError(`--inner-address ${addr}: is inside the pool; pick an address outside it (e.g. 10.0.2.100)`, 2);
+  return out;
+}
+
+/** An IPv6 address as four unsigned 32-bit words, the dataplane's form. */
+function ipv6Words(text: string): number[] {
+  const a = parseAddress(text);
+  if (!a || a.family !== 6) throw new Error(`not an IPv6 address: ${text}`);
+  return [3, 2, 1, 0].map((k) => Number((a.value >> BigInt(32 * k)) & 0xffffffffn));
 }
 
 function signalNumber(sig: string): number {

@@ -5,7 +5,7 @@ export function formatEvent(e: GatewayEvent, json: boolean): string {
   if (json) return JSON.stringify(e);
   switch (e.event) {
     case 'session':
-      return `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}`;
+      return `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
     case 'no-vip':
       return `session ${e.id} ${e.message}`;
     case 'exit':

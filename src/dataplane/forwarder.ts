@@ -30,8 +30,13 @@ export class Forwarder {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
   }
 
-  attach(id: number, dev: Device, inner: number, vip: number): void {
-    this.nat.addSession(id, inner, vip);
+  /**
+   * Starts forwarding for session `id`: IPv4 inner/VIP as numbers (-1 when the
+   * session has no IPv4), IPv6 as four words (null when it has none).
+   */
+  attach(id: number, dev: Device, inner: number, vip: number, inner6: Uint32Array | null = null, vip6: Uint32Array | null = null): void {
+    if (vip >= 0) this.nat.addSession(id, inner, vip);
+    if (inner6 && vip6) this.nat.addSession6(id, inner6, vip6);
     this.devices[id] = dev;
   }
 

@@ -1,10 +1,10 @@
 // The gateway's handle on the dataplane worker: start it, hand it TUN fds, take them back, stop it.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } from '../linux/index.js';
-import type { DataplaneStats, FromWorker, ToWorker } from './protocol.js';
+import type { DataplaneStats, FromWorker, SessionAddresses, ToWorker } from './protocol.js';
 
 export { Forwarder, ForwarderCounters, type Device } from './forwarder.js';
-export type { DataplaneStats } from './protocol.js';
+export type { DataplaneStats, SessionAddresses } from './protocol.js';
 
 export interface DataplaneOptions {
   uplinkFd: number;
@@ -66,8 +66,8 @@ export class Dataplane {
   }
 
   /** Hands session `id`'s TUN fd to the dataplane, which owns (and will close) it from now on. */
-  addSession(id: number, fd: number, inner: number, vip: number): Promise<void> {
-    return this.call({ op: 'add', id, fd, inner, vip }).then(() => undefined);
+  addSession(id: number, fd: number, addrs: SessionAddresses): Promise<void> {
+    return this.call({ op: 'add', id, fd, addrs }).then(() => undefined);
   }
 
   /** Stops forwarding for session `id` and closes its TUN fd. */
@@ -82,11 +82,16 @@ export class Dataplane {
   /** Stops the loop, closes every fd it owns, and returns the final counters. */
   async stop(): Promise<DataplaneStats> {
     if (this.stopped) return {};
+    // From here the worker's exit is expected, whichever of its exit and its
+    // last message arrives first.
+    this.stopped = true;
     let result: DataplaneStats = {};
     if (!this.failure) {
-      result = (await this.call({ op: 'stop' })) ?? {};
+      let timer: NodeJS.Timeout | undefined;
+      const giveUp = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 3000)));
+      result = (await Promise.race([this.call({ op: 'stop' }), giveUp])) ?? {};
+      clearTimeout(timer);
     }
-    this.stopped = true;
     this.port.close();
     await this.worker.terminate();
     close(this.wakeFd);
@@ -121,7 +126,10 @@ export class Dataplane {
   }
 
   private fail(e: Error): void {
-    if (this.stopped || this.failure) return;
+    if (this.failure) return;
+    // After stop() the worker's end is expected; its last message (posted
+    // before it ended) still arrives, and stop() does not wait forever for it.
+    if (this.stopped) return;
     this.failure = e;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();

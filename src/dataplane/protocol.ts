@@ -6,8 +6,16 @@ export interface WorkerInit {
   flowCapacity: number;
 }
 
+/** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */
+export interface SessionAddresses {
+  inner4: number | null;
+  vip4: number | null;
+  inner6: number[] | null;
+  vip6: number[] | null;
+}
+
 export type ToWorker =
-  | { op: 'add'; seq: number; id: number; fd: number; inner: number; vip: number }
+  | { op: 'add'; seq: number; id: number; fd: number; addrs: SessionAddresses }
   | { op: 'remove'; seq: number; id: number }
   | { op: 'stats'; seq: number }
   | { op: 'stop'; seq: number };

@@ -60,7 +60,7 @@ function main(port: MessagePort, init: WorkerInit): void {
   const stats = (): DataplaneStats => ({
     ...nat.counters,
     ...fwd.counters,
-    flows: nat.flows.count,
+    flows: nat.flowCount,
     flowCapacity: nat.flows.capacity,
     sessions: fdBySession.size,
     readErrors,
@@ -73,7 +73,14 @@ function main(port: MessagePort, init: WorkerInit): void {
       try {
         switch (msg.op) {
           case 'add':
-            fwd.attach(msg.id, new TunDevice(msg.fd), msg.inner, msg.vip);
+            fwd.attach(
+              msg.id,
+              new TunDevice(msg.fd),
+              msg.addrs.inner4 ?? -1,
+              msg.addrs.vip4 ?? -1,
+              msg.addrs.inner6 && new Uint32Array(msg.addrs.inner6),
+              msg.addrs.vip6 && new Uint32Array(msg.addrs.vip6),
+            );
             if (epollAdd(ep, msg.fd, EPOLLIN) < 0) throw new Error(`epoll_ctl add fd ${msg.fd}: ${strerror(errno())}`);
             sessionByFd.set(msg.fd, msg.id);
             fdBySession.set(msg.id, msg.fd);

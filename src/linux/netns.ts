@@ -1,5 +1,6 @@
 // Named network namespaces (/run/netns, as `ip netns` keeps them) and their per-namespace /etc files.
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { ip } from './ip.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
@@ -64,4 +65,35 @@ export function removeEtcNetnsIfEmpty(): void {
   } catch {
     // Not empty (another tool's files) or already gone.
   }
+}
+
+// TCP states (include/net/tcp_states.h) in which a closed socket may still hold data to deliver.
+const TCP_FIN_WAIT1 = 0x04;
+const TCP_LAST_ACK = 0x09;
+const TCP_CLOSING = 0x0b;
+
+/**
+ * How many TCP sockets in namespace `name` still have data on its way out
+ * (a send queue, or a close not yet acknowledged), read from its
+ * /proc/net/tcp and tcp6. -1 if they cannot be read.
+ */
+export function pendingTcp(name: string): Promise<number> {
+  return new Promise((resolve) => {
+    execFile('ip', ['netns', 'exec', name, 'cat', '/proc/net/tcp', '/proc/net/tcp6'], { encoding: 'utf8' }, (err, out) => {
+      if (err) {
+        resolve(-1);
+        return;
+      }
+      let n = 0;
+      for (const line of out.split('\n')) {
+        // "  sl  local_address rem_address   st tx_queue:rx_queue ..."
+        const f = line.trim().split(/\s+/);
+        if (f.length < 5 || !/^\d+:$/.test(f[0]!)) continue;
+        const st = parseInt(f[3]!, 16);
+        const tx = parseInt(f[4]!.split(':')[0]!, 16);
+        if (tx > 0 || st === TCP_FIN_WAIT1 || st === TCP_LAST_ACK || st === TCP_CLOSING) n++;
+      }
+      resolve(n);
+    });
+  });
 }

@@ -62,7 +62,8 @@ function round(h: number, k: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
-export class FlowTable {
+/** Buckets, free flow numbers, per-flow fields other than addresses, deletion and expiry. */
+export abstract class FlowTableBase {
   readonly capacity: number;
   /** Live flows. */
   count = 0;
@@ -71,23 +72,22 @@ export class FlowTable {
   /** Translator-defined state number; 0 means the slot is free. */
   readonly state: Uint8Array;
   readonly session: Uint32Array;
-  readonly innerAddr: Uint32Array;
   readonly innerPort: Uint16Array;
-  readonly outerAddr: Uint32Array;
   readonly outerPort: Uint16Array;
-  readonly remoteAddr: Uint32Array;
   readonly remotePort: Uint16Array;
   /** Whole seconds of the caller's clock after which the flow may be dropped. */
   readonly deadline: Uint32Array;
+  /** Called with a flow's number just before it is removed (expiry, session end), e.g. to release its port. */
+  onRemove: ((f: number) => void) | null = null;
 
   private readonly freeStack: Int32Array;
   private freeTop: number;
-  private readonly buckets: Int32Array;
-  private readonly mask: number;
-  private readonly seed: number;
+  protected readonly buckets: Int32Array;
+  protected readonly mask: number;
+  protected readonly seed: number;
   private scanCursor = 0;
 
-  constructor(capacity: number, seed: number = randomSeed()) {
+  constructor(capacity: number, seed: number) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) {
       throw new RangeError(`flow table capacity ${capacity}: must be an integer 1-${1 << 26}`);
     }
@@ -96,11 +96,8 @@ export class FlowTable {
     this.proto = new Uint8Array(capacity);
     this.state = new Uint8Array(capacity);
     this.session = new Uint32Array(capacity);
-    this.innerAddr = new Uint32Array(capacity);
     this.innerPort = new Uint16Array(capacity);
-    this.outerAddr = new Uint32Array(capacity);
     this.outerPort = new Uint16Array(capacity);
-    this.remoteAddr = new Uint32Array(capacity);
     this.remotePort = new Uint16Array(capacity);
     this.deadline = new Uint32Array(capacity);
     this.freeStack = new Int32Array(capacity);
@@ -116,8 +113,117 @@ export class FlowTable {
 
   /** Bytes of memory held per flow of capacity (field arrays, free stack and hash buckets). */
   bytesPerFlow(): number {
-    const perFlow = 1 + 1 + 4 + 4 + 2 + 4 + 2 + 4 + 2 + 4 + 4;
-    return perFlow + (this.buckets.length * 4) / this.capacity;
+    const common = 1 + 1 + 4 + 2 + 2 + 2 + 4 + 4;
+    return common + 3 * 4 * this.addressWords() + (this.buckets.length * 4) / this.capacity;
+  }
+
+  protected abstract addressWords(): number;
+  /** The bucket an entry (flow << 1 | side) hashes to. */
+  protected abstract homeOf(entry: number): number;
+
+  /** Takes a free flow number and fills the fields all tables share; NO_FLOW when full. */
+  protected alloc(session: number, proto: number, innerPort: number, outerPort: number, remotePort: number, state: number, deadline: number): number {
+    if (this.freeTop === 0) return NO_FLOW;
+    const f = this.freeStack[--this.freeTop]!;
+    this.session[f] = session;
+    this.proto[f] = proto;
+    this.innerPort[f] = innerPort;
+    this.outerPort[f] = outerPort;
+    this.remotePort[f] = remotePort;
+    this.state[f] = state;
+    this.deadline[f] = deadline;
+    this.count++;
+    return f;
+  }
+
+  protected place(hash: number, entry: number): void {
+    let i = hash & this.mask;
+    while (this.buckets[i] !== EMPTY) i = (i + 1) & this.mask;
+    this.buckets[i] = entry;
+  }
+
+  /** Removes flow `f` (which must be live) from the table. */
+  remove(f: number): void {
+    this.onRemove?.(f);
+    this.unplace((f << 1) | SIDE_INNER);
+    this.unplace((f << 1) | SIDE_OUTER);
+    this.state[f] = 0;
+    this.freeStack[this.freeTop++] = f;
+    this.count--;
+  }
+
+  private unplace(entry: number): void {
+    const m = this.mask;
+    let i = this.homeOf(entry);
+    while (this.buckets[i] !== entry) {
+      if (this.buckets[i] === EMPTY) throw new Error(`flow table corrupt: entry ${entry} not found`);
+      i = (i + 1) & m;
+    }
+    // Backward-shift: pull later entries of the same probe run into the hole
+    // when their home position allows it.
+    let hole = i;
+    let j = (i + 1) & m;
+    for (;;) {
+      const e = this.buckets[j]!;
+      if (e === EMPTY) break;
+      const home = this.homeOf(e);
+      // Can e move to `hole`? Only if hole lies cyclically in [home, j).
+      if (((j - home) & m) >= ((j - hole) & m)) {
+        this.buckets[hole] = e;
+        hole = j;
+      }
+      j = (j + 1) & m;
+    }
+    this.buckets[hole] = EMPTY;
+  }
+
+  /**
+   * Drops flows whose deadline is before `now`, scanning at most `budget`
+   * flow slots from where the last call stopped. Returns how many were dropped.
+   */
+  expire(now: number, budget: number = this.capacity): number {
+    let dropped = 0;
+    const n = Math.min(budget, this.capacity);
+    let c = this.scanCursor;
+    for (let k = 0; k < n; k++) {
+      if (this.state[c] !== 0 && this.deadline[c]! < now) {
+        this.remove(c);
+        dropped++;
+      }
+      c = c + 1 === this.capacity ? 0 : c + 1;
+    }
+    this.scanCursor = c;
+    return dropped;
+  }
+
+  /** Drops every flow of a session (when the session ends). Returns how many. */
+  removeSession(session: number): number {
+    let dropped = 0;
+    for (let f = 0; f < this.capacity; f++) {
+      if (this.state[f] !== 0 && this.session[f] === session) {
+        this.remove(f);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+}
+
+/** IPv4 flows: addresses are unsigned 32-bit numbers. */
+export class FlowTable extends FlowTableBase {
+  readonly innerAddr: Uint32Array;
+  readonly outerAddr: Uint32Array;
+  readonly remoteAddr: Uint32Array;
+
+  constructor(capacity: number, seed: number = randomSeed()) {
+    super(capacity, seed);
+    this.innerAddr = new Uint32Array(capacity);
+    this.outerAddr = new Uint32Array(capacity);
+    this.remoteAddr = new Uint32Array(capacity);
+  }
+
+  protected addressWords(): number {
+    return 1;
   }
 
   private innerHash(session: number, proto: number, innerAddr: number, innerPort: number, remoteAddr: number, remotePort: number): number {
@@ -127,6 +233,15 @@ export class FlowTable {
   private outerHash(proto: number, outerAddr: number, outerPort: number, remoteAddr: number, remotePort: number): number {
     // Bit 8 of the protocol word tells the sides apart.
     return mix(this.seed, outerAddr, remoteAddr, (outerPort << 16) | remotePort, proto | 0x100, 0);
+  }
+
+  protected homeOf(entry: number): number {
+    const f = entry >>> 1;
+    const h =
+      (entry & 1) === SIDE_INNER
+        ? this.innerHash(this.session[f]!, this.proto[f]!, this.innerAddr[f]!, this.innerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!)
+        : this.outerHash(this.proto[f]!, this.outerAddr[f]!, this.outerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!);
+    return h & this.mask;
   }
 
   /** The flow of a packet from session `session`, or NO_FLOW. */
@@ -190,101 +305,133 @@ export class FlowTable {
     state: number,
     deadline: number,
   ): number {
-    if (this.freeTop === 0) return NO_FLOW;
-    const f = this.freeStack[--this.freeTop]!;
-    this.session[f] = session;
-    this.proto[f] = proto;
+    const f = this.alloc(session, proto, innerPort, outerPort, remotePort, state, deadline);
+    if (f === NO_FLOW) return NO_FLOW;
     this.innerAddr[f] = innerAddr;
-    this.innerPort[f] = innerPort;
     this.outerAddr[f] = outerAddr;
-    this.outerPort[f] = outerPort;
     this.remoteAddr[f] = remoteAddr;
-    this.remotePort[f] = remotePort;
-    this.state[f] = state;
-    this.deadline[f] = deadline;
     this.place(this.innerHash(session, proto, innerAddr, innerPort, remoteAddr, remotePort), (f << 1) | SIDE_INNER);
     this.place(this.outerHash(proto, outerAddr, outerPort, remoteAddr, remotePort), (f << 1) | SIDE_OUTER);
-    this.count++;
     return f;
   }
+}
 
-  private place(hash: number, entry: number): void {
-    let i = hash & this.mask;
-    while (this.buckets[i] !== EMPTY) i = (i + 1) & this.mask;
-    this.buckets[i] = entry;
+/**
+ * IPv6 flows: an address is four unsigned 32-bit words, passed as an array
+ * and an offset (no allocation); flow f's address lives at [4f, 4f+4).
+ */
+export class FlowTable6 extends FlowTableBase {
+  readonly innerAddr: Uint32Array;
+  readonly outerAddr: Uint32Array;
+  readonly remoteAddr: Uint32Array;
+
+  constructor(capacity: number, seed: number = randomSeed()) {
+    super(capacity, seed);
+    this.innerAddr = new Uint32Array(capacity * 4);
+    this.outerAddr = new Uint32Array(capacity * 4);
+    this.remoteAddr = new Uint32Array(capacity * 4);
   }
 
-  /** Removes flow `f` (which must be live) from the table. */
-  remove(f: number): void {
-    this.unplace(this.innerHash(this.session[f]!, this.proto[f]!, this.innerAddr[f]!, this.innerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!), (f << 1) | SIDE_INNER);
-    this.unplace(this.outerHash(this.proto[f]!, this.outerAddr[f]!, this.outerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!), (f << 1) | SIDE_OUTER);
-    this.state[f] = 0;
-    this.freeStack[this.freeTop++] = f;
-    this.count--;
+  protected addressWords(): number {
+    return 4;
   }
 
-  private homeOf(entry: number): number {
+  /** Folds an address into one word for the hash (all its bits count). */
+  private fold(w: Uint32Array, o: number): number {
+    return mix(this.seed, w[o]!, w[o + 1]!, w[o + 2]!, w[o + 3]!, 0x6);
+  }
+
+  private innerHash(session: number, proto: number, inner: Uint32Array, io: number, innerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+    return mix(this.seed, this.fold(inner, io), this.fold(remote, ro), (innerPort << 16) | remotePort, proto, session);
+  }
+
+  private outerHash(proto: number, outer: Uint32Array, oo: number, outerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+    return mix(this.seed, this.fold(outer, oo), this.fold(remote, ro), (outerPort << 16) | remotePort, proto | 0x100, 0);
+  }
+
+  protected homeOf(entry: number): number {
     const f = entry >>> 1;
+    const a = f * 4;
     const h =
       (entry & 1) === SIDE_INNER
-        ? this.innerHash(this.session[f]!, this.proto[f]!, this.innerAddr[f]!, this.innerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!)
-        : this.outerHash(this.proto[f]!, this.outerAddr[f]!, this.outerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!);
+        ? this.innerHash(this.session[f]!, this.proto[f]!, this.innerAddr, a, this.innerPort[f]!, this.remoteAddr, a, this.remotePort[f]!)
+        : this.outerHash(this.proto[f]!, this.outerAddr, a, this.outerPort[f]!, this.remoteAddr, a, this.remotePort[f]!);
     return h & this.mask;
   }
 
-  private unplace(hash: number, entry: number): void {
-    const m = this.mask;
-    let i = hash & m;
-    while (this.buckets[i] !== entry) {
-      if (this.buckets[i] === EMPTY) throw new Error(`flow table corrupt: entry ${entry} not found`);
-      i = (i + 1) & m;
-    }
-    // Backward-shift: pull later entries of the same probe run into the hole
-    // when their home position allows it.
-    let hole = i;
-    let j = (i + 1) & m;
+  lookupInner(session: number, proto: number, inner: Uint32Array, io: number, innerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+    let i = this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort) & this.mask;
     for (;;) {
-      const e = this.buckets[j]!;
-      if (e === EMPTY) break;
-      const home = this.homeOf(e);
-      // Can e move to `hole`? Only if hole lies cyclically in [home, j).
-      if (((j - home) & m) >= ((j - hole) & m)) {
-        this.buckets[hole] = e;
-        hole = j;
+      const e = this.buckets[i]!;
+      if (e === EMPTY) return NO_FLOW;
+      if ((e & 1) === SIDE_INNER) {
+        const f = e >>> 1;
+        if (
+          this.innerPort[f] === innerPort &&
+          this.remotePort[f] === remotePort &&
+          this.proto[f] === proto &&
+          this.session[f] === session &&
+          sameAddress6(this.innerAddr, f * 4, inner, io) &&
+          sameAddress6(this.remoteAddr, f * 4, remote, ro)
+        ) {
+          return f;
+        }
       }
-      j = (j + 1) & m;
+      i = (i + 1) & this.mask;
     }
-    this.buckets[hole] = EMPTY;
   }
 
-  /**
-   * Drops flows whose deadline is before `now`, scanning at most `budget`
-   * flow slots from where the last call stopped. Returns how many were dropped.
-   */
-  expire(now: number, budget: number = this.capacity): number {
-    let dropped = 0;
-    const n = Math.min(budget, this.capacity);
-    let c = this.scanCursor;
-    for (let k = 0; k < n; k++) {
-      if (this.state[c] !== 0 && this.deadline[c]! < now) {
-        this.remove(c);
-        dropped++;
+  lookupOuter(proto: number, outer: Uint32Array, oo: number, outerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+    let i = this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort) & this.mask;
+    for (;;) {
+      const e = this.buckets[i]!;
+      if (e === EMPTY) return NO_FLOW;
+      if ((e & 1) === SIDE_OUTER) {
+        const f = e >>> 1;
+        if (
+          this.outerPort[f] === outerPort &&
+          this.remotePort[f] === remotePort &&
+          this.proto[f] === proto &&
+          sameAddress6(this.outerAddr, f * 4, outer, oo) &&
+          sameAddress6(this.remoteAddr, f * 4, remote, ro)
+        ) {
+          return f;
+        }
       }
-      c = c + 1 === this.capacity ? 0 : c + 1;
+      i = (i + 1) & this.mask;
     }
-    this.scanCursor = c;
-    return dropped;
   }
 
-  /** Drops every flow of a session (when the session ends). Returns how many. */
-  removeSession(session: number): number {
-    let dropped = 0;
-    for (let f = 0; f < this.capacity; f++) {
-      if (this.state[f] !== 0 && this.session[f] === session) {
-        this.remove(f);
-        dropped++;
-      }
+  insert(
+    session: number,
+    proto: number,
+    inner: Uint32Array,
+    io: number,
+    innerPort: number,
+    outer: Uint32Array,
+    oo: number,
+    outerPort: number,
+    remote: Uint32Array,
+    ro: number,
+    remotePort: number,
+    state: number,
+    deadline: number,
+  ): number {
+    const f = this.alloc(session, proto, innerPort, outerPort, remotePort, state, deadline);
+    if (f === NO_FLOW) return NO_FLOW;
+    const a = f * 4;
+    for (let k = 0; k < 4; k++) {
+      this.innerAddr[a + k] = inner[io + k]!;
+      this.outerAddr[a + k] = outer[oo + k]!;
+      this.remoteAddr[a + k] = remote[ro + k]!;
     }
-    return dropped;
+    this.place(this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort), (f << 1) | SIDE_INNER);
+    this.place(this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort), (f << 1) | SIDE_OUTER);
+    return f;
   }
+}
+
+/** True when two four-word IPv6 addresses are equal. */
+export function sameAddress6(a: Uint32Array, ao: number, b: Uint32Array, bo: number): boolean {
+  return a[ao] === b[bo] && a[ao + 1] === b[bo + 1] && a[ao + 2] === b[bo + 2] && a[ao + 3] === b[bo + 3];
 }

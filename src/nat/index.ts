@@ -1,3 +1,5 @@
-// Public surface of the nat layer: the flow table and the translator.
+// Public surface of the nat layer: the flow tables, flow states and the translators.
 export * from './flows.js';
+export * from './state.js';
 export * from './translate.js';
+export * from './translate6.js';

@@ -8,17 +8,11 @@
 // translated even without a flow (table full, a non-first fragment, a protocol
 // without ports); flows add state, timeouts and accounting on top.
 //
-// TCP states (numbers stored in the flow table; "out" = from the session):
-//
-//   new --SYN out--> SYN_OUT --SYN in--> ESTABLISHED --FIN out--> FIN_OUT --FIN in--> CLOSING
-//   new --SYN in---> SYN_IN  --SYN out-> ESTABLISHED --FIN in---> FIN_IN  --FIN out-> CLOSING
-//   new --other----> ESTABLISHED (picked up mid-stream)
-//   any --RST------> CLOSED;   CLOSED/CLOSING --SYN--> SYN_OUT/SYN_IN (port reused)
-//
-// Timeouts follow RFC 5382 (established 2 h 4 min, transitory 4 min) and
-// RFC 4787 (UDP 5 min, refreshed by traffic either way).
+// Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
 
 import { FlowTable, NO_FLOW } from './flows.js';
+import { Nat6 } from './translate6.js';
+import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
   Icmp4,
   ICMP4_ECHO_REPLY,
@@ -29,73 +23,22 @@ import {
   PROTO_UDP,
   Tcp,
   TCP_ACK,
-  TCP_FIN,
   TCP_RST,
   TCP_SYN,
   Udp,
   update32,
 } from '../wire/index.js';
 
-/** Verdicts of fromSession/fromUplink besides a session id (> 0). */
-export const DROP = -1;
-export const TO_UPLINK = 0;
-
 /** readTransport() results besides DROP. */
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
-
-export const STATE_FREE = 0;
-export const TCP_SYN_OUT = 1;
-export const TCP_SYN_IN = 2;
-export const TCP_ESTABLISHED = 3;
-export const TCP_FIN_OUT = 4;
-export const TCP_FIN_IN = 5;
-export const TCP_CLOSING = 6;
-export const TCP_CLOSED = 7;
-export const UDP_ACTIVE = 8;
-export const ICMP_ACTIVE = 9;
-
-export const STATE_NAMES = ['free', 'syn-out', 'syn-in', 'established', 'fin-out', 'fin-in', 'closing', 'closed', 'udp', 'icmp'] as const;
-
-/** Idle timeouts in seconds. */
-export interface Timeouts {
-  tcpEstablished: number;
-  tcpTransitory: number;
-  tcpClosed: number;
-  udp: number;
-  icmp: number;
-}
-
-export const DEFAULT_TIMEOUTS: Timeouts = {
-  tcpEstablished: 7440, // RFC 5382 REQ-5: at least 2 h 4 min
-  tcpTransitory: 240, // RFC 5382 REQ-5: at least 4 min
-  tcpClosed: 10, // after RST: nothing more to carry
-  udp: 300, // RFC 4787 REQ-5: at least 2 min, 5 min recommended
-  icmp: 60,
-};
-
-/** Counters of what the translator did; plain numbers so the hot path only increments. */
-export class NatCounters {
-  fromSession = 0;
-  fromUplink = 0;
-  /** Not IPv4 (e.g. IPv6 router solicitations from a session's kernel): dropped. */
-  otherFamily = 0;
-  malformed = 0;
-  spoofed = 0;
-  noSession = 0;
-  tableFull = 0;
-  fragments = 0;
-  hairpin = 0;
-  icmpErrors = 0;
-  icmpErrorsDropped = 0;
-  flowsCreated = 0;
-  flowsExpired = 0;
-}
 
 export interface NatOptions {
   /** Highest session id that will be added. */
   maxSession: number;
   flowCapacity: number;
+  /** IPv6 flow table capacity (default: a quarter of flowCapacity, at least 1024). */
+  flowCapacity6?: number;
   timeouts?: Timeouts;
   seed?: number;
 }
@@ -103,6 +46,8 @@ export interface NatOptions {
 export class Nat {
   readonly flows: FlowTable;
   readonly counters = new NatCounters();
+  /** The IPv6 half: sessions' IPv6 addresses and flows. */
+  readonly v6: Nat6;
   private readonly timeouts: Timeouts;
   private readonly innerOf: Uint32Array;
   private readonly vipOf: Uint32Array;
@@ -126,6 +71,7 @@ export class Nat {
   constructor(opts: NatOptions) {
     this.flows = new FlowTable(opts.flowCapacity, opts.seed);
     this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
+    this.v6 = new Nat6(opts.maxSession, opts.flowCapacity6 ?? Math.max(1024, opts.flowCapacity >> 2), this.counters, this.timeouts, opts.seed);
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
@@ -141,11 +87,22 @@ export class Nat {
     this.byVip.set(vip, id);
   }
 
+  /** Gives session `id` an IPv6 inner address and VIP (four 32-bit words each). */
+  addSession6(id: number, inner: ArrayLike<number>, vip: ArrayLike<number>): void {
+    this.v6.addSession(id, inner, vip);
+  }
+
   removeSession(id: number): void {
+    this.v6.removeSession(id);
     if (!this.active[id]) return;
     this.active[id] = 0;
     this.byVip.delete(this.vipOf[id]!);
     this.flows.removeSession(id);
+  }
+
+  /** Live flows, both families. */
+  get flowCount(): number {
+    return this.flows.count + this.v6.flows.count;
   }
 
   /** The session holding `vip`, or 0. */
@@ -155,7 +112,7 @@ export class Nat {
 
   /** Drops idle flows; call about once a second with a slice budget. */
   expire(now: number, budget?: number): void {
-    this.counters.flowsExpired += this.flows.expire(now, budget);
+    this.counters.flowsExpired += this.flows.expire(now, budget) + this.v6.flows.expire(now, budget);
   }
 
   /**
@@ -166,7 +123,10 @@ export class Nat {
     const c = this.counters;
     c.fromSession++;
     const ip = this.ip;
-    if (len > 0 && buf[off]! >>> 4 !== 4) {
+    if (len < 1) return this.malformed();
+    const version = buf[off]! >>> 4;
+    if (version !== 4) {
+      if (version === 6) return this.v6.fromSession(id, buf, off, len, now);
       c.otherFamily++;
       return DROP;
     }
@@ -195,7 +155,7 @@ export class Nat {
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) this.advance(f, proto, this.tcpFlags, true, now);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, true, now, this.timeouts);
     }
 
     if (inner !== vip) {
@@ -218,7 +178,10 @@ export class Nat {
     const c = this.counters;
     c.fromUplink++;
     const ip = this.ip;
-    if (len > 0 && buf[off]! >>> 4 !== 4) {
+    if (len < 1) return this.malformed();
+    const version = buf[off]! >>> 4;
+    if (version !== 4) {
+      if (version === 6) return this.v6.fromUplink(buf, off, len, now);
       c.otherFamily++;
       return DROP;
     }
@@ -244,7 +207,7 @@ export class Nat {
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) this.advance(f, proto, this.tcpFlags, false, now);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, false, now, this.timeouts);
     }
 
     if (inner !== vip) {
@@ -310,26 +273,6 @@ export class Nat {
   private malformed(): number {
     this.counters.malformed++;
     return DROP;
-  }
-
-  /** Moves a flow's state on and refreshes its deadline. */
-  private advance(f: number, proto: number, flags: number, out: boolean, now: number): void {
-    const flows = this.flows;
-    const t = this.timeouts;
-    let s = flows.state[f]!;
-    let timeout: number;
-    if (proto === PROTO_TCP) {
-      s = nextTcpState(s, flags, out);
-      timeout = s === TCP_ESTABLISHED ? t.tcpEstablished : s === TCP_CLOSED ? t.tcpClosed : t.tcpTransitory;
-    } else if (proto === PROTO_UDP) {
-      s = UDP_ACTIVE;
-      timeout = t.udp;
-    } else {
-      s = ICMP_ACTIVE;
-      timeout = t.icmp;
-    }
-    flows.state[f] = s;
-    flows.deadline[f] = now + timeout;
   }
 
   /**
@@ -454,30 +397,5 @@ export class Nat {
     }
     icmp.fillChecksum();
     return true;
-  }
-}
-
-/** The TCP state machine of the header comment. `out` is true for packets from the session. */
-export function nextTcpState(s: number, flags: number, out: boolean): number {
-  if (flags & TCP_RST) return TCP_CLOSED;
-  const syn = (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
-  switch (s) {
-    case STATE_FREE:
-      return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : TCP_ESTABLISHED;
-    case TCP_SYN_OUT:
-      return !out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
-    case TCP_SYN_IN:
-      return out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
-    case TCP_ESTABLISHED:
-      return flags & TCP_FIN ? (out ? TCP_FIN_OUT : TCP_FIN_IN) : s;
-    case TCP_FIN_OUT:
-      return !out && flags & TCP_FIN ? TCP_CLOSING : s;
-    case TCP_FIN_IN:
-      return out && flags & TCP_FIN ? TCP_CLOSING : s;
-    case TCP_CLOSING:
-    case TCP_CLOSED:
-      return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : s;
-    default:
-      return s;
   }
 }

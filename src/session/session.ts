@@ -9,18 +9,30 @@ import {
   killNetnsProcesses,
   listNetns,
   openTun,
+  pendingTcp,
   removeNetnsEtc,
   writeNetnsHosts,
 } from '../linux/index.js';
 import { loopbackFor } from '../pool/index.js';
 
-export interface SessionSpec {
-  id: number;
+/** One address family of a session: what the network sees, and what eth0 holds. */
+export interface SessionAddress {
   /** The address the network sees. */
   vip: string;
   /** The address eth0 holds: the VIP in address mode, the shared inner address in NAT mode. */
   inner: string;
+}
+
+export interface SessionSpec {
+  id: number;
+  v4: SessionAddress | null;
+  v6: SessionAddress | null;
   mtu: number;
+}
+
+/** The session's main VIP (IPv4 when it has one), as shown and exported as VIPNAT_VIP. */
+export function primaryVip(spec: SessionSpec): string {
+  return (spec.v4 ?? spec.v6)!.vip;
 }
 
 /** Namespace names carry the gateway's pid so a later run can tell stale ones from live ones. */
@@ -36,7 +48,7 @@ function tempIfName(id: number): string {
 }
 
 /** /etc/hosts for the session: the machine's entries, with its hostname pointing at the session's address. */
-export function sessionHosts(address: string, host: string = hostname(), base?: string): string {
+export function sessionHosts(addresses: string[], host: string = hostname(), base?: string): string {
   let text = base;
   if (text === undefined) {
     try {
@@ -56,7 +68,7 @@ export function sessionHosts(address: string, host: string = hostname(), base?: 
     .join('\n')
     .replace(/\n*$/, '\n');
   const aliases = short !== host ? `${host} ${short}` : host;
-  return `${kept}# vipnat: this session's own address\n${address}\t${aliases}\n`;
+  return `${kept}# vipnat: this session's own address\n${addresses.map((a) => `${a}\t${aliases}\n`).join('')}`;
 }
 
 export class Session {
@@ -76,7 +88,7 @@ export class Session {
 
   /** Makes the namespace and its eth0. On failure, undoes what it did and throws. */
   async create(): Promise<void> {
-    const { inner, mtu } = this.spec;
+    const { v4, v6, mtu } = this.spec;
     const tmp = tempIfName(this.spec.id);
     try {
       this.fd = openTun(tmp);
@@ -88,13 +100,14 @@ export class Session {
           `link set dev lo up`,
           `link set dev ${tmp} name eth0`,
           `link set dev eth0 mtu ${mtu} up`,
-          `addr add ${inner}/32 dev eth0`,
-          `route add default dev eth0`,
+          ...(v4 ? [`addr add ${v4.inner}/32 dev eth0`, `route add 0.0.0.0/0 dev eth0`] : []),
+          // nodad: the address is ours alone; no need to wait for duplicate detection.
+          ...(v6 ? [`addr add ${v6.inner}/128 dev eth0 nodad`, `route add ::/0 dev eth0`] : []),
         ],
         this.netns,
       );
-      // The hostname names the VIP in both modes: it is the address peers can reach.
-      writeNetnsHosts(this.netns, sessionHosts(this.spec.vip));
+      // The hostname names the VIPs in both modes: they are the addresses peers can reach.
+      writeNetnsHosts(this.netns, sessionHosts([v4?.vip, v6?.vip].filter((a): a is string => a !== undefined)));
     } catch (e) {
       await this.destroy();
       throw e;
@@ -108,13 +121,27 @@ export class Session {
       env: {
         ...env,
         VIPNAT_SESSION_ID: String(this.spec.id),
-        VIPNAT_VIP: this.spec.vip,
+        VIPNAT_VIP: primaryVip(this.spec),
+        ...(this.spec.v4 && this.spec.v6 ? { VIPNAT_VIP6: this.spec.v6.vip } : {}),
         VIPNAT_LOOPBACK: this.loopback,
         VIPNAT_NETNS: this.netns,
       },
     });
     this.child = child;
     return child;
+  }
+
+  /**
+   * Waits (up to `timeoutMs`) for TCP data the program left in flight when it
+   * exited to be delivered, so that a last message written just before exit
+   * is not lost when eth0 goes away.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (!this.netnsMade) return;
+    const end = Date.now() + timeoutMs;
+    while ((await pendingTcp(this.netns)) > 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /**

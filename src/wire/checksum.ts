@@ -50,3 +50,30 @@ export function update32(check: number, oldValue: number, newValue: number): num
     (newValue & 0xffff);
   return ~fold(acc) & 0xffff;
 }
+
+/**
+ * Sum of the IPv6 pseudo-header (RFC 8200 section 8.1), read from the IPv6
+ * header at `ipOff`: source (+8) and destination (+24) as they stand, the 32-bit
+ * upper-layer length and the upper-layer protocol (not the first Next Header
+ * when extension headers come between). With a Routing header that still has
+ * segments left, the pseudo-header wants the final destination instead; this
+ * reads the header as it is.
+ */
+export function pseudoSum6(buf: Uint8Array, ipOff: number, upperLength: number, nextHeader: number): number {
+  return sum(buf, ipOff + 8, 32, 0) + (upperLength >>> 16) + (upperLength & 0xffff) + nextHeader;
+}
+
+/**
+ * RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address) held as four unsigned
+ * 32-bit words, oldW[oldOff..+3] -> newW[newOff..+3]. Same contract as update32:
+ * the result can be 0 and callers with a 0 rule (UDP) send it as 0xffff.
+ */
+export function update128(check: number, oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): number {
+  let acc = ~check & 0xffff;
+  for (let i = 0; i < 4; i++) {
+    const o = oldW[oldOff + i]!;
+    const n = newW[newOff + i]!;
+    acc += (~(o >>> 16) & 0xffff) + (~o & 0xffff) + (n >>> 16) + (n & 0xffff);
+  }
+  return ~fold(acc) & 0xffff;
+}

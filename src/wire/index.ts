@@ -1,6 +1,8 @@
-// Public surface of the wire layer: header views and checksum arithmetic.
+// Public surface of the wire layer: header views and checksum arithmetic, IPv4 and IPv6.
 export * from './checksum.js';
 export * from './ipv4.js';
 export * from './tcp.js';
 export * from './udp.js';
 export * from './icmp4.js';
+export * from './ipv6.js';
+export * from './icmp6.js';

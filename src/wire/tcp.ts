@@ -17,7 +17,7 @@
 //   |                    Options                    |    Padding    |
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 
-import { finish, pseudoSum4, sum, update16, update32 } from './checksum.js';
+import { finish, pseudoSum4, pseudoSum6, sum, update128, update16, update32 } from './checksum.js';
 import { PROTO_TCP, read16, read32, write16 } from './ipv4.js';
 
 const SRC_PORT = 0;
@@ -93,6 +93,23 @@ export class Tcp {
   updateAddress(oldAddr: number, newAddr: number): void {
     const o = this.off + CHECKSUM;
     write16(this.buf, o, update32(read16(this.buf, o), oldAddr, newAddr));
+  }
+
+  /** True when the checksum over the pseudo-header of the IPv6 header at ipBuf[ipOff] and the segment is right. */
+  verifyChecksum6(ipBuf: Uint8Array, ipOff: number): boolean {
+    return finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_TCP))) === 0;
+  }
+
+  /** Computes the checksum from scratch, with the pseudo-header of the IPv6 header at ipBuf[ipOff]. */
+  fillChecksum6(ipBuf: Uint8Array, ipOff: number): void {
+    write16(this.buf, this.off + CHECKSUM, 0);
+    write16(this.buf, this.off + CHECKSUM, finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_TCP))));
+  }
+
+  /** Folds a change of an IPv6 pseudo-header address (four words each) into the checksum (RFC 1624). */
+  updateAddress128(oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): void {
+    const o = this.off + CHECKSUM;
+    write16(this.buf, o, update128(read16(this.buf, o), oldW, oldOff, newW, newOff));
   }
 
   setSrcPort(p: number): void {

@@ -10,9 +10,10 @@
 //   +--------+--------+--------+--------+
 //
 // Over IPv4 a checksum of 0 means "not computed" and must stay 0 through
-// translation; a computed checksum of 0 is sent as 0xffff.
+// translation; a computed checksum of 0 is sent as 0xffff. Over IPv6 the
+// checksum is mandatory (RFC 8200 section 8.1): 0 is invalid, never "none".
 
-import { finish, pseudoSum4, sum, update16, update32 } from './checksum.js';
+import { finish, pseudoSum4, pseudoSum6, sum, update128, update16, update32 } from './checksum.js';
 import { PROTO_UDP, read16, write16 } from './ipv4.js';
 
 const SRC_PORT = 0;
@@ -86,6 +87,32 @@ export class Udp {
     const c = read16(this.buf, o);
     if (c === 0) return;
     const n = update32(c, oldAddr, newAddr);
+    write16(this.buf, o, n === 0 ? 0xffff : n);
+  }
+
+  /** True when the checksum over the pseudo-header of the IPv6 header at ipBuf[ipOff] is right; 0 is invalid over IPv6. */
+  verifyChecksum6(ipBuf: Uint8Array, ipOff: number): boolean {
+    if (this.checksum === 0) return false;
+    return finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_UDP))) === 0;
+  }
+
+  /** Computes the checksum from scratch for the IPv6 header at ipBuf[ipOff] (0 is sent as 0xffff). */
+  fillChecksum6(ipBuf: Uint8Array, ipOff: number): void {
+    write16(this.buf, this.off + CHECKSUM, 0);
+    const c = finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_UDP)));
+    write16(this.buf, this.off + CHECKSUM, c === 0 ? 0xffff : c);
+  }
+
+  /**
+   * Folds a change of an IPv6 pseudo-header address (four words each) into the
+   * checksum. A 0 checksum, invalid over IPv6, is left as it is for the
+   * receiver to drop; a result of 0 is sent as 0xffff.
+   */
+  updateAddress128(oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): void {
+    const o = this.off + CHECKSUM;
+    const c = read16(this.buf, o);
+    if (c === 0) return;
+    const n = update128(c, oldW, oldOff, newW, newOff);
     write16(this.buf, o, n === 0 ? 0xffff : n);
   }
 

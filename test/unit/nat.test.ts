@@ -819,13 +819,23 @@ describe('expiry', () => {
 });
 
 describe('other families and malformed packets', () => {
-  it('counts IPv6 (version 6) in counters.otherFamily, from either side', () => {
+  it('drops IPv6 for a session without an IPv6 address (otherFamily) and link control from outside', () => {
     const nat = makeNat();
-    const rs = ipv6Packet(58, new Uint8Array([133, 0, 0, 0, 0, 0, 0, 0])); // router solicitation
+    const rs = ipv6Packet(58, new Uint8Array([133, 0, 0, 0, 0, 0, 0, 0])); // router solicitation, fe80::1 -> ff02::2
     expect(send(nat, 1, rs).v).toBe(DROP);
+    expect(nat.counters.otherFamily).toBe(1);
     expect(recv(nat, rs).v).toBe(DROP);
-    expect(nat.counters.otherFamily).toBe(2);
+    expect(nat.counters.linkControl).toBe(1);
     expect(nat.counters.malformed).toBe(0);
+  });
+
+  it('counts other IP versions in counters.otherFamily', () => {
+    const nat = makeNat();
+    const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 });
+    p[0] = 0x55;
+    expect(send(nat, 1, p).v).toBe(DROP);
+    expect(recv(nat, p).v).toBe(DROP);
+    expect(nat.counters.otherFamily).toBe(2);
   });
 
   it('drops empty, truncated and inconsistent packets as malformed', () => {

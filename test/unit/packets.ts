@@ -176,11 +176,10 @@ export const RST = 0x04;
 export const PSH = 0x08;
 export const ACK = 0x10;
 
-/** A TCP segment with its checksum over the IPv4 pseudo-header of src/dst. */
-export function tcpSegment(src: number, dst: number, f: TcpFields): Uint8Array {
+/** Header and data of a TCP segment, checksum field 0. */
+function tcpBytes(f: TcpFields): Uint8Array {
   const opts = f.options ?? [];
-  const optLen = Math.ceil(opts.length / 4) * 4;
-  const hlen = 20 + optLen;
+  const hlen = 20 + Math.ceil(opts.length / 4) * 4;
   const data = f.data ?? new Uint8Array(0);
   const s = new Uint8Array(hlen + data.length);
   put16(s, 0, f.sport);
@@ -193,6 +192,12 @@ export function tcpSegment(src: number, dst: number, f: TcpFields): Uint8Array {
   put16(s, 18, f.urgent ?? 0);
   s.set(opts, 20);
   s.set(data, hlen);
+  return s;
+}
+
+/** A TCP segment with its checksum over the IPv4 pseudo-header of src/dst. */
+export function tcpSegment(src: number, dst: number, f: TcpFields): Uint8Array {
+  const s = tcpBytes(f);
   put16(s, 16, checksum(pseudoHeader(src, dst, TCP, s.length), s));
   return s;
 }
@@ -325,4 +330,231 @@ export function embed(p: Uint8Array, off: number, tail = 7, fill = 0xa5): Uint8A
   const b = new Uint8Array(off + p.length + tail).fill(fill);
   b.set(p, off);
   return b;
+}
+
+// ---- IPv6 (RFC 8200), with its own pseudo-header and extension headers, still independent of src/wire ----
+
+/** IPv6 text to 16 bytes, the plain way: expand "::", allow a trailing dotted quad. */
+export function addr6(text: string): Uint8Array {
+  let t = text;
+  const groups: number[] = [];
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(t);
+  if (quad) {
+    const a = addr(quad[0]);
+    t = `${t.slice(0, quad.index)}${(a >>> 16).toString(16)}:${(a & 0xffff).toString(16)}`;
+  }
+  const halves = t.split('::');
+  if (halves.length > 2) throw new Error(`addr6: more than one "::" in ${text}`);
+  const side = (s: string): number[] => (s === '' ? [] : s.split(':').map((x) => {
+    if (!/^[0-9a-f]{1,4}$/i.test(x)) throw new Error(`addr6: bad group ${JSON.stringify(x)} in ${text}`);
+    return parseInt(x, 16);
+  }));
+  const head = side(halves[0]!);
+  if (halves.length === 2) {
+    const tail = side(halves[1]!);
+    groups.push(...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail);
+  } else {
+    groups.push(...head);
+  }
+  if (groups.length !== 8) throw new Error(`addr6: ${text} is not 8 groups`);
+  const b = new Uint8Array(16);
+  groups.forEach((g, i) => put16(b, i * 2, g));
+  return b;
+}
+
+/** 16 address bytes as four unsigned 32-bit words (what the views take). */
+export function words6(a: Uint8Array): Uint32Array {
+  const w = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) w[i] = u32(a, i * 4);
+  return w;
+}
+
+/** The RFC 8200 section 8.1 pseudo-header: src, dst, 32-bit upper-layer length, 3 zero bytes, next header. */
+export function pseudoHeader6(src: Uint8Array, dst: Uint8Array, nextHeader: number, len: number): Uint8Array {
+  const p = new Uint8Array(40);
+  p.set(src, 0);
+  p.set(dst, 16);
+  put32(p, 32, len);
+  p[39] = nextHeader;
+  return p;
+}
+
+export const ICMP6 = 58;
+export const HOP_BY_HOP = 0;
+export const ROUTING = 43;
+export const FRAGMENT = 44;
+export const DEST_OPTIONS = 60;
+export const NO_NEXT = 59;
+
+/**
+ * One extension header. Hop-by-Hop/Destination Options: option bytes, padded to
+ * a multiple of 8 with Pad1/PadN. Routing: type, segments left and type-specific
+ * data, zero-padded. Fragment: offset in bytes (a multiple of 8), M, ident.
+ * Raw: anything else, `type` being the Next Header value that names it and
+ * `bytes` everything after its own Next Header byte.
+ */
+export type Ext6 =
+  | { kind: 'hbh' | 'dst'; options?: readonly number[] }
+  | { kind: 'routing'; routingType?: number; segmentsLeft?: number; data?: readonly number[] }
+  | { kind: 'frag'; offset?: number; more?: boolean; ident?: number }
+  | { kind: 'raw'; type: number; bytes: readonly number[] };
+
+function extType(e: Ext6): number {
+  switch (e.kind) {
+    case 'hbh':
+      return HOP_BY_HOP;
+    case 'dst':
+      return DEST_OPTIONS;
+    case 'routing':
+      return ROUTING;
+    case 'frag':
+      return FRAGMENT;
+    case 'raw':
+      return e.type;
+  }
+}
+
+/** Option area padded to 8n-2 bytes with Pad1 (one byte) or PadN (RFC 8200 section 4.2). */
+function padOptions(opts: readonly number[]): number[] {
+  const out = [...opts];
+  const need = (8 - ((out.length + 2) % 8)) % 8;
+  if (need === 1) out.push(0);
+  else if (need >= 2) out.push(1, need - 2, ...new Array<number>(need - 2).fill(0));
+  return out;
+}
+
+/** The bytes of one extension header whose Next Header is `next`. */
+export function extHeader(e: Ext6, next: number): Uint8Array {
+  let body: number[]; // everything after the Next Header / Hdr Ext Len bytes
+  if (e.kind === 'frag') {
+    const h = new Uint8Array(8);
+    h[0] = next;
+    put16(h, 2, (e.offset ?? 0) | (e.more ? 1 : 0)); // offset in bytes, a multiple of 8, sits in bits 15..3
+    put32(h, 4, e.ident ?? 0);
+    return h;
+  }
+  if (e.kind === 'raw') return Uint8Array.from([next, ...e.bytes]);
+  if (e.kind === 'routing') {
+    body = [e.routingType ?? 0, e.segmentsLeft ?? 0, ...(e.data ?? [0, 0, 0, 0])];
+    while ((body.length + 2) % 8 !== 0) body.push(0);
+  } else {
+    body = padOptions(e.options ?? []);
+  }
+  return Uint8Array.from([next, (body.length + 2) / 8 - 1, ...body]);
+}
+
+export interface Ipv6Fields {
+  src: Uint8Array;
+  dst: Uint8Array;
+  /** The upper-layer protocol, after any extension headers. */
+  proto: number;
+  trafficClass?: number;
+  flowLabel?: number;
+  hopLimit?: number;
+  ext?: readonly Ext6[];
+  /** Override the Payload Length field (default: the real one). */
+  payloadLength?: number;
+}
+
+/** An IPv6 packet: fixed header, extension headers chained in order, then `payload`. */
+export function ipv6(f: Ipv6Fields, payload: Uint8Array): Uint8Array {
+  const ext = f.ext ?? [];
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < ext.length; i++) {
+    const next = i + 1 < ext.length ? extType(ext[i + 1]!) : f.proto;
+    parts.push(extHeader(ext[i]!, next));
+  }
+  parts.push(payload);
+  let plen = 0;
+  for (const x of parts) plen += x.length;
+  const p = new Uint8Array(40 + plen);
+  put32(p, 0, 6 * 0x10000000 + (f.trafficClass ?? 0) * 0x100000 + (f.flowLabel ?? 0));
+  put16(p, 4, f.payloadLength ?? plen);
+  p[6] = ext.length > 0 ? extType(ext[0]!) : f.proto;
+  p[7] = f.hopLimit ?? 64;
+  p.set(f.src, 8);
+  p.set(f.dst, 24);
+  let o = 40;
+  for (const x of parts) {
+    p.set(x, o);
+    o += x.length;
+  }
+  return p;
+}
+
+/** A TCP segment with its checksum over the IPv6 pseudo-header of src/dst. */
+export function tcp6Segment(src: Uint8Array, dst: Uint8Array, f: TcpFields): Uint8Array {
+  const s = tcpBytes(f);
+  put16(s, 16, checksum(pseudoHeader6(src, dst, TCP, s.length), s));
+  return s;
+}
+
+/** A UDP datagram over IPv6: checksum mandatory, a computed 0 sent as 0xffff; `checksum: false` writes 0 (invalid). */
+export function udp6Datagram(src: Uint8Array, dst: Uint8Array, f: UdpFields): Uint8Array {
+  const data = f.data ?? new Uint8Array(0);
+  const d = new Uint8Array(8 + data.length);
+  put16(d, 0, f.sport);
+  put16(d, 2, f.dport);
+  put16(d, 4, d.length);
+  d.set(data, 8);
+  if (f.checksum !== false) {
+    const c = checksum(pseudoHeader6(src, dst, UDP, d.length), d);
+    put16(d, 6, c === 0 ? 0xffff : c);
+  }
+  return d;
+}
+
+/** An ICMPv6 message with a 4-byte rest-of-header and data, checksum over the pseudo-header. */
+export function icmp6Message(src: Uint8Array, dst: Uint8Array, type: number, code: number, rest: number, data: Uint8Array): Uint8Array {
+  const m = new Uint8Array(8 + data.length);
+  m[0] = type;
+  m[1] = code;
+  put32(m, 4, rest);
+  m.set(data, 8);
+  put16(m, 2, checksum(pseudoHeader6(src, dst, ICMP6, m.length), m));
+  return m;
+}
+
+export type Ip6Opts = Omit<Ipv6Fields, 'src' | 'dst' | 'proto'>;
+
+export function tcp6Packet(src: Uint8Array, dst: Uint8Array, f: TcpFields, ip: Ip6Opts = {}): Uint8Array {
+  return ipv6({ ...ip, src, dst, proto: TCP }, tcp6Segment(src, dst, f));
+}
+
+export function udp6Packet(src: Uint8Array, dst: Uint8Array, f: UdpFields, ip: Ip6Opts = {}): Uint8Array {
+  return ipv6({ ...ip, src, dst, proto: UDP }, udp6Datagram(src, dst, f));
+}
+
+export function echo6Packet(src: Uint8Array, dst: Uint8Array, type: 128 | 129, ident: number, seq: number, data: Uint8Array = new Uint8Array(0), ip: Ip6Opts = {}): Uint8Array {
+  return ipv6({ ...ip, src, dst, proto: ICMP6 }, icmp6Message(src, dst, type, 0, ident * 0x10000 + seq, data));
+}
+
+/**
+ * Offset of the upper-layer header of an IPv6 packet and its protocol, found
+ * the plain way (for tests that must not trust src/wire's walk).
+ */
+export function parse6(p: Uint8Array): { proto: number; l4: number; end: number } {
+  let nh = p[6]!;
+  let o = 40;
+  for (;;) {
+    if (nh === FRAGMENT) {
+      const later = (u16(p, o + 2) & 0xfff8) !== 0;
+      nh = p[o]!;
+      o += 8;
+      if (later) break;
+    } else if (nh === HOP_BY_HOP || nh === ROUTING || nh === DEST_OPTIONS) {
+      const len = (p[o + 1]! + 1) * 8;
+      nh = p[o]!;
+      o += len;
+    } else break;
+  }
+  return { proto: nh, l4: o, end: 40 + u16(p, 4) };
+}
+
+/** True when the upper-layer checksum of an unfragmented IPv6 packet verifies from scratch (UDP 0 is invalid). */
+export function l4Ok6(p: Uint8Array): boolean {
+  const h = parse6(p);
+  const seg = p.subarray(h.l4, h.end);
+  if (h.proto === UDP && u16(seg, 6) === 0) return false;
+  return onesSum([pseudoHeader6(p.subarray(8, 24), p.subarray(24, 40), h.proto, seg.length), seg]) === 0xffff;
 }

@@ -1,0 +1,111 @@
+// Flow states, timeouts, counters and verdicts shared by the IPv4 and IPv6 translators.
+//
+// TCP states (numbers stored in the flow table; "out" = from the session):
+//
+//   new --SYN out--> SYN_OUT --SYN in--> ESTABLISHED --FIN out--> FIN_OUT --FIN in--> CLOSING
+//   new --SYN in---> SYN_IN  --SYN out-> ESTABLISHED --FIN in---> FIN_IN  --FIN out-> CLOSING
+//   new --other----> ESTABLISHED (picked up mid-stream)
+//   any --RST------> CLOSED;   CLOSED/CLOSING --SYN--> SYN_OUT/SYN_IN (port reused)
+//
+// Timeouts follow RFC 5382 (established 2 h 4 min, transitory 4 min) and
+// RFC 4787 (UDP 5 min, refreshed by traffic either way).
+
+import type { FlowTableBase } from './flows.js';
+import { PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/index.js';
+
+/** Verdicts of fromSession/fromUplink besides a session id (> 0). */
+export const DROP = -1;
+export const TO_UPLINK = 0;
+
+export const STATE_FREE = 0;
+export const TCP_SYN_OUT = 1;
+export const TCP_SYN_IN = 2;
+export const TCP_ESTABLISHED = 3;
+export const TCP_FIN_OUT = 4;
+export const TCP_FIN_IN = 5;
+export const TCP_CLOSING = 6;
+export const TCP_CLOSED = 7;
+export const UDP_ACTIVE = 8;
+export const ICMP_ACTIVE = 9;
+
+export const STATE_NAMES = ['free', 'syn-out', 'syn-in', 'established', 'fin-out', 'fin-in', 'closing', 'closed', 'udp', 'icmp'] as const;
+
+/** Idle timeouts in seconds. */
+export interface Timeouts {
+  tcpEstablished: number;
+  tcpTransitory: number;
+  tcpClosed: number;
+  udp: number;
+  icmp: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  tcpEstablished: 7440, // RFC 5382 REQ-5: at least 2 h 4 min
+  tcpTransitory: 240, // RFC 5382 REQ-5: at least 4 min
+  tcpClosed: 10, // after RST: nothing more to carry
+  udp: 300, // RFC 4787 REQ-5: at least 2 min, 5 min recommended
+  icmp: 60,
+};
+
+/** Counters of what the translator did; plain numbers so the hot path only increments. */
+export class NatCounters {
+  fromSession = 0;
+  fromUplink = 0;
+  /** Neither IPv4 nor IPv6, or IPv6 for a session without an IPv6 address: dropped. */
+  otherFamily = 0;
+  /** IPv6 neighbour discovery, router solicitations and MLD from a session's kernel: dropped. */
+  linkControl = 0;
+  malformed = 0;
+  spoofed = 0;
+  noSession = 0;
+  tableFull = 0;
+  fragments = 0;
+  hairpin = 0;
+  icmpErrors = 0;
+  icmpErrorsDropped = 0;
+  flowsCreated = 0;
+  flowsExpired = 0;
+}
+
+/** Moves a flow's state on and refreshes its deadline. */
+export function advance(table: FlowTableBase, f: number, proto: number, flags: number, out: boolean, now: number, t: Timeouts): void {
+  let s = table.state[f]!;
+  let timeout: number;
+  if (proto === PROTO_TCP) {
+    s = nextTcpState(s, flags, out);
+    timeout = s === TCP_ESTABLISHED ? t.tcpEstablished : s === TCP_CLOSED ? t.tcpClosed : t.tcpTransitory;
+  } else if (proto === PROTO_UDP) {
+    s = UDP_ACTIVE;
+    timeout = t.udp;
+  } else {
+    s = ICMP_ACTIVE;
+    timeout = t.icmp;
+  }
+  table.state[f] = s;
+  table.deadline[f] = now + timeout;
+}
+
+/** The TCP state machine of the header comment. `out` is true for packets from the session. */
+export function nextTcpState(s: number, flags: number, out: boolean): number {
+  if (flags & TCP_RST) return TCP_CLOSED;
+  const syn = (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
+  switch (s) {
+    case STATE_FREE:
+      return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : TCP_ESTABLISHED;
+    case TCP_SYN_OUT:
+      return !out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
+    case TCP_SYN_IN:
+      return out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
+    case TCP_ESTABLISHED:
+      return flags & TCP_FIN ? (out ? TCP_FIN_OUT : TCP_FIN_IN) : s;
+    case TCP_FIN_OUT:
+      return !out && flags & TCP_FIN ? TCP_CLOSING : s;
+    case TCP_FIN_IN:
+      return out && flags & TCP_FIN ? TCP_CLOSING : s;
+    case TCP_CLOSING:
+    case TCP_CLOSED:
+      return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : s;
+    default:
+      return s;
+  }
+}

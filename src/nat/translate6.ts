@@ -1,0 +1,357 @@
+// The IPv6 translator: the same policy as translate.ts, for sessions' IPv6 inner addresses and VIPs.
+//
+// IPv6 has no header checksum, but every upper-layer checksum (TCP, UDP and
+// ICMPv6 alike) covers a pseudo-header holding both addresses, so each
+// address rewrite updates it (RFC 1624 over 128 bits). An ICMPv6 error quotes
+// the offending packet; its addresses and checksum are translated too, and
+// the ICMPv6 checksum is then recomputed whole (RFC 5508 applies the same way).
+// A session's kernel also sends neighbour discovery, router solicitations and
+// MLD reports from link-local addresses: a TUN needs none of them, so they are
+// counted and dropped.
+
+import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
+import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
+import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, TCP_ACK, TCP_RST, TCP_SYN, Udp, update128, write16, write32 } from '../wire/index.js';
+
+const NO_PORTS = 0;
+const HAS_PORTS = 1;
+const EMPTY = 0;
+
+/** VIP -> session id over four-word addresses, open addressing in typed arrays (sessions change rarely). */
+class Vip6Index {
+  private readonly keys: Uint32Array;
+  private readonly ids: Uint32Array;
+  private readonly mask: number;
+
+  constructor(maxSession: number) {
+    let size = 8;
+    while (size < (maxSession + 1) * 2) size *= 2;
+    this.keys = new Uint32Array(size * 4);
+    this.ids = new Uint32Array(size);
+    this.mask = size - 1;
+  }
+
+  private slot(w: Uint32Array, o: number): number {
+    let h = Math.imul(w[o]! ^ Math.imul(w[o + 1]!, 0x9e3779b1) ^ Math.imul(w[o + 2]!, 0x85ebca6b) ^ Math.imul(w[o + 3]!, 0xc2b2ae35), 0x27d4eb2f);
+    h ^= h >>> 15;
+    let i = h & this.mask;
+    for (;;) {
+      const id = this.ids[i]!;
+      if (id === EMPTY) return i;
+      const k = i * 4;
+      const ks = this.keys;
+      if (ks[k] === w[o] && ks[k + 1] === w[o + 1] && ks[k + 2] === w[o + 2] && ks[k + 3] === w[o + 3]) return i;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  get(w: Uint32Array, o: number): number {
+    return this.ids[this.slot(w, o)]!;
+  }
+
+  set(w: Uint32Array, o: number, id: number): void {
+    const i = this.slot(w, o);
+    for (let k = 0; k < 4; k++) this.keys[i * 4 + k] = w[o + k]!;
+    this.ids[i] = id;
+  }
+
+  /** Removes a key by rebuilding its probe run (rare: a session ending). */
+  delete(w: Uint32Array, o: number): void {
+    const i = this.slot(w, o);
+    if (this.ids[i] === EMPTY) return;
+    this.ids[i] = EMPTY;
+    let j = (i + 1) & this.mask;
+    const tmp = new Uint32Array(4);
+    while (this.ids[j] !== EMPTY) {
+      const id = this.ids[j]!;
+      tmp.set(this.keys.subarray(j * 4, j * 4 + 4));
+      this.ids[j] = EMPTY;
+      this.set(tmp, 0, id);
+      j = (j + 1) & this.mask;
+    }
+  }
+}
+
+export class Nat6 {
+  readonly flows: FlowTable6;
+  private readonly inner: Uint32Array;
+  private readonly vip: Uint32Array;
+  private readonly active: Uint8Array;
+  private readonly byVip: Vip6Index;
+  private readonly ip = new Ipv6();
+  private readonly tcp = new Tcp();
+  private readonly udp = new Udp();
+  private readonly icmp = new Icmp6();
+  /** The current packet's remote address (scratch). */
+  private readonly remote = new Uint32Array(4);
+  /** The quoted packet's addresses (scratch). */
+  private readonly qsrc = new Uint32Array(4);
+  private readonly qdst = new Uint32Array(4);
+  private localPort = 0;
+  private remotePort = 0;
+  private tcpFlags = 0;
+  private opens = false;
+  /** Set when the packet is an ICMPv6 error whose checksum must be recomputed after the outer rewrite. */
+  private refill = false;
+
+  constructor(
+    maxSession: number,
+    flowCapacity: number,
+    private readonly counters: NatCounters,
+    private readonly timeouts: Timeouts,
+    seed?: number,
+  ) {
+    this.flows = new FlowTable6(flowCapacity, seed);
+    this.inner = new Uint32Array((maxSession + 1) * 4);
+    this.vip = new Uint32Array((maxSession + 1) * 4);
+    this.active = new Uint8Array(maxSession + 1);
+    this.byVip = new Vip6Index(maxSession);
+  }
+
+  addSession(id: number, inner: ArrayLike<number>, vip: ArrayLike<number>): void {
+    if (!(id >= 1 && id < this.active.length)) throw new RangeError(`session id ${id}: must be 1-${this.active.length - 1}`);
+    if (this.active[id]) throw new Error(`session ${id} already has an IPv6 address`);
+    for (let k = 0; k < 4; k++) {
+      this.inner[id * 4 + k] = inner[k]!;
+      this.vip[id * 4 + k] = vip[k]!;
+    }
+    if (this.byVip.get(this.vip, id * 4) !== EMPTY) throw new Error(`an IPv6 VIP of session ${id} is already held`);
+    this.active[id] = 1;
+    this.byVip.set(this.vip, id * 4, id);
+  }
+
+  removeSession(id: number): void {
+    if (!this.active[id]) return;
+    this.active[id] = 0;
+    this.byVip.delete(this.vip, id * 4);
+    this.flows.removeSession(id);
+  }
+
+  hasSession(id: number): boolean {
+    return this.active[id] === 1;
+  }
+
+  /** An IPv6 packet from session `id`: TO_UPLINK, a session id (hairpin) or DROP. */
+  fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number): number {
+    const c = this.counters;
+    const ip = this.ip;
+    if (!ip.attach(buf, off, len)) {
+      c.malformed++;
+      return DROP;
+    }
+    if (!this.active[id]) {
+      c.otherFamily++;
+      return DROP;
+    }
+    const io = id * 4;
+    if (!ip.srcEquals(this.inner, io)) {
+      // The kernel's own link traffic comes from fe80::/10 or ::; anything else is spoofing.
+      const hi = ip.srcWord(0);
+      if (hi >>> 22 === 0x3fa || (hi === 0 && ip.srcWord(1) === 0 && ip.srcWord(2) === 0 && ip.srcWord(3) === 0)) c.linkControl++;
+      else c.spoofed++;
+      return DROP;
+    }
+    if (ip.dstWord(0) >>> 24 === 0xff) {
+      c.linkControl++; // multicast (MLD, solicited-node): nothing to route
+      return DROP;
+    }
+    ip.readDst(this.remote, 0);
+    const proto = ip.transportProtocol;
+    const t = this.readTransport(id, true);
+    if (t === DROP) return DROP;
+    if (t === HAS_PORTS) {
+      let f = this.flows.lookupInner(id, proto, this.inner, io, this.localPort, this.remote, 0, this.remotePort);
+      if (f === NO_FLOW) {
+        f = this.flows.insert(id, proto, this.inner, io, this.localPort, this.vip, io, this.localPort, this.remote, 0, this.remotePort, STATE_FREE, 0);
+        if (f === NO_FLOW) c.tableFull++;
+        else c.flowsCreated++;
+      }
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, true, now, this.timeouts);
+    }
+    if (!ip.srcEquals(this.vip, io)) {
+      this.updateUpper(proto, this.inner, io, this.vip, io);
+      ip.writeSrc(this.vip, io);
+    }
+    if (this.refill) this.icmp.fillChecksum6(buf, off);
+    if (this.byVip.get(this.remote, 0) !== EMPTY) {
+      c.hairpin++;
+      return this.fromUplink(buf, off, len, now);
+    }
+    return TO_UPLINK;
+  }
+
+  /** An IPv6 packet from the uplink: the session id to deliver it to, or DROP. */
+  fromUplink(buf: Uint8Array, off: number, len: number, now: number): number {
+    const c = this.counters;
+    const ip = this.ip;
+    if (!ip.attach(buf, off, len)) {
+      c.malformed++;
+      return DROP;
+    }
+    ip.readDst(this.remote, 0); // the VIP, for the index lookup
+    const id = this.byVip.get(this.remote, 0);
+    if (id === EMPTY) {
+      // Multicast (the uplink kernel's own router solicitations, MLD) is link business too.
+      if (ip.dstWord(0) >>> 24 === 0xff) c.linkControl++;
+      else c.noSession++;
+      return DROP;
+    }
+    const io = id * 4;
+    ip.readSrc(this.remote, 0);
+    const proto = ip.transportProtocol;
+    const t = this.readTransport(id, false);
+    if (t === DROP) return DROP;
+    if (t === HAS_PORTS) {
+      let f = this.flows.lookupOuter(proto, this.vip, io, this.localPort, this.remote, 0, this.remotePort);
+      if (f === NO_FLOW && this.opens) {
+        f = this.flows.insert(id, proto, this.inner, io, this.localPort, this.vip, io, this.localPort, this.remote, 0, this.remotePort, STATE_FREE, 0);
+        if (f === NO_FLOW) c.tableFull++;
+        else c.flowsCreated++;
+      }
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, false, now, this.timeouts);
+    }
+    if (!ip.dstEquals(this.inner, io)) {
+      this.updateUpper(proto, this.vip, io, this.inner, io);
+      ip.writeDst(this.inner, io);
+    }
+    if (this.refill) this.icmp.fillChecksum6(buf, off);
+    return id;
+  }
+
+  /** Folds an outer address change into the upper-layer checksum (all of them cover the pseudo-header). */
+  private updateUpper(proto: number, oldW: Uint32Array, oo: number, newW: Uint32Array, no: number): void {
+    const ip = this.ip;
+    if (ip.fragmentOffset !== 0 || this.refill) return; // no header here / recomputed whole
+    if (proto === PROTO_TCP) this.tcp.updateAddress128(oldW, oo, newW, no);
+    else if (proto === PROTO_UDP) this.udp.updateAddress128(oldW, oo, newW, no);
+    else if (proto === PROTO_ICMP6) this.icmp.updateAddress128(oldW, oo, newW, no);
+  }
+
+  /** As Nat's readTransport, for the packet at `this.ip`. */
+  private readTransport(id: number, out: boolean): number {
+    const ip = this.ip;
+    const buf = ip.buf;
+    const poff = ip.transportOffset;
+    const plen = ip.off + ip.len - poff;
+    const proto = ip.transportProtocol;
+    this.tcpFlags = 0;
+    this.opens = false;
+    this.refill = false;
+    if (ip.fragmentOffset !== 0) {
+      this.counters.fragments++;
+      return NO_PORTS;
+    }
+    if (proto === PROTO_TCP) {
+      const tcp = this.tcp;
+      if (!tcp.attach(buf, poff, plen)) return this.malformed();
+      this.localPort = out ? tcp.srcPort : tcp.dstPort;
+      this.remotePort = out ? tcp.dstPort : tcp.srcPort;
+      this.tcpFlags = tcp.flags;
+      this.opens = (this.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
+      return HAS_PORTS;
+    }
+    if (proto === PROTO_UDP) {
+      const udp = this.udp;
+      if (!(ip.moreFragments ? udp.attachHeader(buf, poff, plen) : udp.attach(buf, poff, plen))) return this.malformed();
+      this.localPort = out ? udp.srcPort : udp.dstPort;
+      this.remotePort = out ? udp.dstPort : udp.srcPort;
+      this.opens = true;
+      return HAS_PORTS;
+    }
+    if (proto === PROTO_ICMP6) {
+      const icmp = this.icmp;
+      if (!icmp.attach(buf, poff, plen)) return this.malformed();
+      if (icmp.isEcho) {
+        this.localPort = icmp.ident;
+        this.remotePort = 0;
+        this.opens = icmp.type === ICMP6_ECHO_REQUEST;
+        return HAS_PORTS;
+      }
+      if (icmp.isError) return this.error(id, out) ? NO_PORTS : DROP;
+      // Neighbour discovery, router solicitations, MLD and the like: link business.
+      this.counters.linkControl++;
+      return DROP;
+    }
+    return NO_PORTS;
+  }
+
+  private malformed(): number {
+    this.counters.malformed++;
+    return DROP;
+  }
+
+  /**
+   * An ICMPv6 error. From a session (`out`), it quotes a packet the session
+   * received (remote -> inner); from the network, one the session sent
+   * (VIP -> remote). It must quote a flow of that session, and a valid
+   * checksum; the quote is then translated and the checksum recomputed after
+   * the outer rewrite.
+   */
+  private error(id: number, out: boolean): boolean {
+    const c = this.counters;
+    c.icmpErrors++;
+    const icmp = this.icmp;
+    const ip = this.ip;
+    const b = icmp.buf;
+    const q = icmp.off + 8;
+    const end = icmp.off + icmp.len;
+    // The quote: a fixed IPv6 header straight followed by the transport header (8 bytes needed).
+    if (q + 48 > end || b[q]! >>> 4 !== 6) return this.errorDropped();
+    const proto = b[q + 6]!;
+    const t = q + 40;
+    for (let k = 0; k < 4; k++) {
+      this.qsrc[k] = read32(b, q + 8 + 4 * k);
+      this.qdst[k] = read32(b, q + 24 + 4 * k);
+    }
+    const io = id * 4;
+    let local: number;
+    let remote: number;
+    if (proto === PROTO_TCP || proto === PROTO_UDP) {
+      const sp = read16(b, t);
+      const dp = read16(b, t + 2);
+      local = out ? dp : sp;
+      remote = out ? sp : dp;
+    } else if (proto === PROTO_ICMP6 && (b[t] === ICMP6_ECHO_REQUEST || b[t] === ICMP6_ECHO_REPLY)) {
+      local = read16(b, t + 4);
+      remote = 0;
+    } else {
+      return this.errorDropped();
+    }
+    let f: number;
+    if (out) {
+      if (!same(this.qdst, 0, this.inner, io)) return this.errorDropped();
+      f = this.flows.lookupInner(id, proto, this.inner, io, local, this.qsrc, 0, remote);
+    } else {
+      if (!same(this.qsrc, 0, this.vip, io)) return this.errorDropped();
+      f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
+      if (f !== NO_FLOW && this.flows.session[f] !== id) f = NO_FLOW;
+    }
+    if (f === NO_FLOW) return this.errorDropped();
+    if (same(this.inner, io, this.vip, io)) return true; // address mode: nothing to translate
+    if (!icmp.verifyChecksum6(ip.buf, ip.off)) {
+      c.malformed++;
+      return this.errorDropped();
+    }
+    // Quoted address: the destination inner -> VIP (from a session) or the source VIP -> inner.
+    const field = out ? q + 24 : q + 8;
+    const from = out ? this.inner : this.vip;
+    const to = out ? this.vip : this.inner;
+    for (let k = 0; k < 4; k++) write32(b, field + 4 * k, to[io + k]!);
+    const ck = proto === PROTO_TCP ? t + 16 : proto === PROTO_UDP ? t + 6 : t + 2;
+    if (ck + 2 <= end) {
+      const cur = read16(b, ck);
+      if (!(proto === PROTO_UDP && cur === 0)) {
+        let n = update128(cur, from, io, to, io);
+        if (n === 0 && proto === PROTO_UDP) n = 0xffff;
+        write16(b, ck, n);
+      }
+    }
+    this.refill = true;
+    return true;
+  }
+
+  private errorDropped(): boolean {
+    this.counters.icmpErrorsDropped++;
+    return false;
+  }
+}
