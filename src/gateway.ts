@@ -41,6 +41,8 @@ export interface RunOptions {
   pool: string;
   /** NAT mode: every session's eth0 holds this address, translated to its VIP. */
   innerAddress?: string;
+  /** What a session without a VIP does: not start (refuse), or run on the uplink's own address (shared). */
+  onExhausted?: 'refuse' | 'shared';
   sessions: number;
   mtu: number;
   program: string;
@@ -55,9 +57,9 @@ export interface RunOptions {
 }
 
 export type GatewayEvent =
-  | { event: 'session'; id: number; vip: string; vip6?: string; loopback: string; pid: number; netns: string }
+  | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string; pid: number; netns: string }
   | { event: 'no-vip'; id: number; message: string }
-  | { event: 'exit'; id: number; vip: string; code: number | null; signal: string | null }
+  | { event: 'exit'; id: number; vip: string; shared?: boolean; code: number | null; signal: string | null }
   | { event: 'stopping'; signal: string }
   | {
       event: 'summary';
@@ -71,6 +73,10 @@ export type GatewayEvent =
     };
 
 const DEFAULT_DRAIN_MS = 3000;
+/** The routing table of the shared fallback ("vi"). */
+const SHARED_TABLE = 0x7669;
+/** The inner address of shared sessions when --inner-address gives none (slirp's 10.0.2.x convention). */
+export const DEFAULT_SHARED_INNER = '10.0.2.100';
 
 /** Exit status when every program succeeded but some sessions got no VIP. */
 export const EXIT_NO_VIP = 3;
@@ -146,8 +152,63 @@ class Uplink {
     this.restore.set(key, was);
   }
 
+  /** ip rule lines that undo what enableShared() did, in order. */
+  private undoRules: string[] = [];
+
+  /**
+   * The shared fallback: sends the uplink's return traffic for the shared
+   * ports (and ICMP) to vipnat0 instead of the local stack, with policy
+   * routing. The kernel looks up its `local` table first (rule 0), so that
+   * rule moves to preference 6, below vipnat's own five:
+   *
+   *   1  iif vipnat0 lookup local     packets vipnat hands back reach the local stack
+   *   2  iif lo lookup local          the uplink's own traffic as before
+   *   3  to ADDR tcp dport LO-HI  lookup T  (T: default dev vipnat0)
+   *   4  to ADDR udp dport LO-HI  lookup T
+   *   5  to ADDR icmp             lookup T   (vipnat hands back what is not a session's)
+   *   6  lookup local
+   *
+   * Undone on exit; if vipnat dies without undoing it, table T is empty (it
+   * went with vipnat0) and the moved local rule behaves as before.
+   */
+  async enableShared(address: string, portLo: number, portHi: number): Promise<void> {
+    const rules = JSON.parse(await ip(['-4', '-j', 'rule', 'show'])) as { priority: number; table?: string }[];
+    const taken = rules.filter((r) => r.priority >= 1 && r.priority <= 6);
+    if (taken.length > 0) {
+      throw new UserError(`--on-exhausted shared needs ip rule preferences 1-6, but ${taken.map((r) => r.priority).join(', ')} are in use here`);
+    }
+    const localAt0 = rules.some((r) => r.priority === 0 && r.table === 'local');
+    // The uplink must accept packets from vipnat0 that carry its own address.
+    writeSysctl(`net.ipv4.conf.${UPLINK_NAME}.accept_local`, '1');
+    writeSysctl(`net.ipv4.conf.${UPLINK_NAME}.rp_filter`, '0');
+    if (readSysctl('net.ipv4.conf.all.rp_filter') === '1') this.set('net.ipv4.conf.all.rp_filter', '2');
+    const table = SHARED_TABLE;
+    const to = `to ${address}/32`;
+    const add = [
+      `rule add pref 1 iif ${UPLINK_NAME} lookup local`,
+      `rule add pref 2 iif lo lookup local`,
+      `rule add pref 3 ${to} ipproto tcp dport ${portLo}-${portHi} lookup ${table}`,
+      `rule add pref 4 ${to} ipproto udp dport ${portLo}-${portHi} lookup ${table}`,
+      `rule add pref 5 ${to} ipproto icmp lookup ${table}`,
+      `rule add pref 6 lookup local`,
+      `route add default dev ${UPLINK_NAME} table ${table}`,
+    ];
+    // Set before adding: a batch that fails half-way leaves some rules to undo.
+    this.undoRules = ['rule del pref 6', 'rule del pref 5', 'rule del pref 4', 'rule del pref 3', 'rule del pref 2', 'rule del pref 1'];
+    await ipBatch(add);
+    if (localAt0) {
+      await ipBatch(['rule del pref 0 lookup local']);
+      this.undoRules.unshift('rule add pref 0 lookup local');
+    }
+  }
+
   /** Undoes open(): the routes go with the device, which goes with the fd. */
-  close(fdOwnedElsewhere: boolean): void {
+  async close(fdOwnedElsewhere: boolean): Promise<void> {
+    if (this.undoRules.length > 0) {
+      // One line at a time: a rule already gone must not stop the others.
+      for (const line of this.undoRules) await ipBatch([line]).catch(() => undefined);
+      this.undoRules = [];
+    }
     if (this.fd >= 0 && !fdOwnedElsewhere) close(this.fd);
     this.fd = -1;
     for (const [key, was] of this.restore) {
@@ -216,7 +277,7 @@ export async function run(opts: RunOptions): Promise<number> {
       // A dead dataplane has closed nothing; the process exit closes the fd.
     }
     await s.destroy();
-    if (s.spec.v4) pool.release(s.spec.v4.vip);
+    if (s.spec.v4 && !s.spec.shared) pool.release(s.spec.v4.vip);
     if (s.spec.v6) pool.release(s.spec.v6.vip);
   };
 
@@ -233,12 +294,20 @@ export async function run(opts: RunOptions): Promise<number> {
   };
 
   let dpStats: DataplaneStats = {};
+  let shared: { address: string; portLo: number; portHi: number } | null = null;
   try {
     await uplink.open(opts.mtu, pool.routes(), families.includes(6));
+    if (opts.onExhausted === 'shared') {
+      const address = await uplinkAddress();
+      const [portLo, portHi] = sharedPortRange();
+      await uplink.enableShared(address, portLo, portHi);
+      shared = { address, portLo, portHi };
+    }
     dataplane = await Dataplane.start({
       uplinkFd: uplink.fd,
       maxSession: opts.sessions,
       flowCapacity: opts.flowCapacity ?? 1 << 18,
+      shared: shared && { address: parseIpv4(shared.address), portLo: shared.portLo, portHi: shared.portHi },
     });
     dataplane.onFailure = (e) => {
       fatal ??= e;
@@ -252,19 +321,26 @@ export async function run(opts: RunOptions): Promise<number> {
       if (vips === null) {
         noVip++;
         opts.onEvent({ event: 'no-vip', id, message: NO_VIP_MESSAGE });
-        continue;
+        if (!shared) continue;
       }
-      const s = new Session({
-        id,
-        v4: vips.v4 === null ? null : { vip: vips.v4, inner: inner.v4 ?? vips.v4 },
-        v6: vips.v6 === null ? null : { vip: vips.v6, inner: inner.v6 ?? vips.v6 },
-        mtu: opts.mtu,
-      });
+      const s = new Session(
+        vips === null
+          ? // Shared fallback: IPv4 only, from the uplink's own address.
+            { id, v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true, mtu: opts.mtu }
+          : {
+              id,
+              v4: vips.v4 === null ? null : { vip: vips.v4, inner: inner.v4 ?? vips.v4 },
+              v6: vips.v6 === null ? null : { vip: vips.v6, inner: inner.v6 ?? vips.v6 },
+              shared: false,
+              mtu: opts.mtu,
+            },
+      );
       live.set(id, s);
       try {
         await s.create();
         const fd = s.fd;
         await dataplane.addSession(id, fd, {
+          shared: s.spec.shared,
           inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
           vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
           inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
@@ -293,7 +369,7 @@ export async function run(opts: RunOptions): Promise<number> {
           // Let TCP data the program left in flight reach its peer first (not when stopping).
           if (!stopSignal) await s.drain(opts.drainMs ?? DEFAULT_DRAIN_MS);
           await endSession(s);
-          opts.onEvent({ event: 'exit', id, vip, code: r.code, signal: r.signal });
+          opts.onEvent({ event: 'exit', id, vip, ...(s.spec.shared ? { shared: true } : {}), code: r.code, signal: r.signal });
         }),
       );
       opts.onEvent({
@@ -301,6 +377,7 @@ export async function run(opts: RunOptions): Promise<number> {
         id,
         vip,
         ...(s.spec.v4 && s.spec.v6 ? { vip6: s.spec.v6.vip } : {}),
+        ...(s.spec.shared ? { shared: true } : {}),
         loopback: s.loopback,
         pid: child.pid ?? -1,
         netns: s.netns,
@@ -329,7 +406,7 @@ export async function run(opts: RunOptions): Promise<number> {
     if (dataplane) {
       dpStats = await dataplane.stop().catch(() => ({}));
     }
-    uplink.close(dataplane !== null);
+    await uplink.close(dataplane !== null);
     if (!etcNetnsWasThere) removeEtcNetnsIfEmpty();
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
@@ -351,7 +428,8 @@ export async function run(opts: RunOptions): Promise<number> {
       if (firstFailure === 0) firstFailure = status;
     }
   }
-  const exitCode = stopSignal ? 128 + signalNumber(stopSignal) : firstFailure !== 0 ? firstFailure : noVip > 0 ? EXIT_NO_VIP : 0;
+  const refused = opts.onExhausted === 'shared' ? 0 : noVip;
+  const exitCode = stopSignal ? 128 + signalNumber(stopSignal) : firstFailure !== 0 ? firstFailure : refused > 0 ? EXIT_NO_VIP : 0;
   opts.onEvent({
     event: 'summary',
     sessions: opts.sessions,
@@ -363,6 +441,39 @@ export async function run(opts: RunOptions): Promise<number> {
     dataplane: dpStats,
   });
   return exitCode;
+}
+
+/**
+ * The uplink's own IPv4 address, for the shared fallback: the preferred source
+ * of the default route, else the first global address of its interface, else
+ * the first global address of any interface but vipnat0.
+ */
+async function uplinkAddress(): Promise<string> {
+  type Route = { dev?: string; prefsrc?: string };
+  type Link = { ifname: string; operstate?: string; addr_info?: { local: string }[] };
+  const routes = JSON.parse(await ip(['-4', '-j', 'route', 'show', 'default'])) as Route[];
+  const links = (JSON.parse(await ip(['-4', '-j', 'addr', 'show', 'scope', 'global'])) as Link[]).filter(
+    (l) => l.ifname !== UPLINK_NAME && (l.addr_info?.length ?? 0) > 0,
+  );
+  for (const r of routes) {
+    if (r.prefsrc) return r.prefsrc;
+    const l = links.find((x) => x.ifname === r.dev);
+    if (l) return l.addr_info![0]!.local;
+  }
+  const any = links.find((l) => l.operstate !== 'DOWN') ?? links[0];
+  if (!any) throw new UserError('--on-exhausted shared: this namespace has no IPv4 address of its own to share');
+  return any.addr_info![0]!.local;
+}
+
+/** Outer ports for shared flows: above the uplink's ephemeral range, so they never meet its own sockets. */
+function sharedPortRange(): [number, number] {
+  const [, hi] = readSysctl('net.ipv4.ip_local_port_range').split(/\s+/).map(Number) as [number, number];
+  const lo = Math.max(61000, hi + 1);
+  if (lo > 65534 - 1023) {
+    throw new UserError(`--on-exhausted shared: net.ipv4.ip_local_port_range ends at ${hi}, leaving too few ports for shared sessions; lower it below 64500`);
+  }
+  // 65535 stays out: iproute2 refuses it as the top of an ip rule port range.
+  return [lo, 65534];
 }
 
 /**

@@ -1,7 +1,8 @@
 // Command-line parsing for `vipnat`: flags, their checks, and the usage text.
 import { MAX_SESSION_ID } from '../gateway.js';
 
-export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--inner-address ADDR] [--mtu BYTES] [--json] -- PROGRAM [ARGS...]
+export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--inner-address ADDR[,ADDR6]] [--on-exhausted refuse|shared]
+                  [--mtu BYTES] [--json] -- PROGRAM [ARGS...]
 
 Runs PROGRAM in N sessions, each in its own network namespace with its own
 virtual IP address (VIP) from the pool, through a userspace NAT gateway.
@@ -9,9 +10,13 @@ virtual IP address (VIP) from the pool, through a userspace NAT gateway.
   --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
                     START-END ranges or single addresses
   --sessions N      how many sessions to start (default 1)
-  --inner-address ADDR
+  --inner-address ADDR[,ADDR6]
                     NAT mode: every session's eth0 holds ADDR (as identical
                     containers would) and vipnat translates it to the VIP
+  --on-exhausted refuse|shared
+                    a session left without a VIP is not started (refuse, the
+                    default), or runs with its IPv4 flows leaving from this
+                    machine's own address, port-translated (shared)
   --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
   --json            print events as one JSON object per line
   -h, --help        show this help
@@ -30,6 +35,7 @@ export interface RunArgs {
   command: 'run';
   pool: string;
   innerAddress: string | undefined;
+  onExhausted: 'refuse' | 'shared';
   sessions: number;
   mtu: number;
   json: boolean;
@@ -56,6 +62,7 @@ export function parseArgs(argv: string[]): Parsed {
 
   let pool: string | undefined;
   let innerAddress: string | undefined;
+  let onExhausted: 'refuse' | 'shared' = 'refuse';
   let sessions = 1;
   let mtu = 1500;
   let json = false;
@@ -84,6 +91,12 @@ export function parseArgs(argv: string[]): Parsed {
         innerAddress = v;
         break;
       }
+      case '--on-exhausted': {
+        const v = value();
+        if (v !== 'refuse' && v !== 'shared') throw new UsageError(`--on-exhausted ${v === undefined ? 'needs a value' : `"${v}"`}: must be refuse or shared`);
+        onExhausted = v;
+        break;
+      }
       case '--sessions':
         sessions = integer('--sessions', value(), 1, MAX_SESSION_ID);
         break;
@@ -104,5 +117,5 @@ export function parseArgs(argv: string[]): Parsed {
   if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
   const program = rest[i];
   if (program === undefined || program === '') throw new UsageError('no PROGRAM given: put it after "--"');
-  return { command: 'run', pool, innerAddress, sessions, mtu, json, program, args: rest.slice(i + 1) };
+  return { command: 'run', pool, innerAddress, onExhausted, sessions, mtu, json, program, args: rest.slice(i + 1) };
 }

@@ -33,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
     return await run({
       pool: parsed.pool,
       innerAddress: parsed.innerAddress,
+      onExhausted: parsed.onExhausted,
       sessions: parsed.sessions,
       mtu: parsed.mtu,
       program: parsed.program,

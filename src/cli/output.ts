@@ -5,11 +5,13 @@ export function formatEvent(e: GatewayEvent, json: boolean): string {
   if (json) return JSON.stringify(e);
   switch (e.event) {
     case 'session':
-      return `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
+      return e.shared
+        ? `session ${e.id} shared ${e.vip} loopback ${e.loopback} pid ${e.pid}`
+        : `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
     case 'no-vip':
       return `session ${e.id} ${e.message}`;
     case 'exit':
-      return `session ${e.id} exited ${e.signal ? `by ${e.signal}` : `with status ${e.code}`} (vip ${e.vip} released)`;
+      return `session ${e.id} exited ${e.signal ? `by ${e.signal}` : `with status ${e.code}`} (${e.shared ? 'shared address' : `vip ${e.vip} released`})`;
     case 'stopping':
       return `vipnat: ${e.signal}: stopping every session`;
     case 'summary': {

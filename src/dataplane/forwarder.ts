@@ -16,6 +16,8 @@ export class ForwarderCounters {
   writeErrors = 0;
   /** Packets for a session whose device has just gone. */
   noDevice = 0;
+  /** Packets written back to the uplink (the shared address's own traffic). */
+  reflected = 0;
 }
 
 export class Forwarder {
@@ -32,10 +34,12 @@ export class Forwarder {
 
   /**
    * Starts forwarding for session `id`: IPv4 inner/VIP as numbers (-1 when the
-   * session has no IPv4), IPv6 as four words (null when it has none).
+   * session has no IPv4), IPv6 as four words (null when it has none); a
+   * `shared` session has no IPv4 VIP and leaves from the shared address.
    */
-  attach(id: number, dev: Device, inner: number, vip: number, inner6: Uint32Array | null = null, vip6: Uint32Array | null = null): void {
-    if (vip >= 0) this.nat.addSession(id, inner, vip);
+  attach(id: number, dev: Device, inner: number, vip: number, inner6: Uint32Array | null = null, vip6: Uint32Array | null = null, shared = false): void {
+    if (shared) this.nat.addSharedSession(id, inner);
+    else if (vip >= 0) this.nat.addSession(id, inner, vip);
     if (inner6 && vip6) this.nat.addSession6(id, inner6, vip6);
     this.devices[id] = dev;
   }
@@ -61,8 +65,15 @@ export class Forwarder {
   /** A packet read from the uplink device. */
   fromUplink(buf: Uint8Array, len: number, now: number): void {
     const v = this.nat.fromUplink(buf, 0, len, now);
-    if (v > 0) this.toSession(v, buf, len);
-    else this.counters.dropped++;
+    if (v > 0) {
+      this.toSession(v, buf, len);
+    } else if (v === TO_UPLINK) {
+      // Not a session's (shared address): back to the uplink's own stack.
+      if (this.uplink.write(buf, 0, len)) this.counters.reflected++;
+      else this.counters.writeErrors++;
+    } else {
+      this.counters.dropped++;
+    }
   }
 
   private toSession(id: number, buf: Uint8Array, len: number): void {

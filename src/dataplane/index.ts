@@ -10,6 +10,7 @@ export interface DataplaneOptions {
   uplinkFd: number;
   maxSession: number;
   flowCapacity: number;
+  shared: { address: number; portLo: number; portHi: number } | null;
 }
 
 type Pending = { resolve: (s: DataplaneStats | undefined) => void; reject: (e: Error) => void };

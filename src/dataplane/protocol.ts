@@ -4,10 +4,14 @@ export interface WorkerInit {
   wakeFd: number;
   maxSession: number;
   flowCapacity: number;
+  /** The shared fallback's address (IPv4 as a number) and port range, if enabled. */
+  shared: { address: number; portLo: number; portHi: number } | null;
 }
 
 /** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */
 export interface SessionAddresses {
+  /** No VIP: IPv4 leaves from the shared address. */
+  shared: boolean;
   inner4: number | null;
   vip4: number | null;
   inner6: number[] | null;

@@ -36,7 +36,7 @@ class TunDevice implements Device {
 }
 
 function main(port: MessagePort, init: WorkerInit): void {
-  const nat = new Nat({ maxSession: init.maxSession, flowCapacity: init.flowCapacity });
+  const nat = new Nat({ maxSession: init.maxSession, flowCapacity: init.flowCapacity, ...(init.shared ? { shared: init.shared } : {}) });
   const uplink = new TunDevice(init.uplinkFd);
   const fwd = new Forwarder(nat, uplink, init.maxSession);
   const ep = epollCreate1(EPOLL_CLOEXEC);
@@ -61,6 +61,7 @@ function main(port: MessagePort, init: WorkerInit): void {
     ...nat.counters,
     ...fwd.counters,
     flows: nat.flowCount,
+    sharedPortsInUse: nat.sharedPortsInUse().reduce((a, b) => a + b, 0),
     flowCapacity: nat.flows.capacity,
     sessions: fdBySession.size,
     readErrors,
@@ -80,6 +81,7 @@ function main(port: MessagePort, init: WorkerInit): void {
               msg.addrs.vip4 ?? -1,
               msg.addrs.inner6 && new Uint32Array(msg.addrs.inner6),
               msg.addrs.vip6 && new Uint32Array(msg.addrs.vip6),
+              msg.addrs.shared,
             );
             if (epollAdd(ep, msg.fd, EPOLLIN) < 0) throw new Error(`epoll_ctl add fd ${msg.fd}: ${strerror(errno())}`);
             sessionByFd.set(msg.fd, msg.id);

@@ -3,3 +3,4 @@ export * from './flows.js';
 export * from './state.js';
 export * from './translate.js';
 export * from './translate6.js';
+export * from './ports.js';

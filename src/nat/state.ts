@@ -65,6 +65,10 @@ export class NatCounters {
   icmpErrorsDropped = 0;
   flowsCreated = 0;
   flowsExpired = 0;
+  /** Packets to the shared address that were no session's: handed back to the uplink's own stack. */
+  reflected = 0;
+  /** New flows of shared sessions refused because every shared port was taken. */
+  portsExhausted = 0;
 }
 
 /** Moves a flow's state on and refreshes its deadline. */

@@ -26,12 +26,15 @@ import {
   TCP_RST,
   TCP_SYN,
   Udp,
+  update16,
   update32,
 } from '../wire/index.js';
+import { PortAllocator, portSlot } from './ports.js';
 
 /** readTransport() results besides DROP. */
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
+const IS_ERROR = 2;
 
 export interface NatOptions {
   /** Highest session id that will be added. */
@@ -41,6 +44,11 @@ export interface NatOptions {
   flowCapacity6?: number;
   timeouts?: Timeouts;
   seed?: number;
+  /**
+   * The shared fallback: sessions added with addSharedSession leave from
+   * this uplink address, with outer ports from portLo-portHi.
+   */
+  shared?: { address: number; portLo: number; portHi: number };
 }
 
 export class Nat {
@@ -52,7 +60,12 @@ export class Nat {
   private readonly innerOf: Uint32Array;
   private readonly vipOf: Uint32Array;
   private readonly active: Uint8Array;
+  /** 1 for sessions on the shared address (no VIP of their own). */
+  private readonly sharedSession: Uint8Array;
   private readonly byVip = new Map<number, number>();
+  /** The shared address (0 when there is no shared fallback) and its ports. */
+  private readonly sharedAddr: number;
+  private readonly ports: PortAllocator | null;
   private readonly ip = new Ipv4();
   private readonly tcp = new Tcp();
   private readonly udp = new Udp();
@@ -75,6 +88,33 @@ export class Nat {
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
+    this.sharedSession = new Uint8Array(opts.maxSession + 1);
+    this.sharedAddr = opts.shared?.address ?? 0;
+    this.ports = opts.shared ? new PortAllocator(opts.shared.portLo, opts.shared.portHi) : null;
+    if (this.ports) {
+      const flows = this.flows;
+      const ports = this.ports;
+      // A shared flow's outer port goes back with the flow (expiry, session end).
+      flows.onRemove = (f) => {
+        if (this.sharedSession[flows.session[f]!]) ports.release(portSlot(flows.proto[f]!), flows.outerPort[f]!);
+      };
+    }
+  }
+
+  /** Adds a session without a VIP of its own: its IPv4 flows leave from the shared address, port-translated. */
+  addSharedSession(id: number, inner: number): void {
+    if (!this.ports) throw new Error('no shared address configured');
+    if (!(id >= 1 && id < this.active.length)) throw new RangeError(`session id ${id}: must be 1-${this.active.length - 1}`);
+    if (this.active[id]) throw new Error(`session ${id} is already active`);
+    this.innerOf[id] = inner;
+    this.vipOf[id] = this.sharedAddr;
+    this.sharedSession[id] = 1;
+    this.active[id] = 1;
+  }
+
+  /** Outer ports in use on the shared address, per protocol (TCP, UDP, ICMP). */
+  sharedPortsInUse(): number[] {
+    return this.ports ? [...this.ports.used] : [0, 0, 0];
   }
 
   addSession(id: number, inner: number, vip: number): void {
@@ -96,8 +136,9 @@ export class Nat {
     this.v6.removeSession(id);
     if (!this.active[id]) return;
     this.active[id] = 0;
-    this.byVip.delete(this.vipOf[id]!);
-    this.flows.removeSession(id);
+    if (!this.sharedSession[id]) this.byVip.delete(this.vipOf[id]!);
+    this.flows.removeSession(id); // releases shared ports through onRemove
+    this.sharedSession[id] = 0;
   }
 
   /** Live flows, both families. */
@@ -135,7 +176,7 @@ export class Nat {
       return DROP;
     }
     const inner = this.innerOf[id]!;
-    const vip = this.vipOf[id]!;
+    const outer = this.vipOf[id]!;
     if (ip.src !== inner) {
       // Anti-spoofing: a session can only ever appear as itself.
       c.spoofed++;
@@ -143,29 +184,32 @@ export class Nat {
     }
     const proto = ip.protocol;
     const remote = ip.dst;
-    const t = this.readTransport(id, inner, vip, true);
+    const t = this.readTransport(true);
     if (t === DROP) return DROP;
-    const ports = t === HAS_PORTS;
-    if (ports) {
+    if (t === IS_ERROR && !this.sessionError(id, inner, outer)) return DROP;
+    let f = NO_FLOW;
+    if (t === HAS_PORTS) {
       const lport = this.localPort;
       const rport = this.remotePort;
-      let f = this.flows.lookupInner(id, proto, inner, lport, remote, rport);
+      f = this.flows.lookupInner(id, proto, inner, lport, remote, rport);
       if (f === NO_FLOW) {
-        f = this.flows.insert(id, proto, inner, lport, vip, lport, remote, rport, STATE_FREE, 0);
-        if (f === NO_FLOW) c.tableFull++;
-        else c.flowsCreated++;
+        f = this.newOutboundFlow(id, proto, inner, lport, outer, remote, rport);
+        // A shared session cannot leave without a port of its own.
+        if (f === NO_FLOW && this.sharedSession[id]) return DROP;
       }
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, true, now, this.timeouts);
     }
 
-    if (inner !== vip) {
-      ip.setSrc(vip);
-      if (ports && proto === PROTO_TCP) this.tcp.updateAddress(inner, vip);
-      else if (ports && proto === PROTO_UDP) this.udp.updateAddress(inner, vip);
+    if (inner !== outer) {
+      ip.setSrc(outer);
+      if (t === HAS_PORTS && proto === PROTO_TCP) this.tcp.updateAddress(inner, outer);
+      else if (t === HAS_PORTS && proto === PROTO_UDP) this.udp.updateAddress(inner, outer);
     }
+    if (f !== NO_FLOW && this.flows.outerPort[f] !== this.localPort) this.setLocalPort(proto, true, this.flows.outerPort[f]!);
 
-    if (this.byVip.has(remote)) {
-      // Hairpin: deliver straight to the session holding the destination VIP.
+    if (this.byVip.has(remote) || (remote === this.sharedAddr && this.ports !== null)) {
+      // Hairpin: deliver straight to the session holding the destination
+      // (or, for the shared address, back to the uplink's own stack).
       c.hairpin++;
       c.fromUplink--; // counted once, as a session packet
       return this.fromUplink(buf, off, len, now);
@@ -173,7 +217,11 @@ export class Nat {
     return TO_UPLINK;
   }
 
-  /** Translates a packet from the uplink. Returns the id of the session to deliver it to, or DROP. */
+  /**
+   * Translates a packet from the uplink. Returns the id of the session to
+   * deliver it to, DROP, or TO_UPLINK for a packet to the shared address that
+   * belongs to no session's flow: it goes back to the uplink's own stack.
+   */
   fromUplink(buf: Uint8Array, off: number, len: number, now: number): number {
     const c = this.counters;
     c.fromUplink++;
@@ -186,36 +234,86 @@ export class Nat {
       return DROP;
     }
     if (!ip.attach(buf, off, len)) return this.malformed();
-    const vip = ip.dst;
-    const id = this.byVip.get(vip);
-    if (id === undefined) {
+    const outer = ip.dst;
+    let id = this.byVip.get(outer) ?? 0;
+    const toShared = id === 0 && outer === this.sharedAddr && this.ports !== null;
+    if (id === 0 && !toShared) {
       c.noSession++;
       return DROP;
     }
-    const inner = this.innerOf[id]!;
     const proto = ip.protocol;
     const remote = ip.src;
-    const t = this.readTransport(id, inner, vip, false);
+    const t = this.readTransport(false);
     if (t === DROP) return DROP;
-    const ports = t === HAS_PORTS;
-    if (ports) {
+    let f = NO_FLOW;
+    if (t === IS_ERROR) {
+      id = this.uplinkError(id, outer);
+      if (id === 0) return toShared ? this.reflect() : DROP;
+    } else if (t === HAS_PORTS) {
       const lport = this.localPort;
       const rport = this.remotePort;
-      let f = this.flows.lookupOuter(proto, vip, lport, remote, rport);
-      if (f === NO_FLOW && this.opens) {
-        f = this.flows.insert(id, proto, inner, lport, vip, lport, remote, rport, STATE_FREE, 0);
+      f = this.flows.lookupOuter(proto, outer, lport, remote, rport);
+      if (toShared) {
+        if (f === NO_FLOW) return this.reflect();
+        id = this.flows.session[f]!;
+      } else if (f === NO_FLOW && this.opens) {
+        f = this.flows.insert(id, proto, this.innerOf[id]!, lport, outer, lport, remote, rport, STATE_FREE, 0);
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, false, now, this.timeouts);
+    } else if (toShared) {
+      return this.reflect(); // nothing of ours without ports
     }
 
-    if (inner !== vip) {
+    const inner = this.innerOf[id]!;
+    if (inner !== outer) {
       ip.setDst(inner);
-      if (ports && proto === PROTO_TCP) this.tcp.updateAddress(vip, inner);
-      else if (ports && proto === PROTO_UDP) this.udp.updateAddress(vip, inner);
+      if (t === HAS_PORTS && proto === PROTO_TCP) this.tcp.updateAddress(outer, inner);
+      else if (t === HAS_PORTS && proto === PROTO_UDP) this.udp.updateAddress(outer, inner);
     }
+    if (f !== NO_FLOW && this.flows.innerPort[f] !== this.localPort) this.setLocalPort(proto, false, this.flows.innerPort[f]!);
     return id;
+  }
+
+  /** Creates the flow of a session's first packet to a remote; a shared session's gets an outer port of its own. */
+  private newOutboundFlow(id: number, proto: number, inner: number, lport: number, outer: number, remote: number, rport: number): number {
+    const c = this.counters;
+    let oport = lport;
+    if (this.sharedSession[id]) {
+      oport = this.ports!.acquire(portSlot(proto), id, lport);
+      if (oport < 0) {
+        c.portsExhausted++;
+        return NO_FLOW;
+      }
+    }
+    const f = this.flows.insert(id, proto, inner, lport, outer, oport, remote, rport, STATE_FREE, 0);
+    if (f === NO_FLOW) {
+      c.tableFull++;
+      if (this.sharedSession[id]) this.ports!.release(portSlot(proto), oport);
+    } else {
+      c.flowsCreated++;
+    }
+    return f;
+  }
+
+  /** Rewrites the session-side port (source when `out`, else destination), or an echo's identifier. */
+  private setLocalPort(proto: number, out: boolean, port: number): void {
+    if (proto === PROTO_TCP) {
+      if (out) this.tcp.setSrcPort(port);
+      else this.tcp.setDstPort(port);
+    } else if (proto === PROTO_UDP) {
+      if (out) this.udp.setSrcPort(port);
+      else this.udp.setDstPort(port);
+    } else if (proto === PROTO_ICMP) {
+      this.icmp.setIdent(port);
+    }
+  }
+
+  /** A packet to the shared address that is not ours: back to the uplink's own stack. */
+  private reflect(): number {
+    this.counters.reflected++;
+    return TO_UPLINK;
   }
 
   /**
@@ -223,10 +321,11 @@ export class Nat {
    * localPort on the session's side, remotePort on the peer's (an echo's
    * identifier is the local "port", the remote one 0), the TCP flags, and
    * whether the packet may open a flow from outside. Returns HAS_PORTS,
-   * NO_PORTS (translated by address alone: later fragments, ICMP errors,
-   * other protocols) or DROP. `out` is true for packets from the session.
+   * IS_ERROR (an ICMP error, at `this.icmp`), NO_PORTS (translated by address
+   * alone: later fragments, other protocols) or DROP. `out` is true for
+   * packets from the session.
    */
-  private readTransport(id: number, inner: number, vip: number, out: boolean): number {
+  private readTransport(out: boolean): number {
     const ip = this.ip;
     const buf = ip.buf;
     const poff = ip.payloadOffset;
@@ -265,7 +364,7 @@ export class Nat {
         this.opens = icmp.type === ICMP4_ECHO_REQUEST;
         return HAS_PORTS;
       }
-      if (icmp.isError && !(out ? this.sessionError(id, inner, vip) : this.uplinkError(id, inner, vip))) return DROP;
+      if (icmp.isError) return IS_ERROR;
     }
     return NO_PORTS;
   }
@@ -277,10 +376,10 @@ export class Nat {
 
   /**
    * An ICMP error sent by session `id` about a packet it received: the quoted
-   * packet went remote -> inner, and must read remote -> VIP once out.
-   * Returns false (dropped) when it quotes no flow of the session.
+   * packet went remote -> inner:port, and must read remote -> outer:port once
+   * out. Returns false (dropped) when it quotes no flow of the session.
    */
-  private sessionError(id: number, inner: number, vip: number): boolean {
+  private sessionError(id: number, inner: number, outer: number): boolean {
     const c = this.counters;
     c.icmpErrors++;
     const q = this.quoted();
@@ -289,23 +388,36 @@ export class Nat {
     if (!this.quotedPorts(proto, q, false)) return this.errorDropped();
     const f = this.flows.lookupInner(id, proto, inner, this.qLocal, this.qip.src, this.qRemote);
     if (f === NO_FLOW) return this.errorDropped();
-    return inner === vip || this.rewriteQuoted(false, vip);
+    const port = this.flows.outerPort[f]!;
+    return (inner === outer && port === this.qLocal) || this.rewriteQuoted(false, outer, port, q);
   }
 
   /**
    * An ICMP error from the network about a packet a session sent: the quoted
-   * packet went VIP -> remote, and must read inner -> remote for the session.
+   * packet went outer:port -> remote, and must read inner:port -> remote for
+   * the session. `id` is the session holding the outer address, or 0 for the
+   * shared address (the flow says which session). Returns the session, or 0
+   * (dropped).
    */
-  private uplinkError(id: number, inner: number, vip: number): boolean {
+  private uplinkError(id: number, outer: number): number {
     const c = this.counters;
     c.icmpErrors++;
     const q = this.quoted();
-    if (q < 0 || this.qip.src !== vip) return this.errorDropped();
+    if (q < 0 || this.qip.src !== outer) return this.uplinkErrorDropped();
     const proto = this.qip.protocol;
-    if (!this.quotedPorts(proto, q, true)) return this.errorDropped();
-    const f = this.flows.lookupOuter(proto, vip, this.qLocal, this.qip.dst, this.qRemote);
-    if (f === NO_FLOW || this.flows.session[f] !== id) return this.errorDropped();
-    return inner === vip || this.rewriteQuoted(true, inner);
+    if (!this.quotedPorts(proto, q, true)) return this.uplinkErrorDropped();
+    const f = this.flows.lookupOuter(proto, outer, this.qLocal, this.qip.dst, this.qRemote);
+    if (f === NO_FLOW || (id !== 0 && this.flows.session[f] !== id)) return this.uplinkErrorDropped();
+    const sid = this.flows.session[f]!;
+    const inner = this.innerOf[sid]!;
+    const port = this.flows.innerPort[f]!;
+    if ((inner === outer && port === this.qLocal) || this.rewriteQuoted(true, inner, port, q)) return sid;
+    return 0;
+  }
+
+  private uplinkErrorDropped(): number {
+    this.counters.icmpErrorsDropped++;
+    return 0;
   }
 
   private errorDropped(): boolean {
@@ -363,36 +475,48 @@ export class Nat {
   }
 
   /**
-   * Rewrites the quoted packet's source (`srcField`: VIP -> inner, for an error
-   * from the network) or destination (inner -> VIP, for an error from a
-   * session), its header checksum and its transport checksum when quoted, then
-   * recomputes the ICMP checksum, which covers the quote. False (dropped) if
-   * the ICMP checksum was wrong to begin with.
+   * Rewrites the quoted packet's source (`srcField`: for an error from the
+   * network) or destination (for an error from a session) to `addr` and its
+   * port on that side to `port` (an echo's identifier), fixing the quoted
+   * header checksum and, when quoted, the transport checksum; then recomputes
+   * the ICMP checksum, which covers the quote. False (dropped) if the ICMP
+   * checksum was wrong to begin with: recomputing would launder it.
    */
-  private rewriteQuoted(srcField: boolean, addr: number): boolean {
+  private rewriteQuoted(srcField: boolean, addr: number, port: number, q: number): boolean {
     const icmp = this.icmp;
-    // Recomputing the checksum below would launder a corrupt message: drop it.
     if (!icmp.verifyChecksum()) {
       this.counters.malformed++;
       return this.errorDropped();
     }
     const qip = this.qip;
-    const old = srcField ? qip.src : qip.dst;
-    if (srcField) qip.setSrc(addr);
-    else qip.setDst(addr);
-    const q = qip.payloadOffset;
+    const b = icmp.buf;
     const end = icmp.off + icmp.len;
     const proto = qip.protocol;
-    // The transport checksum covers the pseudo-header: fix it when quoted.
-    const ck = proto === PROTO_TCP ? q + 16 : proto === PROTO_UDP ? q + 6 : -1;
-    if (ck > 0 && ck + 2 <= end) {
-      const b = icmp.buf;
-      const cur = (b[ck]! << 8) | b[ck + 1]!;
+    const oldAddr = srcField ? qip.src : qip.dst;
+    if (srcField) qip.setSrc(addr);
+    else qip.setDst(addr);
+    // The port (or identifier) field and the checksum that covers it, when quoted.
+    let pf: number;
+    let ck: number;
+    if (proto === PROTO_ICMP) {
+      pf = q + 4;
+      ck = q + 2;
+    } else {
+      pf = srcField ? q : q + 2;
+      ck = proto === PROTO_TCP ? q + 16 : q + 6;
+    }
+    const oldPort = (b[pf]! << 8) | b[pf + 1]!;
+    b[pf] = port >>> 8;
+    b[pf + 1] = port & 0xff;
+    if (ck + 2 <= end) {
+      let cur = (b[ck]! << 8) | b[ck + 1]!;
       if (!(proto === PROTO_UDP && cur === 0)) {
-        let n = update32(cur, old, addr);
-        if (n === 0 && proto === PROTO_UDP) n = 0xffff;
-        b[ck] = n >>> 8;
-        b[ck + 1] = n & 0xff;
+        // TCP and UDP cover the pseudo-header (addresses); ICMP only itself.
+        if (proto !== PROTO_ICMP) cur = update32(cur, oldAddr, addr);
+        cur = update16(cur, oldPort, port);
+        if (cur === 0 && proto === PROTO_UDP) cur = 0xffff;
+        b[ck] = cur >>> 8;
+        b[ck + 1] = cur & 0xff;
       }
     }
     icmp.fillChecksum();

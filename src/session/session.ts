@@ -27,6 +27,8 @@ export interface SessionSpec {
   id: number;
   v4: SessionAddress | null;
   v6: SessionAddress | null;
+  /** No VIP: v4.vip is the uplink's shared address. */
+  shared: boolean;
   mtu: number;
 }
 
@@ -106,8 +108,10 @@ export class Session {
         ],
         this.netns,
       );
-      // The hostname names the VIPs in both modes: they are the addresses peers can reach.
-      writeNetnsHosts(this.netns, sessionHosts([v4?.vip, v6?.vip].filter((a): a is string => a !== undefined)));
+      // The hostname names the VIPs in both modes: they are the addresses peers
+      // can reach. A shared session has none: it names its own inner address.
+      const names = this.spec.shared ? [v4!.inner] : [v4?.vip, v6?.vip].filter((a): a is string => a !== undefined);
+      writeNetnsHosts(this.netns, sessionHosts(names));
     } catch (e) {
       await this.destroy();
       throw e;
@@ -123,6 +127,7 @@ export class Session {
         VIPNAT_SESSION_ID: String(this.spec.id),
         VIPNAT_VIP: primaryVip(this.spec),
         ...(this.spec.v4 && this.spec.v6 ? { VIPNAT_VIP6: this.spec.v6.vip } : {}),
+        ...(this.spec.shared ? { VIPNAT_SHARED: '1' } : {}),
         VIPNAT_LOOPBACK: this.loopback,
         VIPNAT_NETNS: this.netns,
       },

@@ -26,6 +26,8 @@ export interface Snapshot {
   netns: string[];
   gwLinks: string;
   gwRoutes: string;
+  gwRules: string;
+  gwSysctls: string;
   gwForward: string;
   etcNetns: string[];
 }
@@ -75,7 +77,9 @@ export class Lab {
     return {
       netns: sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean).sort(),
       gwLinks: sh('ip', ['-n', this.gw, '-br', 'link']).split('\n').map((l) => l.split(/\s+/)[0]).sort().join(' '),
-      gwRoutes: sh('ip', ['-n', this.gw, 'route']),
+      gwRoutes: sh('ip', ['-n', this.gw, 'route']) + sh('ip', ['-n', this.gw, '-6', 'route']),
+      gwRules: sh('ip', ['-n', this.gw, 'rule']) + sh('ip', ['-n', this.gw, 'route', 'show', 'table', 'all']),
+      gwSysctls: this.exec(this.gw, ['sysctl', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.rp_filter']).stdout,
       gwForward: this.exec(this.gw, ['cat', '/proc/sys/net/ipv4/ip_forward']).stdout.trim(),
       etcNetns: existsSync('/etc/netns') ? readdirSync('/etc/netns').sort() : ['(none)'],
     };
