@@ -46,6 +46,10 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     await run.waitFor(new RegExp(`^session ${n} vip`));
     const sessions = run.sessions();
     expect(sessions.size).toBe(n);
+    for (const vip of sessions.values()) {
+      // Each session answers pings at its VIP (its own kernel replies).
+      expect(lab.exec(lab.be, ['ping', '-c', '1', '-W', '2', vip]).status).toBe(0);
+    }
     for (const [id, vip] of sessions) {
       const reply = await retry(() => {
         const r = lab.exec(lab.be, ['socat', '-T', '3', '-', `TCP:${vip}:9000`], '');
