@@ -11,6 +11,7 @@
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
 
 import { FlowTable, NO_FLOW } from './flows.js';
+import { FlowKey } from './key.js';
 import { Nat6 } from './translate6.js';
 import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
@@ -22,9 +23,6 @@ import {
   PROTO_TCP,
   PROTO_UDP,
   Tcp,
-  TCP_ACK,
-  TCP_RST,
-  TCP_SYN,
   Udp,
   update16,
   update32,
@@ -73,10 +71,7 @@ export class Nat {
   // Views for the packet quoted inside an ICMP error.
   private readonly qip = new Ipv4();
   /** The packet's flow key and flags, set by readTransport(). */
-  private localPort = 0;
-  private remotePort = 0;
-  private tcpFlags = 0;
-  private opens = false;
+  private readonly key = new FlowKey();
   /** Ports of the quoted packet, set by quotedPorts(). */
   private qLocal = 0;
   private qRemote = 0;
@@ -189,15 +184,15 @@ export class Nat {
     if (t === IS_ERROR && !this.sessionError(id, inner, outer)) return DROP;
     let f = NO_FLOW;
     if (t === HAS_PORTS) {
-      const lport = this.localPort;
-      const rport = this.remotePort;
+      const lport = this.key.localPort;
+      const rport = this.key.remotePort;
       f = this.flows.lookupInner(id, proto, inner, lport, remote, rport);
       if (f === NO_FLOW) {
         f = this.newOutboundFlow(id, proto, inner, lport, outer, remote, rport);
         // A shared session cannot leave without a port of its own.
         if (f === NO_FLOW && this.sharedSession[id]) return DROP;
       }
-      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, true, now, this.timeouts);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, true, now, this.timeouts);
     }
 
     if (inner !== outer) {
@@ -205,7 +200,7 @@ export class Nat {
       if (t === HAS_PORTS && proto === PROTO_TCP) this.tcp.updateAddress(inner, outer);
       else if (t === HAS_PORTS && proto === PROTO_UDP) this.udp.updateAddress(inner, outer);
     }
-    if (f !== NO_FLOW && this.flows.outerPort[f] !== this.localPort) this.setLocalPort(proto, true, this.flows.outerPort[f]!);
+    if (f !== NO_FLOW && this.flows.outerPort[f] !== this.key.localPort) this.setLocalPort(proto, true, this.flows.outerPort[f]!);
 
     if (this.byVip.has(remote) || (remote === this.sharedAddr && this.ports !== null)) {
       // Hairpin: deliver straight to the session holding the destination
@@ -250,18 +245,18 @@ export class Nat {
       id = this.uplinkError(id, outer);
       if (id === 0) return toShared ? this.reflect() : DROP;
     } else if (t === HAS_PORTS) {
-      const lport = this.localPort;
-      const rport = this.remotePort;
+      const lport = this.key.localPort;
+      const rport = this.key.remotePort;
       f = this.flows.lookupOuter(proto, outer, lport, remote, rport);
       if (toShared) {
         if (f === NO_FLOW) return this.reflect();
         id = this.flows.session[f]!;
-      } else if (f === NO_FLOW && this.opens) {
+      } else if (f === NO_FLOW && this.key.opens) {
         f = this.flows.insert(id, proto, this.innerOf[id]!, lport, outer, lport, remote, rport, STATE_FREE, 0);
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, false, now, this.timeouts);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
     } else if (toShared) {
       return this.reflect(); // nothing of ours without ports
     }
@@ -272,7 +267,7 @@ export class Nat {
       if (t === HAS_PORTS && proto === PROTO_TCP) this.tcp.updateAddress(outer, inner);
       else if (t === HAS_PORTS && proto === PROTO_UDP) this.udp.updateAddress(outer, inner);
     }
-    if (f !== NO_FLOW && this.flows.innerPort[f] !== this.localPort) this.setLocalPort(proto, false, this.flows.innerPort[f]!);
+    if (f !== NO_FLOW && this.flows.innerPort[f] !== this.key.localPort) this.setLocalPort(proto, false, this.flows.innerPort[f]!);
     return id;
   }
 
@@ -331,37 +326,18 @@ export class Nat {
     const poff = ip.payloadOffset;
     const plen = ip.payloadLength;
     const proto = ip.protocol;
-    this.tcpFlags = 0;
-    this.opens = false;
+    this.key.clear();
     if (ip.fragmentOffset !== 0) {
       this.counters.fragments++;
       return NO_PORTS;
     }
-    if (proto === PROTO_TCP) {
-      const tcp = this.tcp;
-      if (!tcp.attach(buf, poff, plen)) return this.malformed();
-      this.localPort = out ? tcp.srcPort : tcp.dstPort;
-      this.remotePort = out ? tcp.dstPort : tcp.srcPort;
-      this.tcpFlags = tcp.flags;
-      // Only a connection attempt may open a flow from outside (to a listener).
-      this.opens = (this.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
-      return HAS_PORTS;
-    }
-    if (proto === PROTO_UDP) {
-      const udp = this.udp;
-      if (!(ip.moreFragments ? udp.attachHeader(buf, poff, plen) : udp.attach(buf, poff, plen))) return this.malformed();
-      this.localPort = out ? udp.srcPort : udp.dstPort;
-      this.remotePort = out ? udp.dstPort : udp.srcPort;
-      this.opens = true;
-      return HAS_PORTS;
-    }
+    if (proto === PROTO_TCP) return this.key.readTcp(this.tcp, buf, poff, plen, out) ? HAS_PORTS : this.malformed();
+    if (proto === PROTO_UDP) return this.key.readUdp(this.udp, buf, poff, plen, ip.moreFragments, out) ? HAS_PORTS : this.malformed();
     if (proto === PROTO_ICMP) {
       const icmp = this.icmp;
       if (!icmp.attach(buf, poff, plen)) return this.malformed();
       if (icmp.isEcho) {
-        this.localPort = icmp.ident;
-        this.remotePort = 0;
-        this.opens = icmp.type === ICMP4_ECHO_REQUEST;
+        this.key.setEcho(icmp.ident, icmp.type === ICMP4_ECHO_REQUEST);
         return HAS_PORTS;
       }
       if (icmp.isError) return IS_ERROR;

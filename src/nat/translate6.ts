@@ -10,8 +10,9 @@
 // counted and dropped.
 
 import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
+import { FlowKey } from './key.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
-import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, TCP_ACK, TCP_RST, TCP_SYN, Udp, update128, write16, write32 } from '../wire/index.js';
+import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, write16, write32 } from '../wire/index.js';
 
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
@@ -87,10 +88,8 @@ export class Nat6 {
   /** The quoted packet's addresses (scratch). */
   private readonly qsrc = new Uint32Array(4);
   private readonly qdst = new Uint32Array(4);
-  private localPort = 0;
-  private remotePort = 0;
-  private tcpFlags = 0;
-  private opens = false;
+  /** The packet's flow key and flags, set by readTransport(). */
+  private readonly key = new FlowKey();
   /** Set when the packet is an ICMPv6 error whose checksum must be recomputed after the outer rewrite. */
   private refill = false;
 
@@ -160,13 +159,13 @@ export class Nat6 {
     const t = this.readTransport(id, true);
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
-      let f = this.flows.lookupInner(id, proto, this.inner, io, this.localPort, this.remote, 0, this.remotePort);
+      let f = this.flows.lookupInner(id, proto, this.inner, io, this.key.localPort, this.remote, 0, this.key.remotePort);
       if (f === NO_FLOW) {
-        f = this.flows.insert(id, proto, this.inner, io, this.localPort, this.vip, io, this.localPort, this.remote, 0, this.remotePort, STATE_FREE, 0);
+        f = this.flows.insert(id, proto, this.inner, io, this.key.localPort, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort, STATE_FREE, 0);
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, true, now, this.timeouts);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, true, now, this.timeouts);
     }
     if (!ip.srcEquals(this.vip, io)) {
       this.updateUpper(proto, this.inner, io, this.vip, io);
@@ -202,13 +201,13 @@ export class Nat6 {
     const t = this.readTransport(id, false);
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
-      let f = this.flows.lookupOuter(proto, this.vip, io, this.localPort, this.remote, 0, this.remotePort);
-      if (f === NO_FLOW && this.opens) {
-        f = this.flows.insert(id, proto, this.inner, io, this.localPort, this.vip, io, this.localPort, this.remote, 0, this.remotePort, STATE_FREE, 0);
+      let f = this.flows.lookupOuter(proto, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort);
+      if (f === NO_FLOW && this.key.opens) {
+        f = this.flows.insert(id, proto, this.inner, io, this.key.localPort, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort, STATE_FREE, 0);
         if (f === NO_FLOW) c.tableFull++;
         else c.flowsCreated++;
       }
-      if (f !== NO_FLOW) advance(this.flows, f, proto, this.tcpFlags, false, now, this.timeouts);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
     }
     if (!ip.dstEquals(this.inner, io)) {
       this.updateUpper(proto, this.vip, io, this.inner, io);
@@ -234,37 +233,19 @@ export class Nat6 {
     const poff = ip.transportOffset;
     const plen = ip.off + ip.len - poff;
     const proto = ip.transportProtocol;
-    this.tcpFlags = 0;
-    this.opens = false;
+    this.key.clear();
     this.refill = false;
     if (ip.fragmentOffset !== 0) {
       this.counters.fragments++;
       return NO_PORTS;
     }
-    if (proto === PROTO_TCP) {
-      const tcp = this.tcp;
-      if (!tcp.attach(buf, poff, plen)) return this.malformed();
-      this.localPort = out ? tcp.srcPort : tcp.dstPort;
-      this.remotePort = out ? tcp.dstPort : tcp.srcPort;
-      this.tcpFlags = tcp.flags;
-      this.opens = (this.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
-      return HAS_PORTS;
-    }
-    if (proto === PROTO_UDP) {
-      const udp = this.udp;
-      if (!(ip.moreFragments ? udp.attachHeader(buf, poff, plen) : udp.attach(buf, poff, plen))) return this.malformed();
-      this.localPort = out ? udp.srcPort : udp.dstPort;
-      this.remotePort = out ? udp.dstPort : udp.srcPort;
-      this.opens = true;
-      return HAS_PORTS;
-    }
+    if (proto === PROTO_TCP) return this.key.readTcp(this.tcp, buf, poff, plen, out) ? HAS_PORTS : this.malformed();
+    if (proto === PROTO_UDP) return this.key.readUdp(this.udp, buf, poff, plen, ip.moreFragments, out) ? HAS_PORTS : this.malformed();
     if (proto === PROTO_ICMP6) {
       const icmp = this.icmp;
       if (!icmp.attach(buf, poff, plen)) return this.malformed();
       if (icmp.isEcho) {
-        this.localPort = icmp.ident;
-        this.remotePort = 0;
-        this.opens = icmp.type === ICMP6_ECHO_REQUEST;
+        this.key.setEcho(icmp.ident, icmp.type === ICMP6_ECHO_REQUEST);
         return HAS_PORTS;
       }
       if (icmp.isError) return this.error(id, out) ? NO_PORTS : DROP;

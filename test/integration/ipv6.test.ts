@@ -1,6 +1,6 @@
 // IPv6 in the lab, in both modes: dual-stack sessions, TCP, UDP, ICMPv6 echo and errors, traceroute, path MTU, hairpin.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, Lab, sweepLabs, type VipnatRun } from './lab.js';
+import { isRoot, Lab, parseJson, retry, sweepLabs, until, type VipnatRun } from './lab.js';
 
 const BACKEND6 = 'fd00:18::2';
 const POOL = '198.19.7.0/28,fd00:19:7::/64';
@@ -9,27 +9,7 @@ const MODES = [
   { mode: 'NAT mode', flags: ['--inner-address', '10.0.2.100,fd00:2::100'], inner6: () => 'fd00:2::100' },
 ];
 
-interface Summary {
-  exitCode: number;
-  dataplane: Record<string, number>;
-}
 
-function parse(run: VipnatRun): { summary: Summary; sessions: { id: number; vip: string; vip6?: string }[]; text: string } {
-  const text: string[] = [];
-  const sessions: { id: number; vip: string; vip6?: string }[] = [];
-  let summary: Summary | undefined;
-  for (const l of run.lines) {
-    if (!l.startsWith('{"event"')) {
-      text.push(l);
-      continue;
-    }
-    const e = JSON.parse(l) as { event: string } & Record<string, unknown>;
-    if (e.event === 'session') sessions.push(e as unknown as { id: number; vip: string; vip6?: string });
-    if (e.event === 'summary') summary = e as unknown as Summary;
-  }
-  if (!summary) throw new Error(`no summary; stderr:\n${run.stderr}`);
-  return { summary, sessions, text: `${text.join('\n')}\n${run.stderr}` };
-}
 
 /** socat prints IPv6 peers in full; this is the compressed form for comparisons. */
 function compress(full: string): string {
@@ -61,7 +41,7 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
     ].join('; ');
     const run = vipnat(['--sessions', '2', '--', 'sh', '-c', script]);
     await run.done;
-    const { summary, sessions, text } = parse(run);
+    const { summary, sessions, text } = parseJson(run);
     expect(summary.exitCode, text).toBe(0);
     expect(sessions.map((s) => [s.id, s.vip, s.vip6])).toEqual([
       [1, '198.19.7.1', 'fd00:19:7::1'],
@@ -99,7 +79,7 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
     });
     expect(compress(fromBackend.split(' ').at(-1)!)).toBe(BACKEND6);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     const hair = /hairpin: session 1 sees (\S+)/.exec(text);
     expect(hair, text).not.toBeNull();
     expect(compress(hair![1]!)).toBe('fd00:19:7::2');
@@ -120,7 +100,7 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
     ].join('; ');
     const run = vipnat(['--', 'sh', '-c', script]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(summary.exitCode, text).toBe(0);
     const hops = [...text.matchAll(/^\s*(\d+)\s+([0-9a-f:]+)\s/gm)].map((m) => [Number(m[1]), m[2]]);
     expect(hops).toEqual([
@@ -137,30 +117,10 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
     lab = Lab.up();
     const run = lab.vipnat(['run', '--json', ...flags.map((f) => f.replace('10.0.2.100,', '')), '--pool', 'fd00:19:7::10-fd00:19:7::11', '--sessions', '3', '--', 'sh', '-c', `ping -6 -c 2 -i 0.2 -W 2 ${BACKEND6} >/dev/null; echo "v4 $(ip -o -4 addr show dev eth0 | wc -l) vip $VIPNAT_VIP"; sleep 1`]);
     await run.done;
-    const { summary, sessions, text } = parse(run);
+    const { summary, sessions, text } = parseJson(run);
     expect(sessions.map((s) => s.vip)).toEqual(['fd00:19:7::10', 'fd00:19:7::11']);
     expect(text).toContain('v4 0 vip fd00:19:7::10');
     expect(run.lines.some((l) => l.includes('"event":"no-vip"') && l.includes('No virtual IP address is available'))).toBe(true);
     expect(summary.exitCode).toBe(3);
   });
 });
-
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function retry<T>(fn: () => T, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return fn();
-    } catch (e) {
-      if (Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}

@@ -163,3 +163,55 @@ export function sweepLabs(): void {
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
+
+/** Waits until `cond()` holds, polling. */
+export async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Calls `fn` until it stops throwing, or rethrows its last error after the timeout. */
+export async function retry<T>(fn: () => T, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return fn();
+    } catch (e) {
+      if (Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+export interface Summary {
+  event: 'summary';
+  exitCode: number;
+  dataplane: Record<string, number>;
+}
+
+export interface SessionEvent {
+  id: number;
+  vip: string;
+  vip6?: string;
+}
+
+/** A --json run's output split into vipnat's events and what the programs printed (stdout and stderr). */
+export function parseJson(run: VipnatRun): { summary: Summary; sessions: SessionEvent[]; text: string } {
+  const text: string[] = [];
+  const sessions: SessionEvent[] = [];
+  let summary: Summary | undefined;
+  for (const l of run.lines) {
+    if (!l.startsWith('{"event"')) {
+      text.push(l);
+      continue;
+    }
+    const e = JSON.parse(l) as { event: string };
+    if (e.event === 'session') sessions.push(e as unknown as SessionEvent);
+    if (e.event === 'summary') summary = e as unknown as Summary;
+  }
+  if (!summary) throw new Error(`no summary; stderr:\n${run.stderr}`);
+  return { summary, sessions, text: `${text.join('\n')}\n${run.stderr}` };
+}

@@ -1,6 +1,6 @@
 // NAT behaviour with real tools, in both modes: ICMP errors, traceroute, path MTU, hairpin, anti-spoofing, fragments, options.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, sweepLabs, type VipnatRun } from './lab.js';
+import { BACKEND, isRoot, Lab, parseJson, sweepLabs, until, type VipnatRun } from './lab.js';
 
 const POOL = '198.19.7.0/28';
 const MODES = [
@@ -8,24 +8,7 @@ const MODES = [
   { mode: 'NAT mode', flags: ['--inner-address', '10.0.2.100'] },
 ];
 
-interface Summary {
-  event: 'summary';
-  exitCode: number;
-  dataplane: Record<string, number>;
-}
 
-/** The output lines of a --json run, split into vipnat's events and everything else the programs printed. */
-function parse(run: VipnatRun): { summary: Summary; text: string } {
-  const events: { event: string }[] = [];
-  const text: string[] = [];
-  for (const l of run.lines) {
-    if (l.startsWith('{"event"')) events.push(JSON.parse(l) as { event: string });
-    else text.push(l);
-  }
-  const summary = events.find((e) => e.event === 'summary') as Summary | undefined;
-  if (!summary) throw new Error(`no summary; stderr:\n${run.stderr}`);
-  return { summary, text: `${text.join('\n')}\n${run.stderr}` };
-}
 
 describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
   let lab: Lab;
@@ -39,7 +22,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     lab = Lab.up();
     const run = vipnat(['--', 'sh', '-c', `echo hi | socat -T 3 - UDP4:${BACKEND}:9999; echo "status $?"`]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(text).toMatch(/Connection refused/);
     expect(text).toContain('status 1');
     expect(summary.dataplane.icmpErrors).toBeGreaterThanOrEqual(1);
@@ -60,7 +43,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     lab = Lab.up({ routed: true });
     const run = vipnat(['--', 'traceroute', '-n', '-q', '1', '-w', '2', '-m', '5', BACKEND]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(summary.exitCode).toBe(0);
     const hops = [...text.matchAll(/^\s*(\d+)\s+([0-9.]+)\s/gm)].map((m) => [Number(m[1]), m[2]]);
     expect(hops).toEqual([
@@ -87,7 +70,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     ].join('; ');
     const run = vipnat(['--', 'sh', '-c', script]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(summary.exitCode).toBe(0);
     expect(text).toContain(`received ${bytes}`);
     await until(() => got.includes('\n'));
@@ -108,7 +91,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     ].join('\n');
     const run = vipnat(['--sessions', '2', '--', 'sh', '-c', script]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(summary.exitCode).toBe(0);
     expect(text).toContain('session 1 saw 198.19.7.2');
     expect(text).toContain('session 2 got: peer 198.19.7.2');
@@ -133,7 +116,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     ].join('\n');
     const run = vipnat(['--sessions', '2', '--', 'sh', '-c', script]);
     await run.done;
-    const { summary } = parse(run);
+    const { summary } = parseJson(run);
     await new Promise((r) => setTimeout(r, 300));
     cap.kill('SIGINT');
     const sources = [...captured.matchAll(/IP (\d+\.\d+\.\d+\.\d+)\.\d+ > /g)].map((m) => m[1]);
@@ -150,7 +133,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     const script = `head -c 4000 /dev/urandom > /tmp/vn-frag-$$; socat -b 65000 -T 3 - UDP4:${BACKEND}:7002 < /tmp/vn-frag-$$ > /tmp/vn-back-$$; cmp /tmp/vn-frag-$$ /tmp/vn-back-$$ && echo "echoed $(wc -c < /tmp/vn-back-$$)"; rm -f /tmp/vn-frag-$$ /tmp/vn-back-$$`;
     const run = vipnat(['--', 'sh', '-c', script]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(text).toContain('echoed 4000');
     expect(summary.dataplane.fragments).toBeGreaterThanOrEqual(4); // later fragments, each way
   });
@@ -159,17 +142,9 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     lab = Lab.up();
     const run = vipnat(['--', 'ping', '-R', '-c', '2', '-W', '2', BACKEND]);
     await run.done;
-    const { summary, text } = parse(run);
+    const { summary, text } = parseJson(run);
     expect(summary.exitCode).toBe(0);
     expect(text).toMatch(/2 received/);
     expect(text).toMatch(/RR:/);
   });
 });
-
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

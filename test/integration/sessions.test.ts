@@ -1,6 +1,6 @@
 // End to end, in a lab of namespaces: sessions get their own VIPs, listen on the same port, talk TCP, UDP and ICMP.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, ROOT, sweepLabs } from './lab.js';
+import { BACKEND, isRoot, Lab, retry, ROOT, sweepLabs, until } from './lab.js';
 
 const POOL = '198.19.7.0/28';
 const NO_VIP = 'No virtual IP address is available for this session, please contact your administrator.';
@@ -120,23 +120,3 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     expect(events.at(-1)).toMatchObject({ event: 'summary', sessions: 2, started: 2, noVip: 0, failed: 0, exitCode: 0 });
   });
 });
-
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function retry<T>(fn: () => T, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return fn();
-    } catch (e) {
-      if (Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}

@@ -1,6 +1,6 @@
 // The shared fallback: sessions beyond the pool run on the gateway's own address, port-translated; the gateway itself keeps working.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, ROOT, sweepLabs } from './lab.js';
+import { BACKEND, isRoot, Lab, ROOT, sweepLabs, until } from './lab.js';
 
 const GATEWAY = '198.18.0.1';
 const NO_VIP = 'No virtual IP address is available for this session, please contact your administrator.';
@@ -92,11 +92,3 @@ describe.skipIf(!isRoot()).each(MODES)('--on-exhausted shared, $mode', ({ flags 
     expect(lab.snapshot()).toEqual(before);
   });
 });
-
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
