@@ -12,7 +12,7 @@
 import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
-import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, write16, write32 } from '../wire/index.js';
+import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_MAX_EXTENSIONS, IPV6_ROUTING, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, write16, write32 } from '../wire/index.js';
 
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
@@ -276,10 +276,19 @@ export class Nat6 {
     const b = icmp.buf;
     const q = icmp.off + 8;
     const end = icmp.off + icmp.len;
-    // The quote: a fixed IPv6 header straight followed by the transport header (8 bytes needed).
+    // The quote: an IPv6 header, its extension headers, then 8 bytes of the transport header.
     if (q + 48 > end || b[q]! >>> 4 !== 6) return this.errorDropped();
-    const proto = b[q + 6]!;
-    const t = q + 40;
+    let proto = b[q + 6]!;
+    let t = q + 40;
+    for (let n = 0; n < IPV6_MAX_EXTENSIONS && (proto === IPV6_HOP_BY_HOP || proto === IPV6_ROUTING || proto === IPV6_DEST_OPTIONS || proto === IPV6_FRAGMENT); n++) {
+      if (t + 8 > end) return this.errorDropped();
+      // A later fragment quotes no transport header: nothing to match.
+      if (proto === IPV6_FRAGMENT && (read16(b, t + 2) & 0xfff8) !== 0) return this.errorDropped();
+      const next = b[t]!;
+      t += proto === IPV6_FRAGMENT ? 8 : (b[t + 1]! + 1) << 3;
+      proto = next;
+    }
+    if (t + 8 > end) return this.errorDropped();
     for (let k = 0; k < 4; k++) {
       this.qsrc[k] = read32(b, q + 8 + 4 * k);
       this.qdst[k] = read32(b, q + 24 + 4 * k);

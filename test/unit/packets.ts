@@ -558,3 +558,12 @@ export function l4Ok6(p: Uint8Array): boolean {
   if (h.proto === UDP && u16(seg, 6) === 0) return false;
   return onesSum([pseudoHeader6(p.subarray(8, 24), p.subarray(24, 40), h.proto, seg.length), seg]) === 0xffff;
 }
+
+/**
+ * An ICMPv6 error (e.g. type 1 code 4, port unreachable; type 2, Packet Too Big
+ * with the MTU in `rest`) from src to dst quoting the first `quoteLen` bytes of
+ * `original`, checksum over the pseudo-header filled.
+ */
+export function icmp6ErrorPacket(src: Uint8Array, dst: Uint8Array, type: number, code: number, original: Uint8Array, quoteLen = original.length, rest = 0, ip: Ip6Opts = {}): Uint8Array {
+  return ipv6({ ...ip, src, dst, proto: ICMP6 }, icmp6Message(src, dst, type, code, rest, original.subarray(0, quoteLen)));
+}
