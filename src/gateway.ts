@@ -20,7 +20,7 @@ import {
 } from './linux/index.js';
 import { parseIpv4 } from './wire/index.js';
 import { NO_VIP_MESSAGE, parseAddress, parseRanges, VipPool, PoolError } from './pool/index.js';
-import { primaryVip, Session, sweepStale } from './session/index.js';
+import { primaryVip, Session, sweepStale, TXQUEUELEN } from './session/index.js';
 
 export { PoolError, NO_VIP_MESSAGE, MAX_SESSION_ID, parseRanges } from './pool/index.js';
 
@@ -115,7 +115,7 @@ class Uplink {
   /** sysctls changed, with the values to put back. */
   private readonly restore = new Map<string, string>();
 
-  async open(mtu: number, routes: string[], ipv6: boolean): Promise<void> {
+  async open(mtu: number, routes: string[], ipv6: boolean, offload: boolean): Promise<void> {
     const exists = await ip(['link', 'show', 'dev', UPLINK_NAME]).then(
       () => true,
       () => false,
@@ -124,12 +124,12 @@ class Uplink {
       throw new UserError(`an interface named ${UPLINK_NAME} already exists in this namespace: is another vipnat running here?`);
     }
     try {
-      this.fd = openTun(UPLINK_NAME);
+      this.fd = openTun(UPLINK_NAME, offload);
     } catch (e) {
       if (e instanceof SysError && e.errno === EBUSY) throw new UserError(`${UPLINK_NAME} is busy: is another vipnat running here?`);
       throw e;
     }
-    await ipBatch([`link set dev ${UPLINK_NAME} mtu ${mtu} up`]);
+    await ipBatch([`link set dev ${UPLINK_NAME} mtu ${mtu} txqueuelen ${TXQUEUELEN} up`]);
     try {
       await ipBatch(routes.map((r) => `route add ${r} dev ${UPLINK_NAME}`));
     } catch (e) {
@@ -293,10 +293,12 @@ export async function run(opts: RunOptions): Promise<number> {
     return { v4, v6 };
   };
 
+  // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
+  const offload = process.env.VIPNAT_OFFLOAD !== '0';
   let dpStats: DataplaneStats = {};
   let shared: { address: string; portLo: number; portHi: number } | null = null;
   try {
-    await uplink.open(opts.mtu, pool.routes(), families.includes(6));
+    await uplink.open(opts.mtu, pool.routes(), families.includes(6), offload);
     if (opts.onExhausted === 'shared') {
       const address = await uplinkAddress();
       const [portLo, portHi] = sharedPortRange();
@@ -307,6 +309,7 @@ export async function run(opts: RunOptions): Promise<number> {
       uplinkFd: uplink.fd,
       maxSession: opts.sessions,
       flowCapacity: opts.flowCapacity ?? 1 << 18,
+      offload,
       shared: shared && { address: parseIpv4(shared.address), portLo: shared.portLo, portHi: shared.portHi },
     });
     dataplane.onFailure = (e) => {
@@ -326,13 +329,14 @@ export async function run(opts: RunOptions): Promise<number> {
       const s = new Session(
         vips === null
           ? // Shared fallback: IPv4 only, from the uplink's own address.
-            { id, v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true, mtu: opts.mtu }
+            { id, v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true, mtu: opts.mtu, offload }
           : {
               id,
               v4: vips.v4 === null ? null : { vip: vips.v4, inner: inner.v4 ?? vips.v4 },
               v6: vips.v6 === null ? null : { vip: vips.v6, inner: inner.v6 ?? vips.v6 },
               shared: false,
               mtu: opts.mtu,
+              offload,
             },
       );
       live.set(id, s);

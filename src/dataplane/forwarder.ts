@@ -1,5 +1,6 @@
 // Moves packets between devices through the translator; knows nothing of how devices are waited on.
-import { Nat, TO_UPLINK } from '../nat/index.js';
+import { DROP, Nat, TO_UPLINK } from '../nat/index.js';
+import { VNET_F_NEEDS_CSUM } from '../linux/tun.js';
 
 /** Where the forwarder writes a packet: a TUN fd in production, an array in tests. */
 export interface Device {
@@ -24,12 +25,28 @@ export class Forwarder {
   readonly counters = new ForwarderCounters();
   private readonly devices: (Device | null)[];
 
+  /**
+   * `hdrLen` is the virtio_net_hdr in front of every packet (VNET_HDR_LEN when
+   * the TUNs have offloads, 0 otherwise); it travels with the packet unchanged.
+   */
   constructor(
     readonly nat: Nat,
     private readonly uplink: Device,
     maxSession: number,
+    private readonly hdrLen = 0,
   ) {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
+  }
+
+  /**
+   * Where the transport checksum sits when the kernel left it for the device
+   * to finish (virtio NEEDS_CSUM: csum_start + csum_offset), else -1; -2 if
+   * the header points outside the packet.
+   */
+  private csumAt(buf: Uint8Array, len: number): number {
+    if (this.hdrLen === 0 || (buf[0]! & VNET_F_NEEDS_CSUM) === 0) return -1;
+    const at = this.hdrLen + (buf[6]! | (buf[7]! << 8)) + (buf[8]! | (buf[9]! << 8));
+    return at + 2 <= len ? at : -2;
   }
 
   /**
@@ -51,7 +68,8 @@ export class Forwarder {
 
   /** A packet read from session `id`'s device. */
   fromSession(id: number, buf: Uint8Array, len: number, now: number): void {
-    const v = this.nat.fromSession(id, buf, 0, len, now);
+    const at = this.csumAt(buf, len);
+    const v = at === -2 ? DROP : this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
     if (v === TO_UPLINK) {
       if (this.uplink.write(buf, 0, len)) this.counters.toUplink++;
       else this.counters.writeErrors++;
@@ -64,7 +82,8 @@ export class Forwarder {
 
   /** A packet read from the uplink device. */
   fromUplink(buf: Uint8Array, len: number, now: number): void {
-    const v = this.nat.fromUplink(buf, 0, len, now);
+    const at = this.csumAt(buf, len);
+    const v = at === -2 ? DROP : this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
     if (v > 0) {
       this.toSession(v, buf, len);
     } else if (v === TO_UPLINK) {

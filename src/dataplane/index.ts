@@ -10,6 +10,7 @@ export interface DataplaneOptions {
   uplinkFd: number;
   maxSession: number;
   flowCapacity: number;
+  offload: boolean;
   shared: { address: number; portLo: number; portHi: number } | null;
 }
 

@@ -4,6 +4,8 @@ export interface WorkerInit {
   wakeFd: number;
   maxSession: number;
   flowCapacity: number;
+  /** Every TUN was opened with offloads: packets carry a virtio_net_hdr. */
+  offload: boolean;
   /** The shared fallback's address (IPv4 as a number) and port range, if enabled. */
   shared: { address: number; portLo: number; portHi: number } | null;
 }

@@ -16,13 +16,14 @@ import {
   eventFd,
   read,
   strerror,
+  VNET_HDR_LEN,
   write,
 } from '../linux/index.js';
 import { Forwarder, type Device } from './forwarder.js';
 import type { DataplaneStats, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
-/** Larger than any IPv4 packet, so a read never truncates. */
-const BUFFER_SIZE = 65536;
+/** Larger than any packet (a 64 KiB TSO segment plus its virtio header), so a read never truncates. */
+const BUFFER_SIZE = 65536 + 256;
 /** Packets read from one fd before looking at the others (fairness; epoll is level-triggered). */
 const BATCH = 64;
 const MAX_EVENTS = 64;
@@ -38,7 +39,7 @@ class TunDevice implements Device {
 function main(port: MessagePort, init: WorkerInit): void {
   const nat = new Nat({ maxSession: init.maxSession, flowCapacity: init.flowCapacity, ...(init.shared ? { shared: init.shared } : {}) });
   const uplink = new TunDevice(init.uplinkFd);
-  const fwd = new Forwarder(nat, uplink, init.maxSession);
+  const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0);
   const ep = epollCreate1(EPOLL_CLOEXEC);
   if (ep < 0) throw new Error(`epoll_create1: ${strerror(errno())}`);
   if (epollAdd(ep, init.wakeFd, EPOLLIN) < 0 || epollAdd(ep, init.uplinkFd, EPOLLIN) < 0) {

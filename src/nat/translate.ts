@@ -24,8 +24,11 @@ import {
   PROTO_UDP,
   Tcp,
   Udp,
+  read16,
   update16,
   update32,
+  updatePartial32,
+  write16,
 } from '../wire/index.js';
 import { PortAllocator, portSlot } from './ports.js';
 
@@ -72,6 +75,8 @@ export class Nat {
   private readonly qip = new Ipv4();
   /** The packet's flow key and flags, set by readTransport(). */
   private readonly key = new FlowKey();
+  /** Where the transport checksum field is when the device will finish it (partial), else -1. */
+  private csumAt = -1;
   /** Ports of the quoted packet, set by quotedPorts(). */
   private qLocal = 0;
   private qRemote = 0;
@@ -155,14 +160,15 @@ export class Nat {
    * Translates a packet that session `id` sent. Returns TO_UPLINK, another
    * session's id (hairpin: the packet is already translated for it), or DROP.
    */
-  fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number): number {
+  fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
     const c = this.counters;
     c.fromSession++;
+    this.csumAt = csumAt;
     const ip = this.ip;
     if (len < 1) return this.malformed();
     const version = buf[off]! >>> 4;
     if (version !== 4) {
-      if (version === 6) return this.v6.fromSession(id, buf, off, len, now);
+      if (version === 6) return this.v6.fromSession(id, buf, off, len, now, csumAt);
       c.otherFamily++;
       return DROP;
     }
@@ -197,8 +203,7 @@ export class Nat {
 
     if (inner !== outer) {
       ip.setSrc(outer);
-      if (t === HAS_PORTS && proto === PROTO_TCP) this.tcp.updateAddress(inner, outer);
-      else if (t === HAS_PORTS && proto === PROTO_UDP) this.udp.updateAddress(inner, outer);
+      this.updateTransport(t, proto, inner, outer);
     }
     if (f !== NO_FLOW && this.flows.outerPort[f] !== this.key.localPort) this.setLocalPort(proto, true, this.flows.outerPort[f]!);
 
@@ -217,14 +222,15 @@ export class Nat {
    * deliver it to, DROP, or TO_UPLINK for a packet to the shared address that
    * belongs to no session's flow: it goes back to the uplink's own stack.
    */
-  fromUplink(buf: Uint8Array, off: number, len: number, now: number): number {
+  fromUplink(buf: Uint8Array, off: number, len: number, now: number, csumAt = this.csumAt): number {
     const c = this.counters;
     c.fromUplink++;
+    this.csumAt = csumAt;
     const ip = this.ip;
     if (len < 1) return this.malformed();
     const version = buf[off]! >>> 4;
     if (version !== 4) {
-      if (version === 6) return this.v6.fromUplink(buf, off, len, now);
+      if (version === 6) return this.v6.fromUplink(buf, off, len, now, csumAt);
       c.otherFamily++;
       return DROP;
     }
@@ -249,7 +255,8 @@ export class Nat {
       const rport = this.key.remotePort;
       f = this.flows.lookupOuter(proto, outer, lport, remote, rport);
       if (toShared) {
-        if (f === NO_FLOW) return this.reflect();
+        // An echo request is never a reply to a session: the machine itself answers it.
+        if (f === NO_FLOW || (proto === PROTO_ICMP && this.key.opens)) return this.reflect();
         id = this.flows.session[f]!;
       } else if (f === NO_FLOW && this.key.opens) {
         f = this.flows.insert(id, proto, this.innerOf[id]!, lport, outer, lport, remote, rport, STATE_FREE, 0);
@@ -264,8 +271,7 @@ export class Nat {
     const inner = this.innerOf[id]!;
     if (inner !== outer) {
       ip.setDst(inner);
-      if (t === HAS_PORTS && proto === PROTO_TCP) this.tcp.updateAddress(outer, inner);
-      else if (t === HAS_PORTS && proto === PROTO_UDP) this.udp.updateAddress(outer, inner);
+      this.updateTransport(t, proto, outer, inner);
     }
     if (f !== NO_FLOW && this.flows.innerPort[f] !== this.key.localPort) this.setLocalPort(proto, false, this.flows.innerPort[f]!);
     return id;
@@ -292,16 +298,43 @@ export class Nat {
     return f;
   }
 
+  /**
+   * Folds an address change into the transport checksum: TCP and UDP cover
+   * the pseudo-header (ICMPv4 does not). A checksum the device will finish
+   * (`csumAt`, from the TUN's virtio header) holds a partial sum instead.
+   */
+  private updateTransport(t: number, proto: number, oldAddr: number, newAddr: number): void {
+    if (t !== HAS_PORTS || proto === PROTO_ICMP) return;
+    const at = this.csumAt;
+    if (at >= 0) {
+      const b = this.ip.buf;
+      write16(b, at, updatePartial32(read16(b, at), oldAddr, newAddr));
+    } else if (proto === PROTO_TCP) {
+      this.tcp.updateAddress(oldAddr, newAddr);
+    } else {
+      this.udp.updateAddress(oldAddr, newAddr);
+    }
+  }
+
   /** Rewrites the session-side port (source when `out`, else destination), or an echo's identifier. */
   private setLocalPort(proto: number, out: boolean, port: number): void {
+    // A partial checksum is summed over the ports by the device later: leave it.
+    const partial = this.csumAt >= 0;
     if (proto === PROTO_TCP) {
-      if (out) this.tcp.setSrcPort(port);
+      if (partial) {
+        if (out) this.tcp.writeSrcPort(port);
+        else this.tcp.writeDstPort(port);
+      } else if (out) this.tcp.setSrcPort(port);
       else this.tcp.setDstPort(port);
     } else if (proto === PROTO_UDP) {
-      if (out) this.udp.setSrcPort(port);
+      if (partial) {
+        if (out) this.udp.writeSrcPort(port);
+        else this.udp.writeDstPort(port);
+      } else if (out) this.udp.setSrcPort(port);
       else this.udp.setDstPort(port);
     } else if (proto === PROTO_ICMP) {
-      this.icmp.setIdent(port);
+      if (partial) this.icmp.writeIdent(port);
+      else this.icmp.setIdent(port);
     }
   }
 

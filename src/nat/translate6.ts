@@ -12,7 +12,7 @@
 import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
-import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_MAX_EXTENSIONS, IPV6_ROUTING, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, write16, write32 } from '../wire/index.js';
+import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_MAX_EXTENSIONS, IPV6_ROUTING, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, updatePartial128, write16, write32 } from '../wire/index.js';
 
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
@@ -90,6 +90,8 @@ export class Nat6 {
   private readonly qdst = new Uint32Array(4);
   /** The packet's flow key and flags, set by readTransport(). */
   private readonly key = new FlowKey();
+  /** Where the transport checksum field is when the device will finish it (partial), else -1. */
+  private csumAt = -1;
   /** Set when the packet is an ICMPv6 error whose checksum must be recomputed after the outer rewrite. */
   private refill = false;
 
@@ -131,8 +133,9 @@ export class Nat6 {
   }
 
   /** An IPv6 packet from session `id`: TO_UPLINK, a session id (hairpin) or DROP. */
-  fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number): number {
+  fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
     const c = this.counters;
+    this.csumAt = csumAt;
     const ip = this.ip;
     if (!ip.attach(buf, off, len)) {
       c.malformed++;
@@ -180,8 +183,9 @@ export class Nat6 {
   }
 
   /** An IPv6 packet from the uplink: the session id to deliver it to, or DROP. */
-  fromUplink(buf: Uint8Array, off: number, len: number, now: number): number {
+  fromUplink(buf: Uint8Array, off: number, len: number, now: number, csumAt = this.csumAt): number {
     const c = this.counters;
+    this.csumAt = csumAt;
     const ip = this.ip;
     if (!ip.attach(buf, off, len)) {
       c.malformed++;
@@ -217,10 +221,19 @@ export class Nat6 {
     return id;
   }
 
-  /** Folds an outer address change into the upper-layer checksum (all of them cover the pseudo-header). */
+  /**
+   * Folds an outer address change into the upper-layer checksum (all of them
+   * cover the pseudo-header); a checksum the device will finish (`csumAt`)
+   * holds a partial sum instead.
+   */
   private updateUpper(proto: number, oldW: Uint32Array, oo: number, newW: Uint32Array, no: number): void {
     const ip = this.ip;
     if (ip.fragmentOffset !== 0 || this.refill) return; // no header here / recomputed whole
+    const at = this.csumAt;
+    if (at >= 0) {
+      write16(ip.buf, at, updatePartial128(read16(ip.buf, at), oldW, oo, newW, no));
+      return;
+    }
     if (proto === PROTO_TCP) this.tcp.updateAddress128(oldW, oo, newW, no);
     else if (proto === PROTO_UDP) this.udp.updateAddress128(oldW, oo, newW, no);
     else if (proto === PROTO_ICMP6) this.icmp.updateAddress128(oldW, oo, newW, no);

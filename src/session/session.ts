@@ -30,6 +30,8 @@ export interface SessionSpec {
   /** No VIP: v4.vip is the uplink's shared address. */
   shared: boolean;
   mtu: number;
+  /** Open eth0 with offloads (virtio_net_hdr, TSO/checksum), as the uplink is. */
+  offload: boolean;
 }
 
 /** The session's main VIP (IPv4 when it has one), as shown and exported as VIPNAT_VIP. */
@@ -41,6 +43,9 @@ export function primaryVip(spec: SessionSpec): string {
 export function netnsName(id: number, pid: number = process.pid): string {
   return `vipnat-${pid}-${id}`;
 }
+
+/** Transmit queue of every TUN (the kernel's default for a TUN is 500 packets). */
+export const TXQUEUELEN = 5000;
 
 const NETNS_PATTERN = /^vipnat-(\d+)-(\d+)$/;
 
@@ -93,7 +98,7 @@ export class Session {
     const { v4, v6, mtu } = this.spec;
     const tmp = tempIfName(this.spec.id);
     try {
-      this.fd = openTun(tmp);
+      this.fd = openTun(tmp, this.spec.offload);
       // The fd stays attached to the interface when the interface moves namespace.
       await ipBatch([`netns add ${this.netns}`, `link set dev ${tmp} netns ${this.netns}`]);
       this.netnsMade = true;
@@ -101,7 +106,8 @@ export class Session {
         [
           `link set dev lo up`,
           `link set dev ${tmp} name eth0`,
-          `link set dev eth0 mtu ${mtu} up`,
+          // A longer queue between the session's stack and the dataplane absorbs bursts.
+          `link set dev eth0 mtu ${mtu} txqueuelen ${TXQUEUELEN} up`,
           ...(v4 ? [`addr add ${v4.inner}/32 dev eth0`, `route add 0.0.0.0/0 dev eth0`] : []),
           // nodad: the address is ours alone; no need to wait for duplicate detection.
           ...(v6 ? [`addr add ${v6.inner}/128 dev eth0 nodad`, `route add ::/0 dev eth0`] : []),

@@ -77,3 +77,19 @@ export function update128(check: number, oldW: Uint32Array, oldOff: number, newW
   }
   return ~fold(acc) & 0xffff;
 }
+
+// A packet handed over with its checksum left to the device (CHECKSUM_PARTIAL,
+// virtio "needs checksum") holds in its checksum field the *uncomplemented*
+// pseudo-header sum; the device adds the data and complements. A pseudo-header
+// address change must then be added to that sum, not folded into a final
+// checksum; and a port change needs nothing (the device sums the ports).
+
+/** RFC 1624 for a partial checksum field: adds the change of a 32-bit pseudo-header word. */
+export function updatePartial32(field: number, oldValue: number, newValue: number): number {
+  return ~update32(~field & 0xffff, oldValue, newValue) & 0xffff;
+}
+
+/** updatePartial32 for a 128-bit pseudo-header address. */
+export function updatePartial128(field: number, oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): number {
+  return ~update128(~field & 0xffff, oldW, oldOff, newW, newOff) & 0xffff;
+}

@@ -78,6 +78,11 @@ export class Icmp4 {
     write16(this.buf, this.off + CHECKSUM, finish(sum(this.buf, this.off, this.len, 0)));
   }
 
+  /** Writes the identifier without touching the checksum (for a checksum the device will finish). */
+  writeIdent(id: number): void {
+    write16(this.buf, this.off + IDENT, id);
+  }
+
   setIdent(id: number): void {
     const o = this.off;
     write16(this.buf, o + CHECKSUM, update16(read16(this.buf, o + CHECKSUM), read16(this.buf, o + IDENT), id));

@@ -112,6 +112,15 @@ export class Tcp {
     write16(this.buf, o, update128(read16(this.buf, o), oldW, oldOff, newW, newOff));
   }
 
+  /** Writes a port without touching the checksum: for partial checksums, which the device will sum over the port. */
+  writeSrcPort(p: number): void {
+    write16(this.buf, this.off + SRC_PORT, p);
+  }
+
+  writeDstPort(p: number): void {
+    write16(this.buf, this.off + DST_PORT, p);
+  }
+
   setSrcPort(p: number): void {
     const o = this.off;
     write16(this.buf, o + CHECKSUM, update16(read16(this.buf, o + CHECKSUM), read16(this.buf, o + SRC_PORT), p));

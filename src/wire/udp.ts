@@ -116,6 +116,15 @@ export class Udp {
     write16(this.buf, o, n === 0 ? 0xffff : n);
   }
 
+  /** Writes a port without touching the checksum: for partial checksums, which the device will sum over the port. */
+  writeSrcPort(p: number): void {
+    write16(this.buf, this.off + SRC_PORT, p);
+  }
+
+  writeDstPort(p: number): void {
+    write16(this.buf, this.off + DST_PORT, p);
+  }
+
   setSrcPort(p: number): void {
     this.setPort(SRC_PORT, p);
   }

@@ -1,6 +1,6 @@
 // IPv6 in the lab, in both modes: dual-stack sessions, TCP, UDP, ICMPv6 echo and errors, traceroute, path MTU, hairpin.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, Lab, parseJson, retry, sweepLabs, until, type VipnatRun } from './lab.js';
+import { isRoot, Lab, listening, parseJson, retry, ROOT, sweepLabs, until, type VipnatRun } from './lab.js';
 
 const BACKEND6 = 'fd00:18::2';
 const POOL = '198.19.7.0/28,fd00:19:7::/64';
@@ -27,16 +27,15 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
 
   it('makes dual-stack sessions whose TCP, UDP and ping reach the backend from their own VIP6', async () => {
     lab = Lab.up();
-    lab.spawn(lab.be, ['socat', 'TCP6-LISTEN:7000,fork,reuseaddr', 'SYSTEM:echo tcp-peer $SOCAT_PEERADDR']);
-    lab.spawn(lab.be, ['socat', 'UDP6-RECVFROM:7001,fork', 'SYSTEM:echo udp-peer $SOCAT_PEERADDR']);
-    await new Promise((r) => setTimeout(r, 300));
+    await listening(lab.spawn(lab.be, ['node', `${ROOT}test/fixtures/tcp-peer.mjs`, '7000', '::']));
+    await listening(lab.spawn(lab.be, ['node', `${ROOT}test/fixtures/udp-echo.mjs`, '7001', '6']));
     const script = [
       'echo "iface $VIPNAT_SESSION_ID $(ip -o -6 addr show dev eth0 scope global | awk "{print \\$4}")"',
       'echo "iface4 $VIPNAT_SESSION_ID $(ip -o -4 addr show dev eth0 | awk "{print \\$4}")"',
       `ping -6 -c 3 -i 0.2 -W 2 ${BACKEND6} | grep -q " 0 received" || echo "ping-ok $VIPNAT_SESSION_ID"`,
-      `socat -T 3 - TCP6:[${BACKEND6}]:7000 </dev/null`,
-      `echo hi | socat -T 3 - UDP6:[${BACKEND6}]:7001`,
-      `echo hi | socat -T 3 - UDP6:[${BACKEND6}]:9999 || echo "closed-port-status $?"`,
+      `socat -t 5 -T 3 - TCP6:[${BACKEND6}]:7000 </dev/null`,
+      `echo hi | socat -t 5 -T 3 - UDP6:[${BACKEND6}]:7001`,
+      `echo hi | socat -t 5 -T 3 - UDP6:[${BACKEND6}]:9999 || echo "closed-port-status $?"`,
       'echo "env $VIPNAT_SESSION_ID $VIPNAT_VIP $VIPNAT_VIP6"',
     ].join('; ');
     const run = vipnat(['--sessions', '2', '--', 'sh', '-c', script]);
@@ -53,7 +52,7 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
       expect(text).toContain(`env ${s.id} ${s.vip} ${s.vip6}`);
     }
     const tcpPeers = [...text.matchAll(/tcp-peer (\S+)/g)].map((m) => compress(m[1]!)).sort();
-    const udpPeers = [...text.matchAll(/udp-peer (\S+)/g)].map((m) => compress(m[1]!)).sort();
+    const udpPeers = [...text.matchAll(/pong (\S+):\d+$/gm)].map((m) => compress(m[1]!)).sort();
     expect(tcpPeers).toEqual(['fd00:19:7::1', 'fd00:19:7::2']);
     expect(udpPeers).toEqual(['fd00:19:7::1', 'fd00:19:7::2']);
     // A UDP send to a closed port: ICMPv6 port unreachable, translated, gives ECONNREFUSED.
@@ -67,13 +66,13 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
       'if [ "$VIPNAT_SESSION_ID" = 1 ]; then',
       '  socat TCP6-LISTEN:9000,reuseaddr,fork SYSTEM:\'echo session 1 sees $SOCAT_PEERADDR\' & sleep 4; kill $!',
       'else',
-      '  sleep 0.5; socat -T 3 - TCP6:[fd00:19:7::1]:9000,retry=20,interval=0.2 </dev/null | sed "s/^/hairpin: /"',
+      '  sleep 0.5; socat -t 5 -T 3 - TCP6:[fd00:19:7::1]:9000,retry=20,interval=0.2 </dev/null | sed "s/^/hairpin: /"',
       'fi',
     ].join('\n');
     const run = vipnat(['--sessions', '2', '--', 'sh', '-c', script]);
     await run.waitFor(/"id":2/);
     const fromBackend = await retry(() => {
-      const r = lab.exec(lab.be, ['socat', '-T', '3', '-', 'TCP6:[fd00:19:7::1]:9000'], '');
+      const r = lab.exec(lab.be, ['socat', '-t', '5', '-T', '3', '-', 'TCP6:[fd00:19:7::1]:9000'], '');
       if (r.status !== 0 || !r.stdout.includes('sees')) throw new Error(r.stderr);
       return r.stdout.trim();
     });

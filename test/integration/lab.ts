@@ -38,6 +38,8 @@ export class Lab {
   /** The router between gateway and backend, in a routed lab. */
   readonly rt: string;
   private readonly children = new Set<ChildProcess>();
+  /** PIDs of the vipnat runs started here: their session namespaces are vipnat-PID-ID. */
+  private readonly vipnatPids = new Set<number>();
 
   private constructor(readonly name: string) {
     this.gw = `${name}-gw`;
@@ -69,16 +71,29 @@ export class Lab {
   vipnat(args: string[]): VipnatRun {
     const c = spawn('nsenter', [`--net=/run/netns/${this.gw}`, VIPNAT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.add(c);
+    if (c.pid) this.vipnatPids.add(c.pid); // nsenter execs vipnat: same pid
     c.once('exit', () => this.children.delete(c));
     return new VipnatRun(c);
   }
 
+  /**
+   * The state of this lab (and of the machine where vipnat touches it),
+   * leaving out what other labs or runs on the machine do meanwhile, and the
+   * kernel's own IPv6 link-local addresses, which appear on their own time.
+   */
   snapshot(): Snapshot {
+    const ours = (n: string): boolean =>
+      n.startsWith(`${this.name}-`) || [...this.vipnatPids].some((pid) => n.startsWith(`vipnat-${pid}-`));
+    const noLinkLocal = (text: string): string =>
+      text
+        .split('\n')
+        .filter((l) => !l.includes('fe80:'))
+        .join('\n');
     return {
-      netns: sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean).sort(),
+      netns: sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n && ours(n)).sort(),
       gwLinks: sh('ip', ['-n', this.gw, '-br', 'link']).split('\n').map((l) => l.split(/\s+/)[0]).sort().join(' '),
-      gwRoutes: sh('ip', ['-n', this.gw, 'route']) + sh('ip', ['-n', this.gw, '-6', 'route']),
-      gwRules: sh('ip', ['-n', this.gw, 'rule']) + sh('ip', ['-n', this.gw, 'route', 'show', 'table', 'all']),
+      gwRoutes: noLinkLocal(sh('ip', ['-n', this.gw, 'route']) + sh('ip', ['-n', this.gw, '-6', 'route'])),
+      gwRules: noLinkLocal(sh('ip', ['-n', this.gw, 'rule']) + sh('ip', ['-n', this.gw, 'route', 'show', 'table', 'all'])),
       gwSysctls: this.exec(this.gw, ['sysctl', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.rp_filter']).stdout,
       gwForward: this.exec(this.gw, ['cat', '/proc/sys/net/ipv4/ip_forward']).stdout.trim(),
       etcNetns: existsSync('/etc/netns') ? readdirSync('/etc/netns').sort() : ['(none)'],
@@ -214,4 +229,11 @@ export function parseJson(run: VipnatRun): { summary: Summary; sessions: Session
   }
   if (!summary) throw new Error(`no summary; stderr:\n${run.stderr}`);
   return { summary, sessions, text: `${text.join('\n')}\n${run.stderr}` };
+}
+
+/** Resolves once a fixture server prints its "listening" line. */
+export async function listening(child: ChildProcess): Promise<void> {
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => out.includes('listening'));
 }

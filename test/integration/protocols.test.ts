@@ -20,7 +20,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
 
   it('gives the app ECONNREFUSED for a UDP send to a closed port (ICMP port unreachable, translated)', async () => {
     lab = Lab.up();
-    const run = vipnat(['--', 'sh', '-c', `echo hi | socat -T 3 - UDP4:${BACKEND}:9999; echo "status $?"`]);
+    const run = vipnat(['--', 'sh', '-c', `echo hi | socat -t 5 -T 3 - UDP4:${BACKEND}:9999; echo "status $?"`]);
     await run.done;
     const { summary, text } = parseJson(run);
     expect(text).toMatch(/Connection refused/);
@@ -33,7 +33,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     lab = Lab.up();
     const run = vipnat(['--', 'sleep', '3']);
     const [, vip] = (await run.waitFor(/"vip":"([0-9.]+)"/)) as RegExpMatchArray;
-    const r = lab.exec(lab.be, ['socat', '-T', '2', '-', `TCP:${vip}:4444,connect-timeout=2`], '');
+    const r = lab.exec(lab.be, ['socat', '-t', '5', '-T', '2', '-', `TCP:${vip}:4444,connect-timeout=2`], '');
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/Connection refused/); // a RST, not a timeout
     await run.done;
@@ -86,7 +86,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
       'if [ "$VIPNAT_SESSION_ID" = 1 ]; then',
       '  socat TCP-LISTEN:9000,reuseaddr SYSTEM:\'echo "peer $SOCAT_PEERADDR"; echo "session 1 saw $SOCAT_PEERADDR" >&2\'',
       'else',
-      '  sleep 0.5; echo "session 2 got: $(socat -T 3 - TCP:198.19.7.1:9000,retry=20,interval=0.2 </dev/null)"',
+      '  sleep 0.5; echo "session 2 got: $(socat -t 5 -T 3 - TCP:198.19.7.1:9000,retry=20,interval=0.2 </dev/null)"',
       'fi',
     ].join('\n');
     const run = vipnat(['--sessions', '2', '--', 'sh', '-c', script]);

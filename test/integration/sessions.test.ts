@@ -1,6 +1,6 @@
 // End to end, in a lab of namespaces: sessions get their own VIPs, listen on the same port, talk TCP, UDP and ICMP.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, retry, ROOT, sweepLabs, until } from './lab.js';
+import { BACKEND, isRoot, Lab, listening, retry, ROOT, sweepLabs, until } from './lab.js';
 
 const POOL = '198.19.7.0/28';
 const NO_VIP = 'No virtual IP address is available for this session, please contact your administrator.';
@@ -52,7 +52,7 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     }
     for (const [id, vip] of sessions) {
       const reply = await retry(() => {
-        const r = lab.exec(lab.be, ['socat', '-T', '3', '-', `TCP:${vip}:9000`], '');
+        const r = lab.exec(lab.be, ['socat', '-t', '5', '-T', '3', '-', `TCP:${vip}:9000`], '');
         if (r.status !== 0) throw new Error(r.stderr);
         return r.stdout.trim();
       });
@@ -64,10 +64,10 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
 
   it('carries UDP and ICMP echo, and the hostname resolves to the VIP', async () => {
     lab = Lab.up();
-    lab.spawn(lab.be, ['socat', 'UDP4-RECVFROM:7001,fork', 'SYSTEM:echo pong $SOCAT_PEERADDR']);
+    await listening(lab.spawn(lab.be, ['node', `${ROOT}test/fixtures/udp-echo.mjs`, '7001']));
     const script = [
       `ping -c 2 -W 2 ${BACKEND} >/dev/null && echo ping-ok`,
-      `echo hi | socat -T 2 - UDP4:${BACKEND}:7001`,
+      `echo hi | socat -t 5 -T 2 - UDP4:${BACKEND}:7001`,
       'echo "resolves $(getent hosts $(hostname) | cut -d" " -f1)"',
       'echo "iface $(ip -o -4 addr show dev eth0 | awk "{print \\$4}")"',
       'echo "route $(ip route show default)"',
@@ -77,7 +77,7 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     expect(code, run.stderr).toBe(0);
     const text = run.lines.join('\n');
     for (const vip of ['198.19.7.1', '198.19.7.2']) {
-      expect(text).toContain(`pong ${vip}`);
+      expect(text).toContain(`pong ${vip}:`);
       expect(text).toContain(`resolves ${vip}`);
       expect(text).toContain(`iface ${inner(vip)}/32`);
     }

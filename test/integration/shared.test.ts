@@ -1,6 +1,6 @@
 // The shared fallback: sessions beyond the pool run on the gateway's own address, port-translated; the gateway itself keeps working.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, ROOT, sweepLabs, until } from './lab.js';
+import { BACKEND, isRoot, Lab, listening, ROOT, sweepLabs, until } from './lab.js';
 
 const GATEWAY = '198.18.0.1';
 const NO_VIP = 'No virtual IP address is available for this session, please contact your administrator.';
@@ -42,15 +42,12 @@ describe.skipIf(!isRoot()).each(MODES)('--on-exhausted shared, $mode', ({ flags 
     let capErr = '';
     tcpdump.stderr!.on('data', (d: Buffer) => (capErr += d.toString()));
     await until(() => capErr.includes('listening on'));
-    const echo = lab.spawn(lab.be, ['node', `${ROOT}test/fixtures/udp-echo.mjs`, '7001']);
-    let echoOut = '';
-    echo.stdout!.on('data', (d: Buffer) => (echoOut += d.toString()));
-    await until(() => echoOut.includes('listening'));
+    await listening(lab.spawn(lab.be, ['node', `${ROOT}test/fixtures/udp-echo.mjs`, '7001']));
     const script = [
       // Same identifier in every session, at the same time.
       `ping -e 4242 -c 5 -i 0.2 -W 2 ${BACKEND} | grep -o "[0-9]* received" | sed "s/^/ping $VIPNAT_SESSION_ID /"`,
-      `echo hi | socat -T 3 - UDP4:${BACKEND}:7001 | sed "s/^/udp $VIPNAT_SESSION_ID /"`,
-      `echo hi | socat -T 3 - UDP4:${BACKEND}:9999 2>/dev/null || echo "closed $VIPNAT_SESSION_ID $?"`,
+      `echo hi | socat -t 5 -T 3 - UDP4:${BACKEND}:7001 | sed "s/^/udp $VIPNAT_SESSION_ID /"`,
+      `echo hi | socat -t 5 -T 3 - UDP4:${BACKEND}:9999 2>/dev/null || echo "closed $VIPNAT_SESSION_ID $?"`,
     ].join('; ');
     const run = lab.vipnat(['run', ...flags, '--pool', '198.19.7.1', '--sessions', '3', '--on-exhausted', 'shared', '--', 'sh', '-c', script]);
     const { code } = await run.done;
@@ -76,7 +73,7 @@ describe.skipIf(!isRoot()).each(MODES)('--on-exhausted shared, $mode', ({ flags 
     const run = lab.vipnat(['run', ...flags, '--pool', '198.19.7.1', '--sessions', '2', '--on-exhausted', 'shared', '--', 'sleep', '3']);
     await run.waitFor(/^session 2 shared/);
     expect(lab.exec(lab.be, ['ping', '-c', '2', '-i', '0.2', '-W', '2', GATEWAY]).status).toBe(0);
-    const r = lab.exec(lab.be, ['socat', '-T', '3', '-', `TCP:${GATEWAY}:7777`], '');
+    const r = lab.exec(lab.be, ['socat', '-t', '5', '-T', '3', '-', `TCP:${GATEWAY}:7777`], '');
     expect(r.stdout.trim()).toBe('gateway itself');
     expect((await run.done).code).toBe(0);
   });
