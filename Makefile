@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build test test-unit test-integration demo clean
+.PHONY: setup build test test-unit test-integration demo bench clean
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -28,6 +28,12 @@ test-integration: setup build
 
 demo: setup build
 	scripts/demo.sh
+
+# Benchmarks (not tests): kernel vs vipnat vs slirp4netns on one lab, micro-benchmarks, scale.
+# BENCH_ARGS=--quick for a short run (see bench/run.mjs --help).
+bench: setup build
+	@scripts/setup-bench.sh
+	node bench/run.mjs $(BENCH_ARGS)
 
 clean:
 	rm -rf dist node_modules

@@ -10,9 +10,17 @@
 #            (default via the router)                     be0 198.18.0.1/24, fd00:18::1/64  <--veth-->  NAME-be as above
 #            NAME-rt forwards, and routes the pools (198.19.0.0/16, fd00:19::/32) back to the gateway.
 #
+#   kernel:  NAME-k  eth0 198.19.200.2/30  <--veth-->  k0 198.19.200.1/30  NAME-gw
+#            (default via the gateway, which forwards: the kernel's own path, for benchmarks)
+#   bare:    NAME-s, an empty namespace with lo up (for slirp4netns to attach to)
+#
+# In the direct shape, MTU (default 1500) is the MTU of the gateway-backend link;
+# `lab.sh mtu NAME MTU` changes it, and the kernel link's, on a lab that is up.
+#
 # Nothing connects the lab to the machine's own namespace, so no lab packet can
 # leave the machine.
-# Usage: lab.sh up NAME [routed [MTU]] | lab.sh down NAME | lab.sh sweep PREFIX
+# Usage: lab.sh up NAME [routed|direct [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME
+#        | lab.sh mtu NAME MTU | lab.sh down NAME | lab.sh sweep PREFIX
 set -euo pipefail
 
 GW_ADDR=198.18.0.1
@@ -47,7 +55,7 @@ up() {
     ip -n "$name-rt" addr add "$GW_ADDR6/64" dev be0 nodad
     ip -n "$name-rt" link set be0 up
   else
-    ip -n "$name-gw" link add be0 type veth peer name gw0 netns "$name-be"
+    ip -n "$name-gw" link add be0 mtu "$mtu" type veth peer name gw0 mtu "$mtu" netns "$name-be"
     ip -n "$name-gw" addr add "$GW_ADDR/24" dev be0
     ip -n "$name-gw" addr add "$GW_ADDR6/64" dev be0 nodad
     ip -n "$name-gw" link set be0 up
@@ -63,6 +71,40 @@ up() {
   if [ "$shape" = routed ]; then
     ip netns exec "$name-gw" ping -c 1 -W 2 "$BE_ADDR" >/dev/null 2>&1 || true
     ip netns exec "$name-gw" ping -6 -c 1 -W 2 "$BE_ADDR6" >/dev/null 2>&1 || true
+  fi
+}
+
+# A client namespace routed by the kernel through the gateway: the physical limit of the lab.
+kernel() {
+  local name=$1 mtu=${2:-1500}
+  drop_ns "$name-k"
+  ip netns add "$name-k"
+  ip -n "$name-k" link set lo up
+  ip -n "$name-gw" link add k0 mtu "$mtu" type veth peer name eth0 mtu "$mtu" netns "$name-k"
+  ip -n "$name-gw" addr add 198.19.200.1/30 dev k0
+  ip -n "$name-gw" link set k0 up
+  ip -n "$name-k" addr add 198.19.200.2/30 dev eth0
+  ip -n "$name-k" link set eth0 up
+  ip -n "$name-k" route add default via 198.19.200.1
+  ip netns exec "$name-gw" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$name-k" ping -c 1 -W 2 "$BE_ADDR" >/dev/null 2>&1 || true
+}
+
+bare() {
+  local ns="$1-s"
+  drop_ns "$ns"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+}
+
+# Sets the MTU of the gateway-backend link (direct shape) and of the kernel link when there is one.
+set_mtu() {
+  local name=$1 mtu=$2
+  ip -n "$name-gw" link set be0 mtu "$mtu"
+  ip -n "$name-be" link set gw0 mtu "$mtu"
+  if ip -n "$name-gw" link show k0 >/dev/null 2>&1; then
+    ip -n "$name-gw" link set k0 mtu "$mtu"
+    ip -n "$name-k" link set eth0 mtu "$mtu"
   fi
 }
 
@@ -83,6 +125,8 @@ drop_ns() {
 
 down() {
   local name=$1
+  drop_ns "$name-k"
+  drop_ns "$name-s"
   drop_ns "$name-gw"
   drop_ns "$name-rt"
   drop_ns "$name-be"
@@ -98,7 +142,10 @@ sweep() {
 
 case "${1:-}" in
   up) up "${2:?lab name}" "${3:-direct}" "${4:-1500}" ;;
+  kernel) kernel "${2:?lab name}" "${3:-1500}" ;;
+  bare) bare "${2:?lab name}" ;;
+  mtu) set_mtu "${2:?lab name}" "${3:?mtu}" ;;
   down) down "${2:?lab name}" ;;
   sweep) sweep "${2:?prefix}" ;;
-  *) echo "usage: $0 up NAME | down NAME | sweep PREFIX" >&2; exit 2 ;;
+  *) echo "usage: $0 up NAME [routed|direct [MTU]] | kernel NAME [MTU] | bare NAME | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
 esac

@@ -73,6 +73,13 @@ export type GatewayEvent =
     };
 
 const DEFAULT_DRAIN_MS = 3000;
+/** IPv4 flow table capacity unless --max-flows says otherwise (48 bytes a flow). */
+export const DEFAULT_MAX_FLOWS = 1 << 18;
+/** A session set up and ready to start (null: refused for want of a VIP), or why it could not be. */
+type Prepared = { ok: true; s: Session | null; noVip: boolean } | { ok: false; e: Error };
+
+/** How many sessions are set up at once (their ip commands overlap). */
+const SETUP_WINDOW = 8;
 /** The routing table of the shared fallback ("vi"). */
 const SHARED_TABLE = 0x7669;
 /** The inner address of shared sessions when --inner-address gives none (slirp's 10.0.2.x convention). */
@@ -296,6 +303,7 @@ export async function run(opts: RunOptions): Promise<number> {
   // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
   const offload = process.env.VIPNAT_OFFLOAD !== '0';
   let dpStats: DataplaneStats = {};
+  const preparing: Promise<Prepared>[] = [];
   let shared: { address: string; portLo: number; portHi: number } | null = null;
   try {
     await uplink.open(opts.mtu, pool.routes(), families.includes(6), offload);
@@ -308,7 +316,7 @@ export async function run(opts: RunOptions): Promise<number> {
     dataplane = await Dataplane.start({
       uplinkFd: uplink.fd,
       maxSession: opts.sessions,
-      flowCapacity: opts.flowCapacity ?? 1 << 18,
+      flowCapacity: opts.flowCapacity ?? DEFAULT_MAX_FLOWS,
       offload,
       shared: shared && { address: parseIpv4(shared.address), portLo: shared.portLo, portHi: shared.portHi },
     });
@@ -319,13 +327,11 @@ export async function run(opts: RunOptions): Promise<number> {
     };
 
     const exits: Promise<void>[] = [];
-    for (let id = 1; id <= opts.sessions && !stopSignal && !fatal; id++) {
+    // Sessions are set up SETUP_WINDOW at a time (their ip commands run in
+    // parallel), but started and reported in id order.
+    const prepare = (id: number): Promise<Prepared> => {
       const vips = takeVips();
-      if (vips === null) {
-        noVip++;
-        opts.onEvent({ event: 'no-vip', id, message: NO_VIP_MESSAGE });
-        if (!shared) continue;
-      }
+      if (vips === null && !shared) return Promise.resolve({ ok: true, s: null, noVip: true });
       const s = new Session(
         vips === null
           ? // Shared fallback: IPv4 only, from the uplink's own address.
@@ -340,21 +346,42 @@ export async function run(opts: RunOptions): Promise<number> {
             },
       );
       live.set(id, s);
-      try {
-        await s.create();
-        const fd = s.fd;
-        await dataplane.addSession(id, fd, {
-          shared: s.spec.shared,
-          inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
-          vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
-          inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
-          vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
-        });
-        s.fd = -1; // the dataplane owns it now
-      } catch (e) {
-        await endSession(s);
-        throw e;
+      return s
+        .create()
+        .then(() =>
+          dataplane!.addSession(id, s.fd, {
+            shared: s.spec.shared,
+            inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
+            vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
+            inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
+            vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
+          }),
+        )
+        .then(
+          (): Prepared => {
+            s.fd = -1; // the dataplane owns it now
+            return { ok: true, s, noVip: vips === null };
+          },
+          async (e: Error): Promise<Prepared> => {
+            await endSession(s);
+            return { ok: false, e };
+          },
+        );
+    };
+    let next = 1;
+    for (let id = 1; id <= opts.sessions && !stopSignal && !fatal; id++) {
+      while (next <= opts.sessions && next < id + SETUP_WINDOW) {
+        const p = prepare(next++);
+        preparing.push(p);
       }
+      const p = await preparing[id - 1]!;
+      if (!p.ok) throw p.e;
+      if (p.noVip) {
+        noVip++;
+        opts.onEvent({ event: 'no-vip', id, message: NO_VIP_MESSAGE });
+      }
+      const s = p.s;
+      if (s === null || stopSignal || fatal) continue;
       const child = s.start(opts.program, opts.args, process.env);
       const vip = primaryVip(s.spec);
       exits.push(
@@ -402,6 +429,8 @@ export async function run(opts: RunOptions): Promise<number> {
     fatal ??= e as Error;
   } finally {
     if (killTimer) clearTimeout(killTimer);
+    // Sessions still being set up finish that first (then are torn down below).
+    await Promise.allSettled(preparing);
     // Whatever went wrong above, leave nothing behind.
     for (const s of [...live.values()]) {
       s.child?.kill('SIGKILL');

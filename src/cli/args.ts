@@ -1,8 +1,8 @@
 // Command-line parsing for `vipnat`: flags, their checks, and the usage text.
-import { MAX_SESSION_ID } from '../gateway.js';
+import { DEFAULT_MAX_FLOWS, MAX_SESSION_ID } from '../gateway.js';
 
 export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--inner-address ADDR[,ADDR6]] [--on-exhausted refuse|shared]
-                  [--mtu BYTES] [--json] -- PROGRAM [ARGS...]
+                  [--mtu BYTES] [--max-flows N] [--json] -- PROGRAM [ARGS...]
 
 Runs PROGRAM in N sessions, each in its own network namespace with its own
 virtual IP address (VIP) from the pool, through a userspace NAT gateway.
@@ -18,6 +18,7 @@ virtual IP address (VIP) from the pool, through a userspace NAT gateway.
                     default), or runs with its IPv4 flows leaving from this
                     machine's own address, port-translated (shared)
   --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
+  --max-flows N     size of the IPv4 flow table (default 262144; IPv6 gets a quarter)
   --json            print events as one JSON object per line
   -h, --help        show this help
   --version         print the version
@@ -38,6 +39,7 @@ export interface RunArgs {
   onExhausted: 'refuse' | 'shared';
   sessions: number;
   mtu: number;
+  maxFlows: number;
   json: boolean;
   program: string;
   args: string[];
@@ -65,6 +67,7 @@ export function parseArgs(argv: string[]): Parsed {
   let onExhausted: 'refuse' | 'shared' = 'refuse';
   let sessions = 1;
   let mtu = 1500;
+  let maxFlows = DEFAULT_MAX_FLOWS;
   let json = false;
   let i = 0;
   for (; i < rest.length; i++) {
@@ -103,6 +106,9 @@ export function parseArgs(argv: string[]): Parsed {
       case '--mtu':
         mtu = integer('--mtu', value(), 576, 65535);
         break;
+      case '--max-flows':
+        maxFlows = integer('--max-flows', value(), 1024, 1 << 24);
+        break;
       case '--json':
         if (inline !== undefined) throw new UsageError('--json takes no value');
         json = true;
@@ -117,5 +123,5 @@ export function parseArgs(argv: string[]): Parsed {
   if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
   const program = rest[i];
   if (program === undefined || program === '') throw new UsageError('no PROGRAM given: put it after "--"');
-  return { command: 'run', pool, innerAddress, onExhausted, sessions, mtu, json, program, args: rest.slice(i + 1) };
+  return { command: 'run', pool, innerAddress, onExhausted, sessions, mtu, maxFlows, json, program, args: rest.slice(i + 1) };
 }

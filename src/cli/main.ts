@@ -36,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
       onExhausted: parsed.onExhausted,
       sessions: parsed.sessions,
       mtu: parsed.mtu,
+      flowCapacity: parsed.maxFlows,
       program: parsed.program,
       args: parsed.args,
       onEvent: (e) => process.stdout.write(`${formatEvent(e, json)}\n`),

@@ -39,6 +39,16 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
     await run.done;
   });
 
+  it('gives two sessions pinging the same host with the same identifier each their own replies', async () => {
+    lab = Lab.up();
+    const run = vipnat(['--sessions', '2', '--', 'sh', '-c', `ping -e 4242 -c 5 -i 0.2 -W 2 ${BACKEND} | grep -o "[0-9]* received" | sed "s/^/ping $VIPNAT_SESSION_ID /"`]);
+    await run.done;
+    const { summary, text } = parseJson(run);
+    expect(summary.exitCode).toBe(0);
+    expect(text).toContain('ping 1 5 received');
+    expect(text).toContain('ping 2 5 received');
+  });
+
   it('shows every hop to traceroute across a router', async () => {
     lab = Lab.up({ routed: true });
     const run = vipnat(['--', 'traceroute', '-n', '-q', '1', '-w', '2', '-m', '5', BACKEND]);
