@@ -46,12 +46,12 @@ import {
   udpDatagram,
   udpPacket,
 } from './packets.js';
+import { NOW, recv, send } from './harness.js';
 
 const INNER = addr('10.0.2.100');
 const VIP = (k: number): number => addr(`198.19.0.${k}`);
 const REMOTE = addr('203.0.113.5');
 const ROUTER = addr('192.0.2.1');
-const NOW = 1000;
 
 /** Sessions 1-3 share inner address 10.0.2.100 (NAT mode); session 4 holds its VIP itself (address mode). */
 function makeNat(opts: Partial<ConstructorParameters<typeof Nat>[0]> = {}): Nat {
@@ -61,36 +61,6 @@ function makeNat(opts: Partial<ConstructorParameters<typeof Nat>[0]> = {}): Nat 
   nat.addSession(3, INNER, VIP(3));
   nat.addSession(4, VIP(4), VIP(4));
   return nat;
-}
-
-const OFF = 6;
-
-interface Result {
-  v: number;
-  out: Uint8Array;
-  /** Bytes around the packet in the buffer were left alone. */
-  clean: boolean;
-}
-
-/** Runs `pkt` through fromSession at a non-zero offset inside a larger buffer. */
-function send(nat: Nat, id: number, pkt: Uint8Array, now = NOW): Result {
-  const buf = new Uint8Array(OFF + pkt.length + 5).fill(0xa5);
-  buf.set(pkt, OFF);
-  const v = nat.fromSession(id, buf, OFF, pkt.length, now);
-  return { v, out: buf.slice(OFF, OFF + pkt.length), clean: around(buf, pkt.length) };
-}
-
-function recv(nat: Nat, pkt: Uint8Array, now = NOW): Result {
-  const buf = new Uint8Array(OFF + pkt.length + 5).fill(0xa5);
-  buf.set(pkt, OFF);
-  const v = nat.fromUplink(buf, OFF, pkt.length, now);
-  return { v, out: buf.slice(OFF, OFF + pkt.length), clean: around(buf, pkt.length) };
-}
-
-function around(buf: Uint8Array, len: number): boolean {
-  for (let i = 0; i < OFF; i++) if (buf[i] !== 0xa5) return false;
-  for (let i = OFF + len; i < buf.length; i++) if (buf[i] !== 0xa5) return false;
-  return true;
 }
 
 const tcpFlow = (nat: Nat, id: number, inner: number, sport: number, remote: number, dport: number): number =>

@@ -53,6 +53,7 @@ import {
   words6,
   type Ext6,
 } from './packets.js';
+import { NOW, recv, send } from './harness.js';
 
 const INNER = addr6('fd00:2::100');
 const VIP = (k: number): Uint8Array => addr6(`fd00:19:7::${k.toString(16)}`);
@@ -61,7 +62,6 @@ const REMOTE2 = addr6('2001:db8:5::6');
 const ROUTER = addr6('2001:db8:ff::1');
 const LINK = addr6('fe80::1');
 const UNSPEC = addr6('::');
-const NOW = 1000;
 
 /**
  * Sessions 1-3 share inner address fd00:2::100 (NAT mode) with VIPs fd00:19:7::1-3;
@@ -73,36 +73,6 @@ function makeNat(opts: Partial<ConstructorParameters<typeof Nat>[0]> = {}): Nat 
   nat.addSession6(4, words6(VIP(4)), words6(VIP(4)));
   nat.addSession(5, addr('10.0.2.100'), addr('198.19.0.5'));
   return nat;
-}
-
-const OFF = 6;
-
-interface Result {
-  v: number;
-  out: Uint8Array;
-  /** Bytes around the packet in the buffer were left alone. */
-  clean: boolean;
-}
-
-/** Runs `pkt` through fromSession at a non-zero offset inside a larger buffer. */
-function send(nat: Nat, id: number, pkt: Uint8Array, now = NOW): Result {
-  const buf = new Uint8Array(OFF + pkt.length + 5).fill(0xa5);
-  buf.set(pkt, OFF);
-  const v = nat.fromSession(id, buf, OFF, pkt.length, now);
-  return { v, out: buf.slice(OFF, OFF + pkt.length), clean: around(buf, pkt.length) };
-}
-
-function recv(nat: Nat, pkt: Uint8Array, now = NOW): Result {
-  const buf = new Uint8Array(OFF + pkt.length + 5).fill(0xa5);
-  buf.set(pkt, OFF);
-  const v = nat.fromUplink(buf, OFF, pkt.length, now);
-  return { v, out: buf.slice(OFF, OFF + pkt.length), clean: around(buf, pkt.length) };
-}
-
-function around(buf: Uint8Array, len: number): boolean {
-  for (let i = 0; i < OFF; i++) if (buf[i] !== 0xa5) return false;
-  for (let i = OFF + len; i < buf.length; i++) if (buf[i] !== 0xa5) return false;
-  return true;
 }
 
 const srcOf = (p: Uint8Array): string => toHex(p.subarray(8, 24));

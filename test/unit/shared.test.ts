@@ -39,6 +39,7 @@ import {
   u16,
   udpPacket,
 } from './packets.js';
+import { NOW, recv, send, type Result } from './harness.js';
 
 const SHARED = addr('198.18.0.1');
 const INNER = addr('10.0.2.100');
@@ -48,7 +49,6 @@ const REMOTE2 = addr('203.0.113.6');
 const ROUTER = addr('192.0.2.1');
 const LO = 61000;
 const HI = 65534;
-const NOW = 1000;
 
 /**
  * Sessions 1 and 2 are shared, both with inner address 10.0.2.100; session 3
@@ -62,36 +62,6 @@ function makeNat(opts: Partial<NatOptions> = {}): Nat {
   nat.addSession(3, INNER, VIP(3));
   nat.addSession(4, VIP(4), VIP(4));
   return nat;
-}
-
-const OFF = 6;
-
-interface Result {
-  v: number;
-  out: Uint8Array;
-  /** Bytes around the packet in the buffer were left alone. */
-  clean: boolean;
-}
-
-/** Runs `pkt` through fromSession at a non-zero offset inside a larger buffer. */
-function send(nat: Nat, id: number, pkt: Uint8Array, now = NOW): Result {
-  const buf = new Uint8Array(OFF + pkt.length + 5).fill(0xa5);
-  buf.set(pkt, OFF);
-  const v = nat.fromSession(id, buf, OFF, pkt.length, now);
-  return { v, out: buf.slice(OFF, OFF + pkt.length), clean: around(buf, pkt.length) };
-}
-
-function recv(nat: Nat, pkt: Uint8Array, now = NOW): Result {
-  const buf = new Uint8Array(OFF + pkt.length + 5).fill(0xa5);
-  buf.set(pkt, OFF);
-  const v = nat.fromUplink(buf, OFF, pkt.length, now);
-  return { v, out: buf.slice(OFF, OFF + pkt.length), clean: around(buf, pkt.length) };
-}
-
-function around(buf: Uint8Array, len: number): boolean {
-  for (let i = 0; i < OFF; i++) if (buf[i] !== 0xa5) return false;
-  for (let i = OFF + len; i < buf.length; i++) if (buf[i] !== 0xa5) return false;
-  return true;
 }
 
 const sport = (p: Uint8Array): number => u16(p, parse(p).l4);
