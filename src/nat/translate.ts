@@ -194,7 +194,7 @@ export class Nat {
       const rport = this.key.remotePort;
       f = this.flows.lookupInner(id, proto, inner, lport, remote, rport);
       if (f === NO_FLOW) {
-        f = this.newOutboundFlow(id, proto, inner, lport, outer, remote, rport);
+        f = this.newFlow(id, proto, inner, lport, outer, remote, rport);
         // A shared session cannot leave without a port of its own.
         if (f === NO_FLOW && this.sharedSession[id]) return DROP;
       }
@@ -259,9 +259,7 @@ export class Nat {
         if (f === NO_FLOW || (proto === PROTO_ICMP && this.key.opens)) return this.reflect();
         id = this.flows.session[f]!;
       } else if (f === NO_FLOW && this.key.opens) {
-        f = this.flows.insert(id, proto, this.innerOf[id]!, lport, outer, lport, remote, rport, STATE_FREE, 0);
-        if (f === NO_FLOW) c.tableFull++;
-        else c.flowsCreated++;
+        f = this.newFlow(id, proto, this.innerOf[id]!, lport, outer, remote, rport);
       }
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
     } else if (toShared) {
@@ -277,8 +275,8 @@ export class Nat {
     return id;
   }
 
-  /** Creates the flow of a session's first packet to a remote; a shared session's gets an outer port of its own. */
-  private newOutboundFlow(id: number, proto: number, inner: number, lport: number, outer: number, remote: number, rport: number): number {
+  /** Creates a session's flow with a remote; a shared session's gets an outer port of its own. */
+  private newFlow(id: number, proto: number, inner: number, lport: number, outer: number, remote: number, rport: number): number {
     const c = this.counters;
     let oport = lport;
     if (this.sharedSession[id]) {

@@ -163,11 +163,7 @@ export class Nat6 {
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
       let f = this.flows.lookupInner(id, proto, this.inner, io, this.key.localPort, this.remote, 0, this.key.remotePort);
-      if (f === NO_FLOW) {
-        f = this.flows.insert(id, proto, this.inner, io, this.key.localPort, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort, STATE_FREE, 0);
-        if (f === NO_FLOW) c.tableFull++;
-        else c.flowsCreated++;
-      }
+      if (f === NO_FLOW) f = this.newFlow(id, proto);
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, true, now, this.timeouts);
     }
     if (!ip.srcEquals(this.vip, io)) {
@@ -206,11 +202,7 @@ export class Nat6 {
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
       let f = this.flows.lookupOuter(proto, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort);
-      if (f === NO_FLOW && this.key.opens) {
-        f = this.flows.insert(id, proto, this.inner, io, this.key.localPort, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort, STATE_FREE, 0);
-        if (f === NO_FLOW) c.tableFull++;
-        else c.flowsCreated++;
-      }
+      if (f === NO_FLOW && this.key.opens) f = this.newFlow(id, proto);
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
     }
     if (!ip.dstEquals(this.inner, io)) {
@@ -219,6 +211,16 @@ export class Nat6 {
     }
     if (this.refill) this.icmp.fillChecksum6(buf, off);
     return id;
+  }
+
+  /** Adds the flow of the current packet (key and remote address as read) for session `id`. */
+  private newFlow(id: number, proto: number): number {
+    const io = id * 4;
+    const k = this.key;
+    const f = this.flows.insert(id, proto, this.inner, io, k.localPort, this.vip, io, k.localPort, this.remote, 0, k.remotePort, STATE_FREE, 0);
+    if (f === NO_FLOW) this.counters.tableFull++;
+    else this.counters.flowsCreated++;
+    return f;
   }
 
   /**
