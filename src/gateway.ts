@@ -1,6 +1,6 @@
 // The gateway: composes the pool, the uplink TUN, the dataplane and the sessions into one run.
 import { existsSync, readFileSync } from 'node:fs';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import { Dataplane, type DataplaneStats } from './dataplane/index.js';
 import {
   close,
@@ -10,7 +10,7 @@ import {
   ip,
   ipBatch,
   IpError,
-  openTun,
+  openTunQueues,
   readSysctl,
   removeEtcNetnsIfEmpty,
   SysError,
@@ -49,6 +49,8 @@ export interface RunOptions {
   args: string[];
   /** Flow table capacity. */
   flowCapacity?: number;
+  /** Dataplane worker threads (default: defaultWorkers()); every TUN gets a queue per worker. */
+  workers?: number;
   /** Grace period between SIGTERM and SIGKILL for session programs when stopping. */
   killGraceMs?: number;
   /** How long a session's TCP data in flight may take to drain after its program exits. */
@@ -75,6 +77,14 @@ export type GatewayEvent =
 const DEFAULT_DRAIN_MS = 3000;
 /** IPv4 flow table capacity unless --max-flows says otherwise (48 bytes a flow). */
 export const DEFAULT_MAX_FLOWS = 1 << 18;
+/** Most dataplane workers by default, however many CPUs there are. */
+export const MAX_DEFAULT_WORKERS = 4;
+export const MAX_WORKERS = 64;
+
+/** Dataplane workers when --workers is not given: one per CPU, up to MAX_DEFAULT_WORKERS. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS));
+}
 /** A session set up and ready to start (null: refused for want of a VIP), or why it could not be. */
 type Prepared = { ok: true; s: Session | null; noVip: boolean } | { ok: false; e: Error };
 
@@ -118,11 +128,12 @@ function hasCapabilities(caps: number[]): boolean {
 
 /** The uplink: vipnat0 in the namespace vipnat runs in, with the pool routed to it. */
 class Uplink {
-  fd = -1;
+  /** vipnat0's queues, one per dataplane worker. */
+  fds: number[] = [];
   /** sysctls changed, with the values to put back. */
   private readonly restore = new Map<string, string>();
 
-  async open(mtu: number, routes: string[], ipv6: boolean, offload: boolean): Promise<void> {
+  async open(mtu: number, routes: string[], ipv6: boolean, offload: boolean, queues: number): Promise<void> {
     const exists = await ip(['link', 'show', 'dev', UPLINK_NAME]).then(
       () => true,
       () => false,
@@ -131,7 +142,7 @@ class Uplink {
       throw new UserError(`an interface named ${UPLINK_NAME} already exists in this namespace: is another vipnat running here?`);
     }
     try {
-      this.fd = openTun(UPLINK_NAME, offload);
+      this.fds = openTunQueues(UPLINK_NAME, offload, queues);
     } catch (e) {
       if (e instanceof SysError && e.errno === EBUSY) throw new UserError(`${UPLINK_NAME} is busy: is another vipnat running here?`);
       throw e;
@@ -210,14 +221,14 @@ class Uplink {
   }
 
   /** Undoes open(): the routes go with the device, which goes with the fd. */
-  async close(fdOwnedElsewhere: boolean): Promise<void> {
+  async close(fdsOwnedElsewhere: boolean): Promise<void> {
     if (this.undoRules.length > 0) {
       // One line at a time: a rule already gone must not stop the others.
       for (const line of this.undoRules) await ipBatch([line]).catch(() => undefined);
       this.undoRules = [];
     }
-    if (this.fd >= 0 && !fdOwnedElsewhere) close(this.fd);
-    this.fd = -1;
+    if (!fdsOwnedElsewhere) for (const fd of this.fds) close(fd);
+    this.fds = [];
     for (const [key, was] of this.restore) {
       try {
         writeSysctl(key, was);
@@ -276,10 +287,12 @@ export async function run(opts: RunOptions): Promise<number> {
   process.on('SIGINT', sigint);
   process.on('SIGTERM', sigterm);
 
+  /** Sessions whose TUN queues were handed to the dataplane (which owns them from then on). */
+  const attached = new Set<number>();
   const endSession = async (s: Session): Promise<void> => {
     live.delete(s.spec.id);
     try {
-      if (dataplane && s.fd < 0) await dataplane.removeSession(s.spec.id);
+      if (dataplane && attached.delete(s.spec.id)) await dataplane.removeSession(s.spec.id);
     } catch {
       // A dead dataplane has closed nothing; the process exit closes the fd.
     }
@@ -306,7 +319,8 @@ export async function run(opts: RunOptions): Promise<number> {
   const preparing: Promise<Prepared>[] = [];
   let shared: { address: string; portLo: number; portHi: number } | null = null;
   try {
-    await uplink.open(opts.mtu, pool.routes(), families.includes(6), offload);
+    const workers = opts.workers ?? defaultWorkers();
+    await uplink.open(opts.mtu, pool.routes(), families.includes(6), offload, workers);
     if (opts.onExhausted === 'shared') {
       const address = await uplinkAddress();
       const [portLo, portHi] = sharedPortRange();
@@ -314,7 +328,7 @@ export async function run(opts: RunOptions): Promise<number> {
       shared = { address, portLo, portHi };
     }
     dataplane = await Dataplane.start({
-      uplinkFd: uplink.fd,
+      uplinkFds: uplink.fds,
       maxSession: opts.sessions,
       flowCapacity: opts.flowCapacity ?? DEFAULT_MAX_FLOWS,
       offload,
@@ -335,7 +349,7 @@ export async function run(opts: RunOptions): Promise<number> {
       const s = new Session(
         vips === null
           ? // Shared fallback: IPv4 only, from the uplink's own address.
-            { id, v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true, mtu: opts.mtu, offload }
+            { id, v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true, mtu: opts.mtu, offload, queues: workers }
           : {
               id,
               v4: vips.v4 === null ? null : { vip: vips.v4, inner: inner.v4 ?? vips.v4 },
@@ -343,25 +357,27 @@ export async function run(opts: RunOptions): Promise<number> {
               shared: false,
               mtu: opts.mtu,
               offload,
+              queues: workers,
             },
       );
       live.set(id, s);
       return s
         .create()
-        .then(() =>
-          dataplane!.addSession(id, s.fd, {
+        .then(() => {
+          // The dataplane owns the queues from here, whether adding succeeds or not.
+          const fds = s.fds;
+          s.fds = [];
+          attached.add(id);
+          return dataplane!.addSession(id, fds, {
             shared: s.spec.shared,
             inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
             vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
             inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
             vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
-          }),
-        )
+          });
+        })
         .then(
-          (): Prepared => {
-            s.fd = -1; // the dataplane owns it now
-            return { ok: true, s, noVip: vips === null };
-          },
+          (): Prepared => ({ ok: true, s, noVip: vips === null }),
           async (e: Error): Promise<Prepared> => {
             await endSession(s);
             return { ok: false, e };

@@ -1,8 +1,8 @@
 // Command-line parsing for `vipnat`: flags, their checks, and the usage text.
-import { DEFAULT_MAX_FLOWS, MAX_SESSION_ID } from '../gateway.js';
+import { DEFAULT_MAX_FLOWS, MAX_DEFAULT_WORKERS, MAX_SESSION_ID, MAX_WORKERS } from '../gateway.js';
 
 export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--inner-address ADDR[,ADDR6]] [--on-exhausted refuse|shared]
-                  [--mtu BYTES] [--max-flows N] [--json] -- PROGRAM [ARGS...]
+                  [--mtu BYTES] [--max-flows N] [--workers N] [--json] -- PROGRAM [ARGS...]
 
 Runs PROGRAM in N sessions, each in its own network namespace with its own
 virtual IP address (VIP) from the pool, through a userspace NAT gateway.
@@ -19,6 +19,8 @@ virtual IP address (VIP) from the pool, through a userspace NAT gateway.
                     machine's own address, port-translated (shared)
   --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
   --max-flows N     size of the IPv4 flow table (default 262144; IPv6 gets a quarter)
+  --workers N       dataplane threads, each with its own queue of every TUN
+                    (default: one per CPU, at most ${MAX_DEFAULT_WORKERS})
   --json            print events as one JSON object per line
   -h, --help        show this help
   --version         print the version
@@ -40,6 +42,8 @@ export interface RunArgs {
   sessions: number;
   mtu: number;
   maxFlows: number;
+  /** undefined: the default (one per CPU, capped). */
+  workers: number | undefined;
   json: boolean;
   program: string;
   args: string[];
@@ -68,6 +72,7 @@ export function parseArgs(argv: string[]): Parsed {
   let sessions = 1;
   let mtu = 1500;
   let maxFlows = DEFAULT_MAX_FLOWS;
+  let workers: number | undefined;
   let json = false;
   let i = 0;
   for (; i < rest.length; i++) {
@@ -109,6 +114,9 @@ export function parseArgs(argv: string[]): Parsed {
       case '--max-flows':
         maxFlows = integer('--max-flows', value(), 1024, 1 << 24);
         break;
+      case '--workers':
+        workers = integer('--workers', value(), 1, MAX_WORKERS);
+        break;
       case '--json':
         if (inline !== undefined) throw new UsageError('--json takes no value');
         json = true;
@@ -123,5 +131,5 @@ export function parseArgs(argv: string[]): Parsed {
   if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
   const program = rest[i];
   if (program === undefined || program === '') throw new UsageError('no PROGRAM given: put it after "--"');
-  return { command: 'run', pool, innerAddress, onExhausted, sessions, mtu, maxFlows, json, program, args: rest.slice(i + 1) };
+  return { command: 'run', pool, innerAddress, onExhausted, sessions, mtu, maxFlows, workers, json, program, args: rest.slice(i + 1) };
 }

@@ -37,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
       sessions: parsed.sessions,
       mtu: parsed.mtu,
       flowCapacity: parsed.maxFlows,
+      ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
       program: parsed.program,
       args: parsed.args,
       onEvent: (e) => process.stdout.write(`${formatEvent(e, json)}\n`),

@@ -8,6 +8,12 @@ export interface Device {
   write(buf: Uint8Array, off: number, len: number): boolean;
 }
 
+/** Serializes calls into a translator whose state other threads share (a Mutex); null when it is the only one. */
+export interface Lock {
+  lock(): void;
+  unlock(): void;
+}
+
 export class ForwarderCounters {
   toUplink = 0;
   toSession = 0;
@@ -28,12 +34,15 @@ export class Forwarder {
   /**
    * `hdrLen` is the virtio_net_hdr in front of every packet (VNET_HDR_LEN when
    * the TUNs have offloads, 0 otherwise); it travels with the packet unchanged.
+   * `guard` is taken around every call into the translator when other
+   * threads' translators share its state; devices are written outside it.
    */
   constructor(
     readonly nat: Nat,
     private readonly uplink: Device,
     maxSession: number,
     private readonly hdrLen = 0,
+    private readonly guard: Lock | null = null,
   ) {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
   }
@@ -61,15 +70,29 @@ export class Forwarder {
     this.devices[id] = dev;
   }
 
-  detach(id: number): void {
-    this.nat.removeSession(id);
+  /** Stops forwarding for session `id`; `dropFlows` false leaves its flows for Nat.dropFlows() (see Nat.removeSession). */
+  detach(id: number, dropFlows = true): void {
+    this.nat.removeSession(id, dropFlows);
     this.devices[id] = null;
   }
 
   /** A packet read from session `id`'s device. */
   fromSession(id: number, buf: Uint8Array, len: number, now: number): void {
     const at = this.csumAt(buf, len);
-    const v = at === -2 ? DROP : this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
+    let v = DROP;
+    if (at !== -2) {
+      const g = this.guard;
+      if (g === null) {
+        v = this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
+      } else {
+        g.lock();
+        try {
+          v = this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
+        } finally {
+          g.unlock();
+        }
+      }
+    }
     if (v === TO_UPLINK) {
       if (this.uplink.write(buf, 0, len)) this.counters.toUplink++;
       else this.counters.writeErrors++;
@@ -83,7 +106,20 @@ export class Forwarder {
   /** A packet read from the uplink device. */
   fromUplink(buf: Uint8Array, len: number, now: number): void {
     const at = this.csumAt(buf, len);
-    const v = at === -2 ? DROP : this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
+    let v = DROP;
+    if (at !== -2) {
+      const g = this.guard;
+      if (g === null) {
+        v = this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
+      } else {
+        g.lock();
+        try {
+          v = this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
+        } finally {
+          g.unlock();
+        }
+      }
+    }
     if (v > 0) {
       this.toSession(v, buf, len);
     } else if (v === TO_UPLINK) {

@@ -1,140 +1,236 @@
-// The gateway's handle on the dataplane worker: start it, hand it TUN fds, take them back, stop it.
+// The gateway's handle on the dataplane workers: start them, hand them TUN queues, take them back, stop them.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { natMemory } from '../nat/index.js';
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } from '../linux/index.js';
-import type { DataplaneStats, FromWorker, SessionAddresses, ToWorker } from './protocol.js';
+import { Mutex } from './lock.js';
+import type { DataplaneStats, FromWorker, SessionAddresses, ToWorker, WorkerInit } from './protocol.js';
 
-export { Forwarder, ForwarderCounters, type Device } from './forwarder.js';
+export { Forwarder, ForwarderCounters, type Device, type Lock } from './forwarder.js';
+export { Mutex } from './lock.js';
 export type { DataplaneStats, SessionAddresses } from './protocol.js';
 
 export interface DataplaneOptions {
-  uplinkFd: number;
+  /**
+   * The uplink TUN's queues, one per worker: with more than one, every TUN
+   * is multi-queue and worker k reads and writes queue k of each.
+   */
+  uplinkFds: number[];
   maxSession: number;
   flowCapacity: number;
   offload: boolean;
   shared: { address: number; portLo: number; portHi: number } | null;
 }
 
+/** Counters that are a state of the whole dataplane, not a sum over its workers. */
+const GAUGES = new Set(['flows', 'flowCapacity', 'sharedPortsInUse', 'sessions']);
+
 type Pending = { resolve: (s: DataplaneStats | undefined) => void; reject: (e: Error) => void };
 
 // Distributive, so each variant of the union keeps its own fields.
 type Command = ToWorker extends infer T ? (T extends { seq: number } ? Omit<T, 'seq'> : never) : never;
 
+/** One worker thread and its control channel. */
+class Handle {
+  seq = 0;
+  readonly pending = new Map<number, Pending>();
+
+  constructor(
+    readonly worker: Worker,
+    readonly port: MessagePort,
+    readonly wakeFd: number,
+  ) {}
+}
+
 export class Dataplane {
-  private seq = 0;
-  private readonly pending = new Map<number, Pending>();
   private readonly one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
   private failure: Error | null = null;
   private stopped = false;
-  /** Called once if the worker dies; the gateway then shuts down. */
+  /** Called once if a worker dies; the gateway then shuts down. */
   onFailure: ((e: Error) => void) | null = null;
 
-  private constructor(
-    private readonly worker: Worker,
-    private readonly port: MessagePort,
-    private readonly wakeFd: number,
-  ) {}
+  private constructor(private readonly handles: Handle[]) {}
 
-  /** Starts the worker thread; resolves once its loop is running. */
-  static start(opts: DataplaneOptions): Promise<Dataplane> {
-    const wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wakeFd < 0) return Promise.reject(new Error(`eventfd: ${strerror(errno())}`));
-    const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(new URL('./worker.js', import.meta.url), {
-      workerData: { ...opts, wakeFd, port: port2 },
-      transferList: [port2],
-    });
-    const dp = new Dataplane(worker, port1, wakeFd);
-    return new Promise((resolve, reject) => {
-      const onEarlyExit = (code: number): void => reject(new Error(`dataplane worker exited (${code}) before it started`));
-      worker.once('error', reject);
-      worker.once('exit', onEarlyExit);
-      port1.on('message', (m: FromWorker) => {
-        if (m.op === 'ready') {
-          worker.off('error', reject);
-          worker.off('exit', onEarlyExit);
-          worker.on('error', (e) => dp.fail(e));
-          worker.on('exit', () => dp.fail(new Error('dataplane worker exited')));
-          resolve(dp);
-        } else {
-          dp.onMessage(m);
-        }
-      });
-    });
+  /** Workers running: each TUN needs this many queues. */
+  get workers(): number {
+    return this.handles.length;
   }
 
-  /** Set when the worker died; the gateway checks it and shuts down. */
+  /** Starts one worker per uplink queue; resolves once every loop is running. */
+  static async start(opts: DataplaneOptions): Promise<Dataplane> {
+    const n = opts.uplinkFds.length;
+    if (n < 1) throw new Error('dataplane: no uplink queue');
+    const memory = natMemory({
+      maxSession: opts.maxSession,
+      flowCapacity: opts.flowCapacity,
+      ...(opts.shared ? { shared: opts.shared } : {}),
+    });
+    const lock = Mutex.memory();
+    const epoch = process.hrtime()[0];
+    const handles: Handle[] = [];
+    const dp = new Dataplane(handles);
+    const ready: Promise<void>[] = [];
+    try {
+      for (let index = 0; index < n; index++) {
+        const wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (wakeFd < 0) throw new Error(`eventfd: ${strerror(errno())}`);
+        const { port1, port2 } = new MessageChannel();
+        const init: WorkerInit & { port: MessagePort } = {
+          index,
+          workers: n,
+          uplinkFd: opts.uplinkFds[index]!,
+          wakeFd,
+          maxSession: opts.maxSession,
+          flowCapacity: opts.flowCapacity,
+          memory,
+          lock,
+          epoch,
+          offload: opts.offload,
+          shared: opts.shared,
+          port: port2,
+        };
+        const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2] });
+        const h = new Handle(worker, port1, wakeFd);
+        handles.push(h);
+        ready.push(
+          new Promise((resolve, reject) => {
+            const onEarlyExit = (code: number): void => reject(new Error(`dataplane worker exited (${code}) before it started`));
+            worker.once('error', reject);
+            worker.once('exit', onEarlyExit);
+            port1.on('message', (m: FromWorker) => {
+              if (m.op === 'ready') {
+                worker.off('error', reject);
+                worker.off('exit', onEarlyExit);
+                worker.on('error', (e) => dp.fail(e));
+                worker.on('exit', () => dp.fail(new Error('dataplane worker exited')));
+                resolve();
+              } else {
+                dp.onMessage(h, m);
+              }
+            });
+          }),
+        );
+      }
+      await Promise.all(ready);
+    } catch (e) {
+      dp.stopped = true;
+      await Promise.allSettled(handles.map((h) => h.worker.terminate()));
+      for (const h of handles) {
+        h.port.close();
+        close(h.wakeFd);
+      }
+      throw e;
+    }
+    return dp;
+  }
+
+  /** Set when a worker died; the gateway checks it and shuts down. */
   get error(): Error | null {
     return this.failure;
   }
 
-  /** Hands session `id`'s TUN fd to the dataplane, which owns (and will close) it from now on. */
-  addSession(id: number, fd: number, addrs: SessionAddresses): Promise<void> {
-    return this.call({ op: 'add', id, fd, addrs }).then(() => undefined);
+  /**
+   * Hands session `id`'s TUN queues to the dataplane (one per worker, in
+   * worker order), which owns (and will close) them from now on, even if
+   * this fails.
+   */
+  async addSession(id: number, fds: number[], addrs: SessionAddresses): Promise<void> {
+    if (fds.length !== this.handles.length) throw new Error(`session ${id}: ${fds.length} TUN queues for ${this.handles.length} workers`);
+    const results = await Promise.allSettled(this.handles.map((h, k) => this.call(h, { op: 'add', id, fd: fds[k]!, addrs })));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
-  /** Stops forwarding for session `id` and closes its TUN fd. */
-  removeSession(id: number): Promise<void> {
-    return this.call({ op: 'remove', id }).then(() => undefined);
+  /** Stops forwarding for session `id`, closes its TUN queues and drops its flows. */
+  async removeSession(id: number): Promise<void> {
+    if (this.handles.length === 1) {
+      await this.call(this.handles[0]!, { op: 'remove', id, dropFlows: true });
+      return;
+    }
+    // Every worker forgets the session before its flows go, so none can make one again.
+    await Promise.all(this.handles.map((h) => this.call(h, { op: 'remove', id, dropFlows: false })));
+    await this.call(this.handles[0]!, { op: 'purge', id });
   }
 
+  /** Counters summed over the workers (gauges such as `flows` are the dataplane's, taken once). */
   async stats(): Promise<DataplaneStats> {
-    return (await this.call({ op: 'stats' })) ?? {};
+    return merge(await Promise.all(this.handles.map((h) => this.call(h, { op: 'stats' }))));
   }
 
-  /** Stops the loop, closes every fd it owns, and returns the final counters. */
+  /** Stops the loops, closes every fd they own, and returns the final counters. */
   async stop(): Promise<DataplaneStats> {
     if (this.stopped) return {};
-    // From here the worker's exit is expected, whichever of its exit and its
-    // last message arrives first.
+    // From here the workers' exits are expected, whichever of their exit and
+    // their last message arrives first.
     this.stopped = true;
     let result: DataplaneStats = {};
     if (!this.failure) {
       let timer: NodeJS.Timeout | undefined;
       const giveUp = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 3000)));
-      result = (await Promise.race([this.call({ op: 'stop' }), giveUp])) ?? {};
+      const all = Promise.all(this.handles.map((h) => this.call(h, { op: 'stop' }))).then(merge);
+      result = (await Promise.race([all, giveUp]).catch(() => undefined)) ?? {};
       clearTimeout(timer);
     }
-    this.port.close();
-    await this.worker.terminate();
-    close(this.wakeFd);
+    for (const h of this.handles) h.port.close();
+    await Promise.all(this.handles.map((h) => h.worker.terminate()));
+    for (const h of this.handles) close(h.wakeFd);
     return result;
   }
 
-  private call(cmd: Command): Promise<DataplaneStats | undefined> {
+  private call(h: Handle, cmd: Command): Promise<DataplaneStats | undefined> {
     if (this.failure) return Promise.reject(this.failure);
-    const seq = ++this.seq;
+    const seq = ++h.seq;
     return new Promise((resolve, reject) => {
-      this.pending.set(seq, { resolve, reject });
-      this.port.postMessage({ ...cmd, seq } as ToWorker);
+      h.pending.set(seq, { resolve, reject });
+      h.port.postMessage({ ...cmd, seq } as ToWorker);
       // Wake the worker out of epoll_wait to read the message.
-      if (write(this.wakeFd, this.one, 8) !== 8) {
-        this.pending.delete(seq);
+      if (write(h.wakeFd, this.one, 8) !== 8) {
+        h.pending.delete(seq);
         reject(new Error(`eventfd write: ${strerror(errno())}`));
       }
     });
   }
 
-  private onMessage(m: FromWorker): void {
+  private onMessage(h: Handle, m: FromWorker): void {
     if (m.op === 'fatal') {
       this.fail(new Error(`dataplane: ${m.message}`));
       return;
     }
     if (m.op !== 'ack' && m.op !== 'error') return;
-    const p = this.pending.get(m.seq);
+    const p = h.pending.get(m.seq);
     if (!p) return;
-    this.pending.delete(m.seq);
+    h.pending.delete(m.seq);
     if (m.op === 'ack') p.resolve(m.stats);
     else p.reject(new Error(`dataplane: ${m.message}`));
   }
 
   private fail(e: Error): void {
     if (this.failure) return;
-    // After stop() the worker's end is expected; its last message (posted
-    // before it ended) still arrives, and stop() does not wait forever for it.
+    // After stop() the workers' ends are expected; their last messages (posted
+    // before they ended) still arrive, and stop() does not wait forever for them.
     if (this.stopped) return;
     this.failure = e;
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
+    for (const h of this.handles) {
+      for (const p of h.pending.values()) p.reject(e);
+      h.pending.clear();
+    }
     this.onFailure?.(e);
   }
+}
+
+/**
+ * Sums the workers' counters; gauges come from the first worker. Adds
+ * `workers` and, per worker k, `workerKPackets` (packets it forwarded), which
+ * show how the kernel spread the flows over the queues.
+ */
+function merge(parts: (DataplaneStats | undefined)[]): DataplaneStats {
+  const out: DataplaneStats = { workers: parts.length };
+  parts.forEach((p, k) => {
+    if (!p) return;
+    for (const [name, v] of Object.entries(p)) {
+      if (GAUGES.has(name)) out[name] ??= v;
+      else out[name] = (out[name] ?? 0) + v;
+    }
+    out[`worker${k}Packets`] = (p.toUplink ?? 0) + (p.toSession ?? 0) + (p.reflected ?? 0);
+  });
+  return out;
 }

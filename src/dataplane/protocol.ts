@@ -1,9 +1,22 @@
-// Messages between the gateway (main thread) and the dataplane worker.
+// Messages between the gateway (main thread) and the dataplane workers.
+import type { NatMemory } from '../nat/index.js';
+
 export interface WorkerInit {
+  /** This worker's number, 0-based; worker 0 also expires flows. */
+  index: number;
+  /** Workers in all: each has its own queue of every TUN. */
+  workers: number;
+  /** This worker's queue of the uplink TUN. */
   uplinkFd: number;
   wakeFd: number;
   maxSession: number;
   flowCapacity: number;
+  /** The translator state all workers share (flow tables, ports). */
+  memory: NatMemory;
+  /** The Mutex word that serializes the workers' calls into it. */
+  lock: SharedArrayBuffer;
+  /** The flow clock's zero, in whole seconds of process.hrtime() (one clock for every worker). */
+  epoch: number;
   /** Every TUN was opened with offloads: packets carry a virtio_net_hdr. */
   offload: boolean;
   /** The shared fallback's address (IPv4 as a number) and port range, if enabled. */
@@ -22,7 +35,10 @@ export interface SessionAddresses {
 
 export type ToWorker =
   | { op: 'add'; seq: number; id: number; fd: number; addrs: SessionAddresses }
-  | { op: 'remove'; seq: number; id: number }
+  /** Forget the session and close its queue fd; with dropFlows, drop its flows too (one worker). */
+  | { op: 'remove'; seq: number; id: number; dropFlows: boolean }
+  /** Drop the flows of a session every worker has forgotten. */
+  | { op: 'purge'; seq: number; id: number }
   | { op: 'stats'; seq: number }
   | { op: 'stop'; seq: number };
 

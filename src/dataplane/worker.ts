@@ -20,6 +20,7 @@ import {
   write,
 } from '../linux/index.js';
 import { Forwarder, type Device } from './forwarder.js';
+import { Mutex } from './lock.js';
 import type { DataplaneStats, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 /** Larger than any packet (a 64 KiB TSO segment plus its virtio header), so a read never truncates. */
@@ -37,9 +38,24 @@ class TunDevice implements Device {
 }
 
 function main(port: MessagePort, init: WorkerInit): void {
-  const nat = new Nat({ maxSession: init.maxSession, flowCapacity: init.flowCapacity, ...(init.shared ? { shared: init.shared } : {}) });
+  const nat = new Nat({
+    maxSession: init.maxSession,
+    flowCapacity: init.flowCapacity,
+    memory: init.memory,
+    ...(init.shared ? { shared: init.shared } : {}),
+  });
   const uplink = new TunDevice(init.uplinkFd);
-  const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0);
+  // One worker has the translator state to itself; several share it, one packet at a time.
+  const guard = init.workers > 1 ? new Mutex(new Int32Array(init.lock)) : null;
+  const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0, guard);
+  const locked = (f: () => void): void => {
+    guard?.lock();
+    try {
+      f();
+    } finally {
+      guard?.unlock();
+    }
+  };
   const ep = epollCreate1(EPOLL_CLOEXEC);
   if (ep < 0) throw new Error(`epoll_create1: ${strerror(errno())}`);
   if (epollAdd(ep, init.wakeFd, EPOLLIN) < 0 || epollAdd(ep, init.uplinkFd, EPOLLIN) < 0) {
@@ -52,7 +68,6 @@ function main(port: MessagePort, init: WorkerInit): void {
   const events = new Uint8Array(MAX_EVENTS * EPOLL_EVENT_SIZE);
   const ev = new DataView(events.buffer, events.byteOffset, events.byteLength);
   const wakeBuf = new Uint8Array(8);
-  const started = performance.now();
   let readErrors = 0;
   let running = true;
   let lastExpire = 0;
@@ -75,23 +90,34 @@ function main(port: MessagePort, init: WorkerInit): void {
       try {
         switch (msg.op) {
           case 'add':
-            fwd.attach(
-              msg.id,
-              new TunDevice(msg.fd),
-              msg.addrs.inner4 ?? -1,
-              msg.addrs.vip4 ?? -1,
-              msg.addrs.inner6 && new Uint32Array(msg.addrs.inner6),
-              msg.addrs.vip6 && new Uint32Array(msg.addrs.vip6),
-              msg.addrs.shared,
-            );
-            if (epollAdd(ep, msg.fd, EPOLLIN) < 0) throw new Error(`epoll_ctl add fd ${msg.fd}: ${strerror(errno())}`);
+            try {
+              fwd.attach(
+                msg.id,
+                new TunDevice(msg.fd),
+                msg.addrs.inner4 ?? -1,
+                msg.addrs.vip4 ?? -1,
+                msg.addrs.inner6 && new Uint32Array(msg.addrs.inner6),
+                msg.addrs.vip6 && new Uint32Array(msg.addrs.vip6),
+                msg.addrs.shared,
+              );
+              if (epollAdd(ep, msg.fd, EPOLLIN) < 0) {
+                const e = errno();
+                fwd.detach(msg.id, false);
+                throw new Error(`epoll_ctl add fd ${msg.fd}: ${strerror(e)}`);
+              }
+            } catch (e) {
+              // The fd was handed over: it is ours to close, added or not.
+              close(msg.fd);
+              throw e;
+            }
             sessionByFd.set(msg.fd, msg.id);
             fdBySession.set(msg.id, msg.fd);
             post({ op: 'ack', seq: msg.seq });
             break;
           case 'remove': {
             const fd = fdBySession.get(msg.id);
-            fwd.detach(msg.id);
+            if (msg.dropFlows) locked(() => fwd.detach(msg.id, true));
+            else fwd.detach(msg.id, false);
             if (fd !== undefined) {
               epollDel(ep, fd);
               close(fd);
@@ -101,6 +127,10 @@ function main(port: MessagePort, init: WorkerInit): void {
             post({ op: 'ack', seq: msg.seq });
             break;
           }
+          case 'purge':
+            locked(() => nat.dropFlows(msg.id));
+            post({ op: 'ack', seq: msg.seq });
+            break;
           case 'stats':
             post({ op: 'ack', seq: msg.seq, stats: stats() });
             break;
@@ -128,7 +158,7 @@ function main(port: MessagePort, init: WorkerInit): void {
       if (e === EINTR) continue;
       throw new Error(`epoll_wait: ${strerror(e)}`);
     }
-    const now = Math.floor((performance.now() - started) / 1000);
+    const now = process.hrtime()[0] - init.epoch;
     for (let i = 0; i < n && running; i++) {
       const fd = eventFd(ev, i);
       if (fd === init.wakeFd) {
@@ -156,9 +186,9 @@ function main(port: MessagePort, init: WorkerInit): void {
         }
       }
     }
-    if (now !== lastExpire) {
+    if (now !== lastExpire && init.index === 0) {
       lastExpire = now;
-      nat.expire(now, expireBudget);
+      locked(() => nat.expire(now, expireBudget));
     }
   }
 }

@@ -5,6 +5,7 @@ const TUNSETIFF = 0x400454ca;
 const TUNSETOFFLOAD = 0x400454d0;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+const IFF_MULTI_QUEUE = 0x0100;
 const IFF_VNET_HDR = 0x4000;
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
@@ -35,12 +36,35 @@ export const TUN_PATH = '/dev/net/tun';
  * `offload`, every packet read or written carries a virtio_net_hdr first.
  */
 export function openTun(name: string, offload = false): number {
+  return openQueue(name, offload, false);
+}
+
+/**
+ * Opens `queues` queues of the TUN interface `name` (as openTun), one fd
+ * each. With more than one the interface is multi-queue: the kernel spreads
+ * the packets it sends over the queues by flow, and sends a flow's packets
+ * to the queue its last packet was written to. One queue is a plain TUN.
+ * On failure, closes what it opened.
+ */
+export function openTunQueues(name: string, offload: boolean, queues: number): number[] {
+  if (queues === 1) return [openTun(name, offload)];
+  const fds: number[] = [];
+  try {
+    for (let q = 0; q < queues; q++) fds.push(openQueue(name, offload, true));
+  } catch (e) {
+    for (const fd of fds) close(fd);
+    throw e;
+  }
+  return fds;
+}
+
+function openQueue(name: string, offload: boolean, multi: boolean): number {
   if (name.length === 0 || name.length >= IFNAMSIZ) throw new Error(`interface name "${name}": must be 1-15 characters`);
   const fd = open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) throw new SysError(`open ${TUN_PATH}`, errno());
   const ifr = new Uint8Array(IFREQ_SIZE);
   ifr.set(new TextEncoder().encode(name), 0);
-  const flags = IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
+  const flags = IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0) | (multi ? IFF_MULTI_QUEUE : 0);
   ifr[IFNAMSIZ] = flags & 0xff;
   ifr[IFNAMSIZ + 1] = flags >>> 8;
   if (ioctl(fd, TUNSETIFF, ifr) < 0) {

@@ -31,7 +31,7 @@ export const NO_FLOW = -1;
 export const SIDE_INNER = 0;
 export const SIDE_OUTER = 1;
 
-function randomSeed(): number {
+export function randomSeed(): number {
   // nat stays free of node: modules (DESIGN.md); V8 seeds Math.random from
   // the OS's entropy, which is enough for a collision-resistance key.
   return (Math.random() * 0x100000000) >>> 0;
@@ -62,11 +62,37 @@ function round(h: number, k: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
-/** Buckets, free flow numbers, per-flow fields other than addresses, deletion and expiry. */
+/** meta[] slots: live flows, top of the free stack, expiry cursor, 1 once initialized. */
+const META_COUNT = 0;
+const META_FREE_TOP = 1;
+const META_CURSOR = 2;
+const META_READY = 3;
+const META_WORDS = 4;
+
+/** Hash buckets for a capacity: two entries per flow at a load factor of at most 1/2. */
+function bucketCount(capacity: number): number {
+  let size = 4;
+  while (size < capacity * 4) size *= 2;
+  return size;
+}
+
+function checkCapacity(capacity: number): void {
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) {
+    throw new RangeError(`flow table capacity ${capacity}: must be an integer 1-${1 << 26}`);
+  }
+}
+
+/**
+ * Buckets, free flow numbers, per-flow fields, deletion and expiry.
+ *
+ * Every array (and the few counters, in `meta`) lives in one buffer. Given a
+ * SharedArrayBuffer, several threads can open the same table: the first
+ * constructor initializes it, later ones attach. The table does no locking
+ * of its own; threads sharing it must serialize every call that reads or
+ * changes it.
+ */
 export abstract class FlowTableBase {
   readonly capacity: number;
-  /** Live flows. */
-  count = 0;
 
   readonly proto: Uint8Array;
   /** Translator-defined state number; 0 means the slot is free. */
@@ -77,54 +103,85 @@ export abstract class FlowTableBase {
   readonly remotePort: Uint16Array;
   /** Whole seconds of the caller's clock after which the flow may be dropped. */
   readonly deadline: Uint32Array;
+  /** Addresses, `words` 32-bit words each: flow f's are at [f * words, (f + 1) * words). */
+  readonly innerAddr: Uint32Array;
+  readonly outerAddr: Uint32Array;
+  readonly remoteAddr: Uint32Array;
   /** Called with a flow's number just before it is removed (expiry, session end), e.g. to release its port. */
   onRemove: ((f: number) => void) | null = null;
 
+  private readonly meta: Int32Array;
   private readonly freeStack: Int32Array;
-  private freeTop: number;
   protected readonly buckets: Int32Array;
   protected readonly mask: number;
   protected readonly seed: number;
-  private scanCursor = 0;
 
-  constructor(capacity: number, seed: number) {
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) {
-      throw new RangeError(`flow table capacity ${capacity}: must be an integer 1-${1 << 26}`);
+  /** Bytes of the buffer a table of `capacity` flows with `words`-word addresses needs. */
+  static bytesFor(capacity: number, words: number): number {
+    checkCapacity(capacity);
+    return 4 * (META_WORDS + bucketCount(capacity) + capacity * (4 + 3 * words)) + capacity * (2 * 3 + 2);
+  }
+
+  protected constructor(capacity: number, seed: number, words: number, memory?: SharedArrayBuffer) {
+    const bytes = FlowTableBase.bytesFor(capacity, words);
+    if (memory && memory.byteLength !== bytes) {
+      throw new RangeError(`flow table memory: ${memory.byteLength} bytes, a table of ${capacity} flows needs ${bytes}`);
     }
     this.capacity = capacity;
     this.seed = seed >>> 0;
-    this.proto = new Uint8Array(capacity);
-    this.state = new Uint8Array(capacity);
-    this.session = new Uint32Array(capacity);
-    this.innerPort = new Uint16Array(capacity);
-    this.outerPort = new Uint16Array(capacity);
-    this.remotePort = new Uint16Array(capacity);
-    this.deadline = new Uint32Array(capacity);
-    this.freeStack = new Int32Array(capacity);
-    // Hand out low flow numbers first: better locality in the field arrays.
-    for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
-    this.freeTop = capacity;
-    // Two entries per flow at a load factor of at most 1/2.
-    let size = 4;
-    while (size < capacity * 4) size *= 2;
-    this.buckets = new Int32Array(size).fill(EMPTY);
+    const buf = memory ?? new ArrayBuffer(bytes);
+    let at = 0;
+    const take = <T>(make: new (b: ArrayBufferLike, o: number, n: number) => T, n: number, size: number): T => {
+      const a = new make(buf, at, n);
+      at += n * size;
+      return a;
+    };
+    const size = bucketCount(capacity);
+    // Widest elements first, so every array is aligned.
+    this.meta = take(Int32Array, META_WORDS, 4);
+    this.buckets = take(Int32Array, size, 4);
+    this.freeStack = take(Int32Array, capacity, 4);
+    this.session = take(Uint32Array, capacity, 4);
+    this.deadline = take(Uint32Array, capacity, 4);
+    this.innerAddr = take(Uint32Array, capacity * words, 4);
+    this.outerAddr = take(Uint32Array, capacity * words, 4);
+    this.remoteAddr = take(Uint32Array, capacity * words, 4);
+    this.innerPort = take(Uint16Array, capacity, 2);
+    this.outerPort = take(Uint16Array, capacity, 2);
+    this.remotePort = take(Uint16Array, capacity, 2);
+    this.proto = take(Uint8Array, capacity, 1);
+    this.state = take(Uint8Array, capacity, 1);
     this.mask = size - 1;
+    if (this.meta[META_READY] === 0) {
+      // Hand out low flow numbers first: better locality in the field arrays.
+      for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
+      this.meta[META_FREE_TOP] = capacity;
+      this.buckets.fill(EMPTY);
+      Atomics.store(this.meta, META_READY, 1);
+    }
+  }
+
+  /** Live flows. */
+  get count(): number {
+    return this.meta[META_COUNT]!;
   }
 
   /** Bytes of memory held per flow of capacity (field arrays, free stack and hash buckets). */
   bytesPerFlow(): number {
     const common = 1 + 1 + 4 + 2 + 2 + 2 + 4 + 4;
-    return common + 3 * 4 * this.addressWords() + (this.buckets.length * 4) / this.capacity;
+    return common + (3 * this.innerAddr.length * 4 + this.buckets.length * 4) / this.capacity;
   }
 
-  protected abstract addressWords(): number;
   /** The bucket an entry (flow << 1 | side) hashes to. */
   protected abstract homeOf(entry: number): number;
 
   /** Takes a free flow number and fills the fields all tables share; NO_FLOW when full. */
   protected alloc(session: number, proto: number, innerPort: number, outerPort: number, remotePort: number, state: number, deadline: number): number {
-    if (this.freeTop === 0) return NO_FLOW;
-    const f = this.freeStack[--this.freeTop]!;
+    const meta = this.meta;
+    const top = meta[META_FREE_TOP]!;
+    if (top === 0) return NO_FLOW;
+    const f = this.freeStack[top - 1]!;
+    meta[META_FREE_TOP] = top - 1;
     this.session[f] = session;
     this.proto[f] = proto;
     this.innerPort[f] = innerPort;
@@ -132,7 +189,7 @@ export abstract class FlowTableBase {
     this.remotePort[f] = remotePort;
     this.state[f] = state;
     this.deadline[f] = deadline;
-    this.count++;
+    meta[META_COUNT] = meta[META_COUNT]! + 1;
     return f;
   }
 
@@ -148,8 +205,11 @@ export abstract class FlowTableBase {
     this.unplace((f << 1) | SIDE_INNER);
     this.unplace((f << 1) | SIDE_OUTER);
     this.state[f] = 0;
-    this.freeStack[this.freeTop++] = f;
-    this.count--;
+    const meta = this.meta;
+    const top = meta[META_FREE_TOP]!;
+    this.freeStack[top] = f;
+    meta[META_FREE_TOP] = top + 1;
+    meta[META_COUNT] = meta[META_COUNT]! - 1;
   }
 
   private unplace(entry: number): void {
@@ -184,7 +244,7 @@ export abstract class FlowTableBase {
   expire(now: number, budget: number = this.capacity): number {
     let dropped = 0;
     const n = Math.min(budget, this.capacity);
-    let c = this.scanCursor;
+    let c = this.meta[META_CURSOR]!;
     for (let k = 0; k < n; k++) {
       if (this.state[c] !== 0 && this.deadline[c]! < now) {
         this.remove(c);
@@ -192,7 +252,7 @@ export abstract class FlowTableBase {
       }
       c = c + 1 === this.capacity ? 0 : c + 1;
     }
-    this.scanCursor = c;
+    this.meta[META_CURSOR] = c;
     return dropped;
   }
 
@@ -211,19 +271,13 @@ export abstract class FlowTableBase {
 
 /** IPv4 flows: addresses are unsigned 32-bit numbers. */
 export class FlowTable extends FlowTableBase {
-  readonly innerAddr: Uint32Array;
-  readonly outerAddr: Uint32Array;
-  readonly remoteAddr: Uint32Array;
-
-  constructor(capacity: number, seed: number = randomSeed()) {
-    super(capacity, seed);
-    this.innerAddr = new Uint32Array(capacity);
-    this.outerAddr = new Uint32Array(capacity);
-    this.remoteAddr = new Uint32Array(capacity);
+  /** `memory`: a SharedArrayBuffer of bytesFor(capacity) to open (or set up) a table shared between threads. */
+  constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer) {
+    super(capacity, seed, 1, memory);
   }
 
-  protected addressWords(): number {
-    return 1;
+  static override bytesFor(capacity: number): number {
+    return FlowTableBase.bytesFor(capacity, 1);
   }
 
   private innerHash(session: number, proto: number, innerAddr: number, innerPort: number, remoteAddr: number, remotePort: number): number {
@@ -321,19 +375,12 @@ export class FlowTable extends FlowTableBase {
  * and an offset (no allocation); flow f's address lives at [4f, 4f+4).
  */
 export class FlowTable6 extends FlowTableBase {
-  readonly innerAddr: Uint32Array;
-  readonly outerAddr: Uint32Array;
-  readonly remoteAddr: Uint32Array;
-
-  constructor(capacity: number, seed: number = randomSeed()) {
-    super(capacity, seed);
-    this.innerAddr = new Uint32Array(capacity * 4);
-    this.outerAddr = new Uint32Array(capacity * 4);
-    this.remoteAddr = new Uint32Array(capacity * 4);
+  constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer) {
+    super(capacity, seed, 4, memory);
   }
 
-  protected addressWords(): number {
-    return 4;
+  static override bytesFor(capacity: number): number {
+    return FlowTableBase.bytesFor(capacity, 4);
   }
 
   /** Folds an address into one word for the hash (all its bits count). */

@@ -11,72 +11,161 @@ export const PORTS_TCP = 0;
 export const PORTS_UDP = 1;
 export const PORTS_ICMP = 2;
 
+const SLOTS = 3;
+/** meta[] words: the scan cursor per slot, then ports in use per slot. */
+const META_CURSOR = 0;
+const META_USED = SLOTS;
+const META_WORDS = 2 * SLOTS;
+/** Mapping-index entries: a power of two at least twice the most mappings there can be (one per port and slot). */
+const INDEX_SIZE = 1 << 18;
+const NO_KEY = -1;
+
+/**
+ * All state lives in one buffer; given a SharedArrayBuffer of `bytes` bytes,
+ * several threads can open the same allocator (the first constructor sets it
+ * up). It does no locking of its own: callers sharing it serialize their calls.
+ */
 export class PortAllocator {
-  /** Mapping key owning each outer port, or -1; one array per protocol slot. */
-  private readonly owner: Float64Array[];
-  private readonly refs: Uint32Array[];
-  private readonly cursor = [0, 0, 0];
-  private readonly byKey = new Map<number, number>();
-  /** Ports in use, per protocol slot. */
-  readonly used = [0, 0, 0];
+  /** Bytes of the buffer an allocator needs, whatever its range. */
+  static readonly bytes = SLOTS * 65536 * (8 + 4) + INDEX_SIZE * (8 + 4) + META_WORDS * 4;
+
+  /** Mapping key owning each outer port, or -1: slot s's port p at [s * 65536 + p]. */
+  private readonly owner: Float64Array;
+  private readonly refs: Uint32Array;
+  /** Mapping key -> outer port: open addressing, linear probing, backward-shift deletion. */
+  private readonly indexKey: Float64Array;
+  private readonly indexPort: Int32Array;
+  private readonly meta: Int32Array;
 
   constructor(
     readonly lo: number,
     readonly hi: number,
+    memory?: SharedArrayBuffer,
   ) {
     if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 1 && hi <= 65535 && lo <= hi)) {
       throw new RangeError(`shared port range ${lo}-${hi}: must be within 1-65535, low to high`);
     }
-    this.owner = [0, 1, 2].map(() => new Float64Array(65536).fill(-1));
-    this.refs = [0, 1, 2].map(() => new Uint32Array(65536));
-    this.cursor = [lo, lo, lo];
+    if (memory && memory.byteLength !== PortAllocator.bytes) {
+      throw new RangeError(`port allocator memory: ${memory.byteLength} bytes, needs ${PortAllocator.bytes}`);
+    }
+    const buf = memory ?? new ArrayBuffer(PortAllocator.bytes);
+    const n = SLOTS * 65536;
+    this.owner = new Float64Array(buf, 0, n);
+    this.indexKey = new Float64Array(buf, n * 8, INDEX_SIZE);
+    let at = (n + INDEX_SIZE) * 8;
+    this.refs = new Uint32Array(buf, at, n);
+    at += n * 4;
+    this.indexPort = new Int32Array(buf, at, INDEX_SIZE);
+    at += INDEX_SIZE * 4;
+    this.meta = new Int32Array(buf, at, META_WORDS);
+    // A fresh buffer is all zeroes; a set-up one has a cursor in range.
+    if (this.meta[META_CURSOR] === 0) {
+      this.owner.fill(-1);
+      this.indexKey.fill(NO_KEY);
+      for (let s = 0; s < SLOTS; s++) this.meta[META_CURSOR + s] = lo;
+    }
   }
 
   get size(): number {
     return this.hi - this.lo + 1;
   }
 
+  /** Ports in use, per protocol slot. */
+  get used(): number[] {
+    const m = this.meta;
+    return [m[META_USED]!, m[META_USED + 1]!, m[META_USED + 2]!];
+  }
+
   private static key(slot: number, session: number, innerPort: number): number {
-    return (session * 3 + slot) * 65536 + innerPort;
+    return (session * SLOTS + slot) * 65536 + innerPort;
+  }
+
+  private static home(key: number): number {
+    // key < 2^53: mix its low and high 32 bits.
+    let h = Math.imul((key >>> 0) ^ Math.floor(key / 0x100000000), 0x9e3779b1);
+    h ^= h >>> 15;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    return h & (INDEX_SIZE - 1);
+  }
+
+  /** The index entry holding `key`, or -1. */
+  private find(key: number): number {
+    const keys = this.indexKey;
+    for (let i = PortAllocator.home(key); ; i = (i + 1) & (INDEX_SIZE - 1)) {
+      const k = keys[i]!;
+      if (k === key) return i;
+      if (k === NO_KEY) return -1;
+    }
+  }
+
+  private index(key: number, port: number): void {
+    const keys = this.indexKey;
+    let i = PortAllocator.home(key);
+    while (keys[i] !== NO_KEY) i = (i + 1) & (INDEX_SIZE - 1);
+    keys[i] = key;
+    this.indexPort[i] = port;
+  }
+
+  private unindex(key: number): void {
+    const keys = this.indexKey;
+    const ports = this.indexPort;
+    const m = INDEX_SIZE - 1;
+    let hole = this.find(key);
+    if (hole < 0) return;
+    for (let j = (hole + 1) & m; keys[j] !== NO_KEY; j = (j + 1) & m) {
+      const home = PortAllocator.home(keys[j]!);
+      // Can the entry at j move to `hole`? Only if hole lies cyclically in [home, j).
+      if (((j - home) & m) >= ((j - hole) & m)) {
+        keys[hole] = keys[j]!;
+        ports[hole] = ports[j]!;
+        hole = j;
+      }
+    }
+    keys[hole] = NO_KEY;
   }
 
   /** The outer port for (session, inner port), taking a reference; -1 when every port is taken. */
   acquire(slot: number, session: number, innerPort: number): number {
     const key = PortAllocator.key(slot, session, innerPort);
-    const owner = this.owner[slot]!;
-    const refs = this.refs[slot]!;
-    const have = this.byKey.get(key);
-    if (have !== undefined) {
-      refs[have]!++;
+    const base = slot * 65536;
+    const owner = this.owner;
+    const at = this.find(key);
+    if (at >= 0) {
+      const have = this.indexPort[at]!;
+      this.refs[base + have] = this.refs[base + have]! + 1;
       return have;
     }
-    if (this.used[slot]! >= this.size) return -1;
+    const meta = this.meta;
+    if (meta[META_USED + slot]! >= this.size) return -1;
     // Prefer the inner port itself when it is in range and free (port preservation), else scan on.
-    let p = innerPort >= this.lo && innerPort <= this.hi && owner[innerPort] === -1 ? innerPort : this.cursor[slot]!;
-    while (owner[p] !== -1) p = p === this.hi ? this.lo : p + 1;
-    this.cursor[slot] = p === this.hi ? this.lo : p + 1;
-    owner[p] = key;
-    refs[p] = 1;
-    this.byKey.set(key, p);
-    this.used[slot]!++;
+    let p = innerPort >= this.lo && innerPort <= this.hi && owner[base + innerPort] === -1 ? innerPort : meta[META_CURSOR + slot]!;
+    while (owner[base + p] !== -1) p = p === this.hi ? this.lo : p + 1;
+    meta[META_CURSOR + slot] = p === this.hi ? this.lo : p + 1;
+    owner[base + p] = key;
+    this.refs[base + p] = 1;
+    this.index(key, p);
+    meta[META_USED + slot] = meta[META_USED + slot]! + 1;
     return p;
   }
 
   /** Drops one reference to an outer port; frees it with the last one. */
   release(slot: number, outerPort: number): void {
-    const refs = this.refs[slot]!;
-    const owner = this.owner[slot]!;
-    if (owner[outerPort] === -1) return;
-    if (--refs[outerPort]! > 0) return;
-    this.byKey.delete(owner[outerPort]!);
-    owner[outerPort] = -1;
-    this.used[slot]!--;
+    const i = slot * 65536 + outerPort;
+    const key = this.owner[i]!;
+    if (key === -1) return;
+    const left = this.refs[i]! - 1;
+    this.refs[i] = left;
+    if (left > 0) return;
+    this.unindex(key);
+    this.owner[i] = -1;
+    this.meta[META_USED + slot] = this.meta[META_USED + slot]! - 1;
   }
 
   /** Who holds an outer port: its session, or 0. */
   sessionOf(slot: number, outerPort: number): number {
-    const k = this.owner[slot]![outerPort]!;
-    return k < 0 ? 0 : Math.floor(Math.floor(k / 65536) / 3);
+    const k = this.owner[slot * 65536 + outerPort]!;
+    return k < 0 ? 0 : Math.floor(Math.floor(k / 65536) / SLOTS);
   }
 }
 

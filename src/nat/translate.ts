@@ -10,7 +10,7 @@
 //
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
 
-import { FlowTable, NO_FLOW } from './flows.js';
+import { FlowTable, FlowTable6, NO_FLOW, randomSeed } from './flows.js';
 import { FlowKey } from './key.js';
 import { Nat6 } from './translate6.js';
 import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
@@ -50,6 +50,43 @@ export interface NatOptions {
    * this uplink address, with outer ports from portLo-portHi.
    */
   shared?: { address: number; portLo: number; portHi: number };
+  /**
+   * Flow tables and port allocator in shared memory (from natMemory()), so
+   * that translators in several threads keep one state. Its seed and
+   * capacities win over `seed`, `flowCapacity` and `flowCapacity6`. The
+   * translator does not lock: threads must serialize their calls into it.
+   */
+  memory?: NatMemory;
+}
+
+/** What translators in several threads share: the flow tables and the shared address's ports. */
+export interface NatMemory {
+  seed: number;
+  flowCapacity: number;
+  flowCapacity6: number;
+  flows: SharedArrayBuffer;
+  flows6: SharedArrayBuffer;
+  ports: SharedArrayBuffer | null;
+}
+
+function capacity6(opts: NatOptions): number {
+  return opts.flowCapacity6 ?? Math.max(1024, opts.flowCapacity >> 2);
+}
+
+/** Allocates (and sets up) the shared state for translators built with these options in several threads. */
+export function natMemory(opts: NatOptions): NatMemory {
+  const flowCapacity6 = capacity6(opts);
+  const m: NatMemory = {
+    seed: opts.seed ?? randomSeed(),
+    flowCapacity: opts.flowCapacity,
+    flowCapacity6,
+    flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity)),
+    flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6)),
+    ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytes) : null,
+  };
+  // Constructing a translator over the memory sets it up.
+  new Nat({ ...opts, memory: m });
+  return m;
 }
 
 export class Nat {
@@ -82,21 +119,28 @@ export class Nat {
   private qRemote = 0;
 
   constructor(opts: NatOptions) {
-    this.flows = new FlowTable(opts.flowCapacity, opts.seed);
+    const mem = opts.memory;
+    this.flows = mem ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows) : new FlowTable(opts.flowCapacity, opts.seed);
     this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
-    this.v6 = new Nat6(opts.maxSession, opts.flowCapacity6 ?? Math.max(1024, opts.flowCapacity >> 2), this.counters, this.timeouts, opts.seed);
+    this.v6 = mem
+      ? new Nat6(opts.maxSession, mem.flowCapacity6, this.counters, this.timeouts, mem.seed, mem.flows6)
+      : new Nat6(opts.maxSession, capacity6(opts), this.counters, this.timeouts, opts.seed);
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
     this.sharedSession = new Uint8Array(opts.maxSession + 1);
     this.sharedAddr = opts.shared?.address ?? 0;
-    this.ports = opts.shared ? new PortAllocator(opts.shared.portLo, opts.shared.portHi) : null;
+    if (opts.shared && mem && !mem.ports) throw new Error('shared memory without the shared address\'s ports');
+    this.ports = opts.shared ? new PortAllocator(opts.shared.portLo, opts.shared.portHi, mem?.ports ?? undefined) : null;
     if (this.ports) {
       const flows = this.flows;
       const ports = this.ports;
-      // A shared flow's outer port goes back with the flow (expiry, session end).
+      const shared = this.sharedAddr;
+      // A shared flow's outer port goes back with the flow (expiry, session
+      // end). Only shared sessions' flows leave from the shared address; the
+      // flow itself says so, whichever thread's translator removes it.
       flows.onRemove = (f) => {
-        if (this.sharedSession[flows.session[f]!]) ports.release(portSlot(flows.proto[f]!), flows.outerPort[f]!);
+        if (flows.outerAddr[f] === shared) ports.release(portSlot(flows.proto[f]!), flows.outerPort[f]!);
       };
     }
   }
@@ -132,13 +176,26 @@ export class Nat {
     this.v6.addSession(id, inner, vip);
   }
 
-  removeSession(id: number): void {
-    this.v6.removeSession(id);
-    if (!this.active[id]) return;
-    this.active[id] = 0;
-    if (!this.sharedSession[id]) this.byVip.delete(this.vipOf[id]!);
-    this.flows.removeSession(id); // releases shared ports through onRemove
-    this.sharedSession[id] = 0;
+  /**
+   * Ends session `id`: its packets are dropped from now on. With `dropFlows`
+   * false its flows stay until dropFlows(id): translators in several threads
+   * all forget the session first, then one of them drops its flows, so that
+   * no thread can create a flow for it after they are gone.
+   */
+  removeSession(id: number, dropFlows = true): void {
+    this.v6.removeSession(id, false);
+    if (this.active[id]) {
+      this.active[id] = 0;
+      if (!this.sharedSession[id]) this.byVip.delete(this.vipOf[id]!);
+      this.sharedSession[id] = 0;
+    }
+    if (dropFlows) this.dropFlows(id);
+  }
+
+  /** Drops every flow (both families) of a session that was removed; shared ports go back through onRemove. */
+  dropFlows(id: number): void {
+    this.flows.removeSession(id);
+    this.v6.flows.removeSession(id);
   }
 
   /** Live flows, both families. */

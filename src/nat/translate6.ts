@@ -101,8 +101,9 @@ export class Nat6 {
     private readonly counters: NatCounters,
     private readonly timeouts: Timeouts,
     seed?: number,
+    memory?: SharedArrayBuffer,
   ) {
-    this.flows = new FlowTable6(flowCapacity, seed);
+    this.flows = new FlowTable6(flowCapacity, seed, memory);
     this.inner = new Uint32Array((maxSession + 1) * 4);
     this.vip = new Uint32Array((maxSession + 1) * 4);
     this.active = new Uint8Array(maxSession + 1);
@@ -121,11 +122,12 @@ export class Nat6 {
     this.byVip.set(this.vip, id * 4, id);
   }
 
-  removeSession(id: number): void {
+  /** Ends session `id`'s IPv6; with `dropFlows` false its flows stay (for Nat.dropFlows() later). */
+  removeSession(id: number, dropFlows = true): void {
     if (!this.active[id]) return;
     this.active[id] = 0;
     this.byVip.delete(this.vip, id * 4);
-    this.flows.removeSession(id);
+    if (dropFlows) this.flows.removeSession(id);
   }
 
   hasSession(id: number): boolean {

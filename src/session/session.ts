@@ -8,7 +8,7 @@ import {
   ip,
   killNetnsProcesses,
   listNetns,
-  openTun,
+  openTunQueues,
   pendingTcp,
   removeNetnsEtc,
   writeNetnsHosts,
@@ -32,6 +32,8 @@ export interface SessionSpec {
   mtu: number;
   /** Open eth0 with offloads (virtio_net_hdr, TSO/checksum), as the uplink is. */
   offload: boolean;
+  /** eth0's TUN queues: one per dataplane worker. */
+  queues: number;
 }
 
 /** The session's main VIP (IPv4 when it has one), as shown and exported as VIPNAT_VIP. */
@@ -80,8 +82,8 @@ export function sessionHosts(addresses: string[], host: string = hostname(), bas
 
 export class Session {
   readonly netns: string;
-  /** The TUN fd; the dataplane takes it over (and closes it) once the session is attached. */
-  fd = -1;
+  /** eth0's TUN queues, one fd each; the dataplane takes them over (and closes them) once the session is attached. */
+  fds: number[] = [];
   child: ChildProcess | null = null;
   private netnsMade = false;
 
@@ -98,8 +100,8 @@ export class Session {
     const { v4, v6, mtu } = this.spec;
     const tmp = tempIfName(this.spec.id);
     try {
-      this.fd = openTun(tmp, this.spec.offload);
-      // The fd stays attached to the interface when the interface moves namespace.
+      this.fds = openTunQueues(tmp, this.spec.offload, this.spec.queues);
+      // The fds stay attached to the interface when the interface moves namespace.
       await ipBatch([`netns add ${this.netns}`, `link set dev ${tmp} netns ${this.netns}`]);
       this.netnsMade = true;
       await ipBatch(
@@ -157,14 +159,12 @@ export class Session {
 
   /**
    * Tears the session down: kills what is left in its namespace, deletes it
-   * and its /etc files. The TUN fd is closed here only if the dataplane never
-   * took it. Safe to call twice.
+   * and its /etc files. The TUN fds are closed here only if the dataplane
+   * never took them. Safe to call twice.
    */
   async destroy(): Promise<void> {
-    if (this.fd >= 0) {
-      close(this.fd);
-      this.fd = -1;
-    }
+    for (const fd of this.fds) close(fd);
+    this.fds = [];
     if (this.netnsMade) {
       await killNetnsProcesses(this.netns, 'SIGKILL');
       await ip(['netns', 'del', this.netns]).catch(() => undefined);

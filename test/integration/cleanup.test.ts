@@ -81,6 +81,8 @@ describe('user errors: one line, non-zero exit, no stack trace', () => {
     [['run', '--pool', '198.19.7.0/28', '--frobnicate', '--', 'true'], /unknown flag --frobnicate/],
     [['launch'], /unknown command/],
     [['run', '--pool', POOL, '--max-flows', '5', '--', 'true'], /--max-flows 5: must be from 1024/],
+    [['run', '--pool', POOL, '--workers', '0', '--', 'true'], /--workers 0: must be from 1 to 64/],
+    [['run', '--pool', POOL, '--workers', 'all', '--', 'true'], /--workers "all": must be a whole number/],
     [['run', '--pool', POOL, '--on-exhausted', 'maybe', '--', 'true'], /--on-exhausted "maybe": must be refuse or shared/],
     [['run', '--pool', POOL, '--inner-address', '10.0.2.x', '--', 'true'], /--inner-address "10.0.2.x": not an IPv4 or IPv6 address/],
     [['run', '--pool', POOL, '--inner-address', '198.19.7.3', '--', 'true'], /--inner-address 198.19.7.3: is inside the pool/],
