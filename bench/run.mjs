@@ -11,8 +11,9 @@
 // Every namespace is named vnbench-*, and the lab has no link to the machine's own network.
 //
 // Usage: node bench/run.mjs [--quick] [--only tcp,rr,conn,udp,micro,scale] [--paths kernel,address,nat,slirp]
-//                           [--mtu 1500,65520] [--seconds N] [--repeat N] [--scale-sessions N] [--save | --no-save]
+//                           [--mtu 1500,65520] [--seconds N] [--repeat N] [--scale-sessions N] [--workers N] [--save | --no-save]
 // --repeat N keeps the best of N rounds over all paths for every network figure (default 2; 1 with --quick).
+// --workers N runs vipnat with N dataplane workers (default: vipnat's own, one per CPU up to 4); a partial run.
 // A full run saves bench/results/<UTC date>-<commit>.json and latest.md and updates README.md; a partial
 // or --quick run only prints, unless --save.
 import { spawn, spawnSync } from 'node:child_process';
@@ -45,7 +46,7 @@ const ALL_ONLY = ['tcp', 'rr', 'conn', 'udp', 'micro', 'scale'];
 // ---------------------------------------------------------------- options
 
 function parseArgs(argv) {
-  const o = { quick: false, only: [...ALL_ONLY], paths: [...ALL_PATHS], mtus: [1500, 65520], seconds: 5, repeat: 2, scaleSessions: 1000, save: null, partial: false };
+  const o = { quick: false, only: [...ALL_ONLY], paths: [...ALL_PATHS], mtus: [1500, 65520], seconds: 5, repeat: 2, scaleSessions: 1000, workers: null, save: null, partial: false };
   let secondsSet = false, scaleSet = false, repeatSet = false;
   const list = (v, allowed, flag) => {
     const xs = String(v ?? '').split(',').filter(Boolean);
@@ -63,6 +64,7 @@ function parseArgs(argv) {
     else if (a === '--seconds') (o.seconds = positive(next(), '--seconds')), (secondsSet = true);
     else if (a === '--repeat') (o.repeat = positive(next(), '--repeat')), (repeatSet = true);
     else if (a === '--scale-sessions') (o.scaleSessions = positive(next(), '--scale-sessions')), (scaleSet = true);
+    else if (a === '--workers') (o.workers = positive(next(), '--workers')), (o.partial = true);
     else if (a === '--save') o.save = true;
     else if (a === '--no-save') o.save = false;
     else if (a === '-h' || a === '--help') usage(null);
@@ -85,7 +87,7 @@ function positive(v, flag) {
 }
 
 function usage(err) {
-  const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('// Usage') || l.startsWith('//    ') || l.startsWith('// --repeat') || l.startsWith('// A full') || l.startsWith('// or --quick'));
+  const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('// Usage') || l.startsWith('//    ') || l.startsWith('// --repeat') || l.startsWith('// --workers') || l.startsWith('// A full') || l.startsWith('// or --quick'));
   const out = text.map((l) => l.replace(/^\/\/ ?/, '')).join('\n');
   if (err) {
     process.stderr.write(`bench: ${err}\n${out}\n`);
@@ -494,9 +496,19 @@ http {
   await waitFor('nginx', () => listening(ns.be, HTTP_PORT));
 }
 
+/** vipnat's --workers flag when the run sets it. */
+function workersArgs() {
+  return opts.workers ? ['--workers', String(opts.workers)] : [];
+}
+
+/** Dataplane workers vipnat runs with here: --workers, else vipnat's default (one per CPU, at most 4). */
+function workerCount() {
+  return opts.workers ?? Math.min(os.availableParallelism(), 4);
+}
+
 /** A vipnat run in the gateway namespace with `sessions` sessions idling; clients are run in the sessions' namespaces. */
 async function vipnatUp(mode, mtu, sessions) {
-  const args = ['run', '--pool', POOL, '--sessions', String(sessions), '--mtu', String(mtu), '--json'];
+  const args = ['run', '--pool', POOL, '--sessions', String(sessions), '--mtu', String(mtu), '--json', ...workersArgs()];
   if (mode === 'nat') args.push('--inner-address', INNER);
   const c = start('nsenter', [`--net=/run/netns/${ns.gw}`, VIPNAT, ...args, '--', 'sleep', '86400']);
   vipnatPids.add(c.pid); // nsenter execs vipnat: same pid
@@ -689,7 +701,7 @@ async function scaleBenchmark() {
   const n = opts.scaleSessions;
   log(`\n== scale: vipnat run --pool ${SCALE_POOL} --sessions ${n} -- sleep 3600`);
   const t0 = performance.now();
-  const c = start('nsenter', [`--net=/run/netns/${ns.gw}`, VIPNAT, 'run', '--pool', SCALE_POOL, '--sessions', String(n), '--', 'sleep', '3600']);
+  const c = start('nsenter', [`--net=/run/netns/${ns.gw}`, VIPNAT, 'run', '--pool', SCALE_POOL, '--sessions', String(n), ...workersArgs(), '--', 'sleep', '3600']);
   vipnatPids.add(c.pid);
   const programs = new Set();
   let seen = 0, tStarted = null;
@@ -826,18 +838,18 @@ function notes(info, ran) {
     out.push(
       `Every path goes from a client namespace to iperf3 or nginx in the backend namespace (198.18.0.2) through the lab's gateway namespace, measured in the same run on the same lab, ${reps}${s >= 4 ? ' (iperf3 `-O 1` leaves out the first second)' : ''}.`,
       '- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.19.200.2/30), routed by the gateway\'s kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).',
-      `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT); the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
+      `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workerCount()} dataplane worker${workerCount() === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default here: one per CPU)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
       `- **slirp4netns**: \`slirp4netns --configure --mtu=M --disable-host-loopback\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}).`,
       '- **MTU M** is the MTU of the client\'s interface, of the gateway–backend veth and of the kernel path\'s veth.',
       `- **TCP bulk**: \`iperf3 -t ${s} -P 1|4 [-R]\`, received throughput. **UDP**: \`iperf3 -u -l 16 -b 0\`, packets received by the backend per second, at MTU 1500.`,
       `- **requests/s on one connection**: \`wrk -c 1 -t 1 -d ${s}s\` for a 3-byte file (keep-alive), at MTU 1500, with the client pinned to CPU 0 and nginx to CPU 1 on every path (unpinned, the kernel path's figure flips between about 12 000 and 35 000 as the scheduler puts both on one CPU or not). **new connections/s**: ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once, at MTU 1500 — one in each of ${CONN_CLIENTS} vipnat sessions; for kernel and slirp4netns all ${CONN_CLIENTS} in their one namespace (the same ${CONN_CLIENTS * CONN_PER_CLIENT} connections in all). Every client namespace has \`tcp_tw_reuse=1\` and ports 1024-65535; nginx has 2 workers.`,
-      '- Client, gateway (vipnat\'s main thread and dataplane worker, or slirp4netns) and server all share the machine\'s cores.',
+      '- Client, gateway (vipnat\'s main thread and dataplane workers, or slirp4netns) and server all share the machine\'s cores.',
       '- A target is met when both vipnat modes meet it.'
     );
   }
   if (ran.micro) {
     out.push(
-      '- **Packet path**: `bench/packet-path.mjs`, one process per figure, no syscalls, one core, NAT mode: each UDP packet goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin. **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table\'s own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process\'s, measured in-process (vipnat\'s CLI cannot set the flow-table capacity, 262 144 by default, so it is not measured in a running gateway).'
+      '- **Packet path**: `bench/packet-path.mjs`, one process per figure, no syscalls, one core, NAT mode: each UDP packet goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin. **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table\'s own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process\'s, measured in-process (filling a running gateway\'s table with a million flows would take minutes of packet generation in the lab, so it is not measured there).'
     );
   }
   if (ran.scale) {
