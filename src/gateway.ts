@@ -10,6 +10,7 @@ import {
   ip,
   ipBatch,
   IpError,
+  noQueueDiscipline,
   openTunQueues,
   readSysctl,
   removeEtcNetnsIfEmpty,
@@ -147,6 +148,7 @@ class Uplink {
       if (e instanceof SysError && e.errno === EBUSY) throw new UserError(`${UPLINK_NAME} is busy: is another vipnat running here?`);
       throw e;
     }
+    if (queues > 1) await noQueueDiscipline(UPLINK_NAME);
     await ipBatch([`link set dev ${UPLINK_NAME} mtu ${mtu} txqueuelen ${TXQUEUELEN} up`]);
     try {
       await ipBatch(routes.map((r) => `route add ${r} dev ${UPLINK_NAME}`));
@@ -253,6 +255,10 @@ export async function run(opts: RunOptions): Promise<number> {
   const families = pool.families();
   const inner = parseInnerAddresses(opts.innerAddress, pool);
   preflight();
+  const workers = opts.workers ?? defaultWorkers();
+  if (workers > 1 && !which('tc')) {
+    throw new UserError("the 'tc' command (iproute2) was not found in PATH: install iproute2 (apt-get install iproute2), or run with --workers 1");
+  }
   if (!which(opts.program)) throw new UserError(`program not found: ${opts.program}`, 127);
   const etcNetnsWasThere = etcNetnsExists();
   await sweepStale();
@@ -319,7 +325,6 @@ export async function run(opts: RunOptions): Promise<number> {
   const preparing: Promise<Prepared>[] = [];
   let shared: { address: string; portLo: number; portHi: number } | null = null;
   try {
-    const workers = opts.workers ?? defaultWorkers();
     await uplink.open(opts.mtu, pool.routes(), families.includes(6), offload, workers);
     if (opts.onExhausted === 'shared') {
       const address = await uplinkAddress();

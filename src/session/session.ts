@@ -8,6 +8,7 @@ import {
   ip,
   killNetnsProcesses,
   listNetns,
+  noQueueDiscipline,
   openTunQueues,
   pendingTcp,
   removeNetnsEtc,
@@ -104,6 +105,7 @@ export class Session {
       // The fds stay attached to the interface when the interface moves namespace.
       await ipBatch([`netns add ${this.netns}`, `link set dev ${tmp} netns ${this.netns}`]);
       this.netnsMade = true;
+      if (this.spec.queues > 1) await noQueueDiscipline(tmp, this.netns);
       await ipBatch(
         [
           `link set dev lo up`,

@@ -71,6 +71,15 @@ describe.skipIf(!isRoot())('several dataplane workers', () => {
     expect(dp.flowsCreated).toBe(32);
   });
 
+  it('--workers 2: multi-queue TUNs carry no qdisc (the default one would cost ~50 MB of kernel memory per TUN)', async () => {
+    lab = Lab.up();
+    const run = lab.vipnat(['run', '--json', '--workers', '2', '--pool', POOL, '--', 'tc', 'qdisc', 'show', 'dev', 'eth0']);
+    await run.done;
+    const { summary, text } = parseJson(run);
+    expect(summary.exitCode).toBe(0);
+    expect(text).toMatch(/qdisc noqueue/);
+  });
+
   it('--workers 2: 32 connections from the backend into one session echo every byte', async () => {
     lab = Lab.up();
     const run = lab.vipnat(['run', '--json', '--workers', '2', '--pool', POOL, '--', 'node', ECHO, '7300']);
