@@ -13,7 +13,7 @@
 // Usage: node bench/run.mjs [--quick] [--only tcp,rr,conn,udp,micro,scale] [--paths kernel,address,nat,slirp]
 //                           [--mtu 1500,65520] [--seconds N] [--repeat N] [--scale-sessions N] [--workers N] [--save | --no-save]
 // --repeat N keeps the best of N rounds over all paths for every network figure (default 2; 1 with --quick).
-// --workers N runs vipnat with N dataplane workers (default: vipnat's own, one per CPU up to 4); a partial run.
+// --workers N runs vipnat with N dataplane workers (default: vipnat's own, one per two CPUs, 1-4); a partial run.
 // A full run saves bench/results/<UTC date>-<commit>.json and latest.md and updates README.md; a partial
 // or --quick run only prints, unless --save.
 import { spawn, spawnSync } from 'node:child_process';
@@ -501,9 +501,9 @@ function workersArgs() {
   return opts.workers ? ['--workers', String(opts.workers)] : [];
 }
 
-/** Dataplane workers vipnat runs with here: --workers, else vipnat's default (one per CPU, at most 4). */
+/** Dataplane workers vipnat runs with here: --workers, else vipnat's default (one per two CPUs, 1-4). */
 function workerCount() {
-  return opts.workers ?? Math.min(os.availableParallelism(), 4);
+  return opts.workers ?? Math.max(1, Math.min(Math.floor(os.availableParallelism() / 2), 4));
 }
 
 /** A vipnat run in the gateway namespace with `sessions` sessions idling; clients are run in the sessions' namespaces. */
@@ -838,7 +838,7 @@ function notes(info, ran) {
     out.push(
       `Every path goes from a client namespace to iperf3 or nginx in the backend namespace (198.18.0.2) through the lab's gateway namespace, measured in the same run on the same lab, ${reps}${s >= 4 ? ' (iperf3 `-O 1` leaves out the first second)' : ''}.`,
       '- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.19.200.2/30), routed by the gateway\'s kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).',
-      `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workerCount()} dataplane worker${workerCount() === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default here: one per CPU)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
+      `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workerCount()} dataplane worker${workerCount() === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default: one per two CPUs)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
       `- **slirp4netns**: \`slirp4netns --configure --mtu=M --disable-host-loopback\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}).`,
       '- **MTU M** is the MTU of the client\'s interface, of the gateway–backend veth and of the kernel path\'s veth.',
       `- **TCP bulk**: \`iperf3 -t ${s} -P 1|4 [-R]\`, received throughput. **UDP**: \`iperf3 -u -l 16 -b 0\`, packets received by the backend per second, at MTU 1500.`,

@@ -20,7 +20,7 @@ virtual IP address (VIP) from the pool, through a userspace NAT gateway.
   --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
   --max-flows N     size of the IPv4 flow table (default 262144; IPv6 gets a quarter)
   --workers N       dataplane threads, each with its own queue of every TUN
-                    (default: one per CPU, at most ${MAX_DEFAULT_WORKERS})
+                    (default: one per two CPUs, at least 1, at most ${MAX_DEFAULT_WORKERS})
   --json            print events as one JSON object per line
   -h, --help        show this help
   --version         print the version
@@ -42,7 +42,7 @@ export interface RunArgs {
   sessions: number;
   mtu: number;
   maxFlows: number;
-  /** undefined: the default (one per CPU, capped). */
+  /** undefined: the default (one per two CPUs, capped). */
   workers: number | undefined;
   json: boolean;
   program: string;
