@@ -8,11 +8,14 @@ export interface Device {
   write(buf: Uint8Array, off: number, len: number): boolean;
 }
 
-/** Serializes calls into a translator whose state other threads share (a Mutex); null when it is the only one. */
+/** Serializes calls into a translator whose state other threads share (a Mutex). */
 export interface Lock {
   lock(): void;
   unlock(): void;
 }
+
+/** The lock of a translator no other thread shares. */
+export const NO_LOCK: Lock = { lock: () => undefined, unlock: () => undefined };
 
 export class ForwarderCounters {
   toUplink = 0;
@@ -42,7 +45,7 @@ export class Forwarder {
     private readonly uplink: Device,
     maxSession: number,
     private readonly hdrLen = 0,
-    private readonly guard: Lock | null = null,
+    private readonly guard: Lock = NO_LOCK,
   ) {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
   }
@@ -81,16 +84,11 @@ export class Forwarder {
     const at = this.csumAt(buf, len);
     let v = DROP;
     if (at !== -2) {
-      const g = this.guard;
-      if (g === null) {
+      this.guard.lock();
+      try {
         v = this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
-      } else {
-        g.lock();
-        try {
-          v = this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
-        } finally {
-          g.unlock();
-        }
+      } finally {
+        this.guard.unlock();
       }
     }
     if (v === TO_UPLINK) {
@@ -108,16 +106,11 @@ export class Forwarder {
     const at = this.csumAt(buf, len);
     let v = DROP;
     if (at !== -2) {
-      const g = this.guard;
-      if (g === null) {
+      this.guard.lock();
+      try {
         v = this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
-      } else {
-        g.lock();
-        try {
-          v = this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
-        } finally {
-          g.unlock();
-        }
+      } finally {
+        this.guard.unlock();
       }
     }
     if (v > 0) {

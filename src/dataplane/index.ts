@@ -5,7 +5,7 @@ import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } fro
 import { Mutex } from './lock.js';
 import type { DataplaneStats, FromWorker, SessionAddresses, ToWorker, WorkerInit } from './protocol.js';
 
-export { Forwarder, ForwarderCounters, type Device, type Lock } from './forwarder.js';
+export { Forwarder, ForwarderCounters, NO_LOCK, type Device, type Lock } from './forwarder.js';
 export { Mutex } from './lock.js';
 export type { DataplaneStats, SessionAddresses } from './protocol.js';
 
@@ -142,12 +142,8 @@ export class Dataplane {
 
   /** Stops forwarding for session `id`, closes its TUN queues and drops its flows. */
   async removeSession(id: number): Promise<void> {
-    if (this.handles.length === 1) {
-      await this.call(this.handles[0]!, { op: 'remove', id, dropFlows: true });
-      return;
-    }
     // Every worker forgets the session before its flows go, so none can make one again.
-    await Promise.all(this.handles.map((h) => this.call(h, { op: 'remove', id, dropFlows: false })));
+    await Promise.all(this.handles.map((h) => this.call(h, { op: 'remove', id })));
     await this.call(this.handles[0]!, { op: 'purge', id });
   }
 

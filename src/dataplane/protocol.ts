@@ -35,8 +35,8 @@ export interface SessionAddresses {
 
 export type ToWorker =
   | { op: 'add'; seq: number; id: number; fd: number; addrs: SessionAddresses }
-  /** Forget the session and close its queue fd; with dropFlows, drop its flows too (one worker). */
-  | { op: 'remove'; seq: number; id: number; dropFlows: boolean }
+  /** Forget the session and close its queue fd (its flows stay for 'purge'). */
+  | { op: 'remove'; seq: number; id: number }
   /** Drop the flows of a session every worker has forgotten. */
   | { op: 'purge'; seq: number; id: number }
   | { op: 'stats'; seq: number }

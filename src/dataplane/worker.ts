@@ -19,7 +19,7 @@ import {
   VNET_HDR_LEN,
   write,
 } from '../linux/index.js';
-import { Forwarder, type Device } from './forwarder.js';
+import { Forwarder, NO_LOCK, type Device } from './forwarder.js';
 import { Mutex } from './lock.js';
 import type { DataplaneStats, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
@@ -46,14 +46,14 @@ function main(port: MessagePort, init: WorkerInit): void {
   });
   const uplink = new TunDevice(init.uplinkFd);
   // One worker has the translator state to itself; several share it, one packet at a time.
-  const guard = init.workers > 1 ? new Mutex(new Int32Array(init.lock)) : null;
+  const guard = init.workers > 1 ? new Mutex(new Int32Array(init.lock)) : NO_LOCK;
   const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0, guard);
   const locked = (f: () => void): void => {
-    guard?.lock();
+    guard.lock();
     try {
       f();
     } finally {
-      guard?.unlock();
+      guard.unlock();
     }
   };
   const ep = epollCreate1(EPOLL_CLOEXEC);
@@ -116,8 +116,7 @@ function main(port: MessagePort, init: WorkerInit): void {
             break;
           case 'remove': {
             const fd = fdBySession.get(msg.id);
-            if (msg.dropFlows) locked(() => fwd.detach(msg.id, true));
-            else fwd.detach(msg.id, false);
+            fwd.detach(msg.id, false); // its flows go with 'purge'
             if (fd !== undefined) {
               epollDel(ep, fd);
               close(fd);
