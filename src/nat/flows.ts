@@ -8,8 +8,10 @@
 //   inner side (session k):  proto, session k, inner address:port  <->  remote address:port
 //   outer side (uplink):     proto,            VIP:outer port      <->  remote address:port
 //
-// Flows live in fixed-capacity typed arrays, one array per field, indexed by
-// flow number; free flow numbers are kept on a stack. A single open-addressing
+// Flows live in one fixed-capacity typed array of records, one record (32
+// bytes for IPv4, 64 for IPv6: one cache line or half of one) per flow
+// number, so a lookup that finds its flow touches a single line of it; free
+// flow numbers are kept on a stack. A single open-addressing
 // hash table (linear probing) holds two entries per live flow, one per side,
 // each storing (flow << 1 | side). A packet from a session is looked up by its
 // inner-side key, a packet from the uplink by its outer-side key: one probe
@@ -18,12 +20,29 @@
 //
 // Deletion uses backward-shift (no tombstones), so probe lengths stay short
 // however long the table runs. Flows carry a deadline in whole seconds of the
-// caller's clock; `expire` scans a slice of the flow arrays per call so the
+// caller's clock; `expire` scans a slice of the records per call so the
 // cost is spread over time, and drops flows whose deadline has passed. The
 // table knows nothing of protocols: state numbers and timeouts are the
 // translator's (translate.ts); the table only stores them.
 
 const EMPTY = -1;
+
+/** The largest capacity: flow numbers fit in 24 bits, leaving 6 bits of each bucket entry for the tag. */
+export const MAX_FLOW_CAPACITY = 1 << 24;
+const FLOW_BITS = 0x1ffffff; // flow << 1 | side
+const TAG_SHIFT = 25;
+
+/** A bucket entry for flow `f`'s `side`, whose key hashes to `hash`. */
+function entryOf(hash: number, f: number, side: number): number {
+  return ((hash >>> 26) << TAG_SHIFT) | (f << 1) | side;
+}
+
+/** What a lookup compares an entry's tag and side against. */
+function tagSide(hash: number, side: number): number {
+  return ((hash >>> 26) << TAG_SHIFT) | side;
+}
+
+const TAG_SIDE = ~FLOW_BITS | 1;
 
 /** Flow numbers are small integers; this marks "no flow". */
 export const NO_FLOW = -1;
@@ -62,6 +81,26 @@ function round(h: number, k: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
+// A flow record, in 32-bit words: the session; the ports as a flow key holds
+// them (inner << 16 | remote); the outer port, protocol and state (outerPort |
+// proto << 16 | state << 24); the deadline; then the inner, outer and remote
+// addresses, `words` words each (1 for IPv4, 4 for IPv6).
+export const R_SESSION = 0;
+export const R_PORTS = 1;
+export const R_OUTER = 2;
+export const R_DEADLINE = 3;
+export const R_ADDR = 4;
+
+/** A record's R_PORTS word. */
+export function portsWord(innerPort: number, remotePort: number): number {
+  return (innerPort << 16) | remotePort;
+}
+
+/** Words per record: a power of two, so records never straddle more cache lines than they must. */
+function strideFor(words: number): number {
+  return words === 1 ? 8 : 16;
+}
+
 /** meta[] slots: live flows, top of the free stack, expiry cursor, 1 once initialized. */
 const META_COUNT = 0;
 const META_FREE_TOP = 1;
@@ -77,8 +116,8 @@ function bucketCount(capacity: number): number {
 }
 
 function checkCapacity(capacity: number): void {
-  if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) {
-    throw new RangeError(`flow table capacity ${capacity}: must be an integer 1-${1 << 26}`);
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_FLOW_CAPACITY) {
+    throw new RangeError(`flow table capacity ${capacity}: must be an integer 1-${MAX_FLOW_CAPACITY}`);
   }
 }
 
@@ -93,20 +132,12 @@ function checkCapacity(capacity: number): void {
  */
 export abstract class FlowTableBase {
   readonly capacity: number;
-
-  readonly proto: Uint8Array;
-  /** Translator-defined state number; 0 means the slot is free. */
-  readonly state: Uint8Array;
-  readonly session: Uint32Array;
-  readonly innerPort: Uint16Array;
-  readonly outerPort: Uint16Array;
-  readonly remotePort: Uint16Array;
-  /** Whole seconds of the caller's clock after which the flow may be dropped. */
-  readonly deadline: Uint32Array;
-  /** Addresses, `words` 32-bit words each: flow f's are at [f * words, (f + 1) * words). */
-  readonly innerAddr: Uint32Array;
-  readonly outerAddr: Uint32Array;
-  readonly remoteAddr: Uint32Array;
+  /** Words per record, and the address width in words. */
+  readonly stride: number;
+  readonly words: number;
+  /** The records; `addr` views the same memory unsigned, for the address words. */
+  readonly rec: Int32Array;
+  readonly addr: Uint32Array;
   /** Called with a flow's number just before it is removed (expiry, session end), e.g. to release its port. */
   onRemove: ((f: number) => void) | null = null;
 
@@ -119,7 +150,7 @@ export abstract class FlowTableBase {
   /** Bytes of the buffer a table of `capacity` flows with `words`-word addresses needs. */
   static bytesFor(capacity: number, words: number): number {
     checkCapacity(capacity);
-    return 4 * (META_WORDS + bucketCount(capacity) + capacity * (4 + 3 * words)) + capacity * (2 * 3 + 2);
+    return 4 * (capacity * strideFor(words) + bucketCount(capacity) + capacity + META_WORDS);
   }
 
   protected constructor(capacity: number, seed: number, words: number, memory?: SharedArrayBuffer) {
@@ -137,23 +168,17 @@ export abstract class FlowTableBase {
       return a;
     };
     const size = bucketCount(capacity);
-    // Widest elements first, so every array is aligned.
-    this.meta = take(Int32Array, META_WORDS, 4);
+    this.words = words;
+    this.stride = strideFor(words);
+    // Records first: the buffer starts page-aligned, so every record is aligned to its size.
+    this.rec = take(Int32Array, capacity * this.stride, 4);
+    this.addr = new Uint32Array(buf, 0, capacity * this.stride);
     this.buckets = take(Int32Array, size, 4);
     this.freeStack = take(Int32Array, capacity, 4);
-    this.session = take(Uint32Array, capacity, 4);
-    this.deadline = take(Uint32Array, capacity, 4);
-    this.innerAddr = take(Uint32Array, capacity * words, 4);
-    this.outerAddr = take(Uint32Array, capacity * words, 4);
-    this.remoteAddr = take(Uint32Array, capacity * words, 4);
-    this.innerPort = take(Uint16Array, capacity, 2);
-    this.outerPort = take(Uint16Array, capacity, 2);
-    this.remotePort = take(Uint16Array, capacity, 2);
-    this.proto = take(Uint8Array, capacity, 1);
-    this.state = take(Uint8Array, capacity, 1);
+    this.meta = take(Int32Array, META_WORDS, 4);
     this.mask = size - 1;
     if (this.meta[META_READY] === 0) {
-      // Hand out low flow numbers first: better locality in the field arrays.
+      // Hand out low flow numbers first.
       for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
       this.meta[META_FREE_TOP] = capacity;
       this.buckets.fill(EMPTY);
@@ -166,14 +191,54 @@ export abstract class FlowTableBase {
     return this.meta[META_COUNT]!;
   }
 
-  /** Bytes of memory held per flow of capacity (field arrays, free stack and hash buckets). */
+  /** Bytes of memory held per flow of capacity (record, free stack and hash buckets). */
   bytesPerFlow(): number {
-    const common = 1 + 1 + 4 + 2 + 2 + 2 + 4 + 4;
-    return common + (3 * this.innerAddr.length * 4 + this.buckets.length * 4) / this.capacity;
+    return 4 * this.stride + 4 + (this.buckets.length * 4) / this.capacity;
   }
 
-  /** The bucket an entry (flow << 1 | side) hashes to. */
-  protected abstract homeOf(entry: number): number;
+  sessionOf(f: number): number {
+    return this.rec[f * this.stride + R_SESSION]!;
+  }
+  protoOf(f: number): number {
+    return (this.rec[f * this.stride + R_OUTER]! >>> 16) & 0xff;
+  }
+  /** Translator-defined state number; 0 means the slot is free. */
+  stateOf(f: number): number {
+    return this.rec[f * this.stride + R_OUTER]! >>> 24;
+  }
+  setState(f: number, state: number): void {
+    const i = f * this.stride + R_OUTER;
+    this.rec[i] = (this.rec[i]! & 0xffffff) | (state << 24);
+  }
+  /** Whole seconds of the caller's clock after which the flow may be dropped. */
+  deadlineOf(f: number): number {
+    return this.rec[f * this.stride + R_DEADLINE]! >>> 0;
+  }
+  setDeadline(f: number, deadline: number): void {
+    this.rec[f * this.stride + R_DEADLINE] = deadline;
+  }
+  innerPortOf(f: number): number {
+    return this.rec[f * this.stride + R_PORTS]! >>> 16;
+  }
+  remotePortOf(f: number): number {
+    return this.rec[f * this.stride + R_PORTS]! & 0xffff;
+  }
+  outerPortOf(f: number): number {
+    return this.rec[f * this.stride + R_OUTER]! & 0xffff;
+  }
+  /** Where flow f's inner, outer and remote address words start in `addr`. */
+  innerAt(f: number): number {
+    return f * this.stride + R_ADDR;
+  }
+  outerAt(f: number): number {
+    return f * this.stride + R_ADDR + this.words;
+  }
+  remoteAt(f: number): number {
+    return f * this.stride + R_ADDR + 2 * this.words;
+  }
+
+  /** The full hash of flow f's key on `side`. */
+  protected abstract hashOf(f: number, side: number): number;
 
   /** Takes a free flow number and fills the fields all tables share; NO_FLOW when full. */
   protected alloc(session: number, proto: number, innerPort: number, outerPort: number, remotePort: number, state: number, deadline: number): number {
@@ -182,34 +247,39 @@ export abstract class FlowTableBase {
     if (top === 0) return NO_FLOW;
     const f = this.freeStack[top - 1]!;
     meta[META_FREE_TOP] = top - 1;
-    this.session[f] = session;
-    this.proto[f] = proto;
-    this.innerPort[f] = innerPort;
-    this.outerPort[f] = outerPort;
-    this.remotePort[f] = remotePort;
-    this.state[f] = state;
-    this.deadline[f] = deadline;
+    const r = f * this.stride;
+    const rec = this.rec;
+    rec[r + R_SESSION] = session;
+    rec[r + R_PORTS] = portsWord(innerPort, remotePort);
+    rec[r + R_OUTER] = outerPort | (proto << 16) | (state << 24);
+    rec[r + R_DEADLINE] = deadline;
     meta[META_COUNT] = meta[META_COUNT]! + 1;
     return f;
   }
 
-  protected place(hash: number, entry: number): void {
+  /** Puts flow f's `side` into the buckets; `hash` is its key's. */
+  protected place(hash: number, f: number, side: number): void {
     let i = hash & this.mask;
     while (this.buckets[i] !== EMPTY) i = (i + 1) & this.mask;
-    this.buckets[i] = entry;
+    this.buckets[i] = entryOf(hash, f, side);
   }
 
   /** Removes flow `f` (which must be live) from the table. */
   remove(f: number): void {
     this.onRemove?.(f);
-    this.unplace((f << 1) | SIDE_INNER);
-    this.unplace((f << 1) | SIDE_OUTER);
-    this.state[f] = 0;
+    this.unplace(entryOf(this.hashOf(f, SIDE_INNER), f, SIDE_INNER));
+    this.unplace(entryOf(this.hashOf(f, SIDE_OUTER), f, SIDE_OUTER));
+    this.setState(f, 0);
     const meta = this.meta;
     const top = meta[META_FREE_TOP]!;
     this.freeStack[top] = f;
     meta[META_FREE_TOP] = top + 1;
     meta[META_COUNT] = meta[META_COUNT]! - 1;
+  }
+
+  /** The bucket an entry hashes to. */
+  private homeOf(entry: number): number {
+    return this.hashOf((entry & FLOW_BITS) >>> 1, entry & 1) & this.mask;
   }
 
   private unplace(entry: number): void {
@@ -246,7 +316,7 @@ export abstract class FlowTableBase {
     const n = Math.min(budget, this.capacity);
     let c = this.meta[META_CURSOR]!;
     for (let k = 0; k < n; k++) {
-      if (this.state[c] !== 0 && this.deadline[c]! < now) {
+      if (this.stateOf(c) !== 0 && this.deadlineOf(c) < now) {
         this.remove(c);
         dropped++;
       }
@@ -260,7 +330,7 @@ export abstract class FlowTableBase {
   removeSession(session: number): number {
     let dropped = 0;
     for (let f = 0; f < this.capacity; f++) {
-      if (this.state[f] !== 0 && this.session[f] === session) {
+      if (this.stateOf(f) !== 0 && this.sessionOf(f) === session) {
         this.remove(f);
         dropped++;
       }
@@ -280,66 +350,98 @@ export class FlowTable extends FlowTableBase {
     return FlowTableBase.bytesFor(capacity, 1);
   }
 
-  private innerHash(session: number, proto: number, innerAddr: number, innerPort: number, remoteAddr: number, remotePort: number): number {
-    return mix(this.seed, innerAddr, remoteAddr, (innerPort << 16) | remotePort, proto, session);
+  innerAddrOf(f: number): number {
+    return this.addr[f * 8 + R_ADDR]!;
+  }
+  outerAddrOf(f: number): number {
+    return this.addr[f * 8 + R_ADDR + 1]!;
+  }
+  remoteAddrOf(f: number): number {
+    return this.addr[f * 8 + R_ADDR + 2]!;
   }
 
-  private outerHash(proto: number, outerAddr: number, outerPort: number, remoteAddr: number, remotePort: number): number {
+  /** The hash of a packet from session `session`: `ports` is portsWord(inner port, remote port). */
+  innerHash(session: number, proto: number, innerAddr: number, remoteAddr: number, ports: number): number {
+    return mix(this.seed, innerAddr, remoteAddr, ports, proto, session);
+  }
+
+  /** The hash of a packet from the uplink: `ports` is portsWord(outer port, remote port). */
+  outerHash(proto: number, outerAddr: number, remoteAddr: number, ports: number): number {
     // Bit 8 of the protocol word tells the sides apart.
-    return mix(this.seed, outerAddr, remoteAddr, (outerPort << 16) | remotePort, proto | 0x100, 0);
+    return mix(this.seed, outerAddr, remoteAddr, ports, proto | 0x100, 0);
   }
 
-  protected homeOf(entry: number): number {
-    const f = entry >>> 1;
-    const h =
-      (entry & 1) === SIDE_INNER
-        ? this.innerHash(this.session[f]!, this.proto[f]!, this.innerAddr[f]!, this.innerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!)
-        : this.outerHash(this.proto[f]!, this.outerAddr[f]!, this.outerPort[f]!, this.remoteAddr[f]!, this.remotePort[f]!);
-    return h & this.mask;
+  protected hashOf(f: number, side: number): number {
+    const r = f * 8;
+    const rec = this.rec;
+    const w = rec[r + R_OUTER]!;
+    const proto = (w >>> 16) & 0xff;
+    if (side === SIDE_INNER) return this.innerHash(rec[r + R_SESSION]!, proto, this.addr[r + R_ADDR]!, this.addr[r + R_ADDR + 2]!, rec[r + R_PORTS]!);
+    return this.outerHash(proto, this.addr[r + R_ADDR + 1]!, this.addr[r + R_ADDR + 2]!, portsWord(w & 0xffff, rec[r + R_PORTS]! & 0xffff));
   }
 
   /** The flow of a packet from session `session`, or NO_FLOW. */
   lookupInner(session: number, proto: number, innerAddr: number, innerPort: number, remoteAddr: number, remotePort: number): number {
-    let i = this.innerHash(session, proto, innerAddr, innerPort, remoteAddr, remotePort) & this.mask;
-    for (;;) {
-      const e = this.buckets[i]!;
+    const ports = portsWord(innerPort, remotePort);
+    return this.findInner(this.innerHash(session, proto, innerAddr, remoteAddr, ports), session, proto, innerAddr, remoteAddr, ports);
+  }
+
+  /** lookupInner with the hash already made (innerHash) and the ports as one word. */
+  findInner(h: number, session: number, proto: number, innerAddr: number, remoteAddr: number, ports: number): number {
+    const want = tagSide(h, SIDE_INNER);
+    const buckets = this.buckets;
+    const rec = this.rec;
+    const addr = this.addr;
+    const m = this.mask;
+    for (let i = h & m; ; i = (i + 1) & m) {
+      const e = buckets[i]!;
       if (e === EMPTY) return NO_FLOW;
-      if ((e & 1) === SIDE_INNER) {
-        const f = e >>> 1;
+      if ((e & TAG_SIDE) === want) {
+        const f = (e & FLOW_BITS) >>> 1;
+        const r = f * 8;
         if (
-          this.innerAddr[f] === innerAddr &&
-          this.remoteAddr[f] === remoteAddr &&
-          this.innerPort[f] === innerPort &&
-          this.remotePort[f] === remotePort &&
-          this.proto[f] === proto &&
-          this.session[f] === session
+          rec[r + R_PORTS] === ports &&
+          addr[r + R_ADDR + 2] === remoteAddr &&
+          addr[r + R_ADDR] === innerAddr &&
+          rec[r + R_SESSION] === session &&
+          ((rec[r + R_OUTER]! >>> 16) & 0xff) === proto
         ) {
           return f;
         }
       }
-      i = (i + 1) & this.mask;
     }
   }
 
   /** The flow of a packet arriving from the uplink, or NO_FLOW. */
   lookupOuter(proto: number, outerAddr: number, outerPort: number, remoteAddr: number, remotePort: number): number {
-    let i = this.outerHash(proto, outerAddr, outerPort, remoteAddr, remotePort) & this.mask;
-    for (;;) {
-      const e = this.buckets[i]!;
+    const ports = portsWord(outerPort, remotePort);
+    return this.findOuter(this.outerHash(proto, outerAddr, remoteAddr, ports), proto, outerAddr, remoteAddr, ports);
+  }
+
+  /** lookupOuter with the hash already made (outerHash) and the ports as one word. */
+  findOuter(h: number, proto: number, outerAddr: number, remoteAddr: number, ports: number): number {
+    const want = tagSide(h, SIDE_OUTER);
+    const buckets = this.buckets;
+    const rec = this.rec;
+    const addr = this.addr;
+    const m = this.mask;
+    const outerWord = (ports >>> 16) | (proto << 16);
+    const remotePort = ports & 0xffff;
+    for (let i = h & m; ; i = (i + 1) & m) {
+      const e = buckets[i]!;
       if (e === EMPTY) return NO_FLOW;
-      if ((e & 1) === SIDE_OUTER) {
-        const f = e >>> 1;
+      if ((e & TAG_SIDE) === want) {
+        const f = (e & FLOW_BITS) >>> 1;
+        const r = f * 8;
         if (
-          this.outerAddr[f] === outerAddr &&
-          this.remoteAddr[f] === remoteAddr &&
-          this.outerPort[f] === outerPort &&
-          this.remotePort[f] === remotePort &&
-          this.proto[f] === proto
+          (rec[r + R_OUTER]! & 0xffffff) === outerWord &&
+          (rec[r + R_PORTS]! & 0xffff) === remotePort &&
+          addr[r + R_ADDR + 2] === remoteAddr &&
+          addr[r + R_ADDR + 1] === outerAddr
         ) {
           return f;
         }
       }
-      i = (i + 1) & this.mask;
     }
   }
 
@@ -361,18 +463,20 @@ export class FlowTable extends FlowTableBase {
   ): number {
     const f = this.alloc(session, proto, innerPort, outerPort, remotePort, state, deadline);
     if (f === NO_FLOW) return NO_FLOW;
-    this.innerAddr[f] = innerAddr;
-    this.outerAddr[f] = outerAddr;
-    this.remoteAddr[f] = remoteAddr;
-    this.place(this.innerHash(session, proto, innerAddr, innerPort, remoteAddr, remotePort), (f << 1) | SIDE_INNER);
-    this.place(this.outerHash(proto, outerAddr, outerPort, remoteAddr, remotePort), (f << 1) | SIDE_OUTER);
+    const a = f * 8 + R_ADDR;
+    this.addr[a] = innerAddr;
+    this.addr[a + 1] = outerAddr;
+    this.addr[a + 2] = remoteAddr;
+    this.place(this.innerHash(session, proto, innerAddr, remoteAddr, portsWord(innerPort, remotePort)), f, SIDE_INNER);
+    this.place(this.outerHash(proto, outerAddr, remoteAddr, portsWord(outerPort, remotePort)), f, SIDE_OUTER);
     return f;
   }
 }
 
 /**
  * IPv6 flows: an address is four unsigned 32-bit words, passed as an array
- * and an offset (no allocation); flow f's address lives at [4f, 4f+4).
+ * and an offset (no allocation); flow f's are in `addr` at innerAt(f),
+ * outerAt(f) and remoteAt(f).
  */
 export class FlowTable6 extends FlowTableBase {
   constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer) {
@@ -389,63 +493,66 @@ export class FlowTable6 extends FlowTableBase {
   }
 
   private innerHash(session: number, proto: number, inner: Uint32Array, io: number, innerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
-    return mix(this.seed, this.fold(inner, io), this.fold(remote, ro), (innerPort << 16) | remotePort, proto, session);
+    return mix(this.seed, this.fold(inner, io), this.fold(remote, ro), portsWord(innerPort, remotePort), proto, session);
   }
 
   private outerHash(proto: number, outer: Uint32Array, oo: number, outerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
-    return mix(this.seed, this.fold(outer, oo), this.fold(remote, ro), (outerPort << 16) | remotePort, proto | 0x100, 0);
+    return mix(this.seed, this.fold(outer, oo), this.fold(remote, ro), portsWord(outerPort, remotePort), proto | 0x100, 0);
   }
 
-  protected homeOf(entry: number): number {
-    const f = entry >>> 1;
-    const a = f * 4;
-    const h =
-      (entry & 1) === SIDE_INNER
-        ? this.innerHash(this.session[f]!, this.proto[f]!, this.innerAddr, a, this.innerPort[f]!, this.remoteAddr, a, this.remotePort[f]!)
-        : this.outerHash(this.proto[f]!, this.outerAddr, a, this.outerPort[f]!, this.remoteAddr, a, this.remotePort[f]!);
-    return h & this.mask;
+  protected hashOf(f: number, side: number): number {
+    const a = this.addr;
+    return side === SIDE_INNER
+      ? this.innerHash(this.sessionOf(f), this.protoOf(f), a, this.innerAt(f), this.innerPortOf(f), a, this.remoteAt(f), this.remotePortOf(f))
+      : this.outerHash(this.protoOf(f), a, this.outerAt(f), this.outerPortOf(f), a, this.remoteAt(f), this.remotePortOf(f));
   }
 
   lookupInner(session: number, proto: number, inner: Uint32Array, io: number, innerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
-    let i = this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort) & this.mask;
-    for (;;) {
+    const h = this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort);
+    const want = tagSide(h, SIDE_INNER);
+    const ports = portsWord(innerPort, remotePort);
+    const rec = this.rec;
+    const a = this.addr;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
       const e = this.buckets[i]!;
       if (e === EMPTY) return NO_FLOW;
-      if ((e & 1) === SIDE_INNER) {
-        const f = e >>> 1;
+      if ((e & TAG_SIDE) === want) {
+        const f = (e & FLOW_BITS) >>> 1;
+        const r = f * 16;
         if (
-          this.innerPort[f] === innerPort &&
-          this.remotePort[f] === remotePort &&
-          this.proto[f] === proto &&
-          this.session[f] === session &&
-          sameAddress6(this.innerAddr, f * 4, inner, io) &&
-          sameAddress6(this.remoteAddr, f * 4, remote, ro)
+          rec[r + R_PORTS] === ports &&
+          rec[r + R_SESSION] === session &&
+          this.protoOf(f) === proto &&
+          sameAddress6(a, r + R_ADDR, inner, io) &&
+          sameAddress6(a, r + R_ADDR + 8, remote, ro)
         ) {
           return f;
         }
       }
-      i = (i + 1) & this.mask;
     }
   }
 
   lookupOuter(proto: number, outer: Uint32Array, oo: number, outerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
-    let i = this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort) & this.mask;
-    for (;;) {
+    const h = this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort);
+    const want = tagSide(h, SIDE_OUTER);
+    const outerWord = outerPort | (proto << 16);
+    const rec = this.rec;
+    const a = this.addr;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
       const e = this.buckets[i]!;
       if (e === EMPTY) return NO_FLOW;
-      if ((e & 1) === SIDE_OUTER) {
-        const f = e >>> 1;
+      if ((e & TAG_SIDE) === want) {
+        const f = (e & FLOW_BITS) >>> 1;
+        const r = f * 16;
         if (
-          this.outerPort[f] === outerPort &&
-          this.remotePort[f] === remotePort &&
-          this.proto[f] === proto &&
-          sameAddress6(this.outerAddr, f * 4, outer, oo) &&
-          sameAddress6(this.remoteAddr, f * 4, remote, ro)
+          (rec[r + R_OUTER]! & 0xffffff) === outerWord &&
+          (rec[r + R_PORTS]! & 0xffff) === remotePort &&
+          sameAddress6(a, r + R_ADDR + 4, outer, oo) &&
+          sameAddress6(a, r + R_ADDR + 8, remote, ro)
         ) {
           return f;
         }
       }
-      i = (i + 1) & this.mask;
     }
   }
 
@@ -466,19 +573,18 @@ export class FlowTable6 extends FlowTableBase {
   ): number {
     const f = this.alloc(session, proto, innerPort, outerPort, remotePort, state, deadline);
     if (f === NO_FLOW) return NO_FLOW;
-    const a = f * 4;
+    const a = f * 16 + R_ADDR;
     for (let k = 0; k < 4; k++) {
-      this.innerAddr[a + k] = inner[io + k]!;
-      this.outerAddr[a + k] = outer[oo + k]!;
-      this.remoteAddr[a + k] = remote[ro + k]!;
+      this.addr[a + k] = inner[io + k]!;
+      this.addr[a + 4 + k] = outer[oo + k]!;
+      this.addr[a + 8 + k] = remote[ro + k]!;
     }
-    this.place(this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort), (f << 1) | SIDE_INNER);
-    this.place(this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort), (f << 1) | SIDE_OUTER);
+    this.place(this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort), f, SIDE_INNER);
+    this.place(this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort), f, SIDE_OUTER);
     return f;
   }
 }
 
-/** True when two four-word IPv6 addresses are equal. */
 export function sameAddress6(a: Uint32Array, ao: number, b: Uint32Array, bo: number): boolean {
   return a[ao] === b[bo] && a[ao + 1] === b[bo + 1] && a[ao + 2] === b[bo + 2] && a[ao + 3] === b[bo + 3];
 }

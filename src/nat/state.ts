@@ -73,7 +73,7 @@ export class NatCounters {
 
 /** Moves a flow's state on and refreshes its deadline. */
 export function advance(table: FlowTableBase, f: number, proto: number, flags: number, out: boolean, now: number, t: Timeouts): void {
-  let s = table.state[f]!;
+  let s = table.stateOf(f);
   let timeout: number;
   if (proto === PROTO_TCP) {
     s = nextTcpState(s, flags, out);
@@ -85,8 +85,8 @@ export function advance(table: FlowTableBase, f: number, proto: number, flags: n
     s = ICMP_ACTIVE;
     timeout = t.icmp;
   }
-  table.state[f] = s;
-  table.deadline[f] = now + timeout;
+  table.setState(f, s);
+  table.setDeadline(f, now + timeout);
 }
 
 /** The TCP state machine of the header comment. `out` is true for packets from the session. */

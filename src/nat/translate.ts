@@ -12,6 +12,7 @@
 
 import { FlowTable, FlowTable6, NO_FLOW, randomSeed } from './flows.js';
 import { FlowKey } from './key.js';
+import { NO_SESSION, Vip4Index } from './vips.js';
 import { Nat6 } from './translate6.js';
 import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
@@ -100,7 +101,7 @@ export class Nat {
   private readonly active: Uint8Array;
   /** 1 for sessions on the shared address (no VIP of their own). */
   private readonly sharedSession: Uint8Array;
-  private readonly byVip = new Map<number, number>();
+  private readonly byVip: Vip4Index;
   /** The shared address (0 when there is no shared fallback) and its ports. */
   private readonly sharedAddr: number;
   private readonly ports: PortAllocator | null;
@@ -128,6 +129,7 @@ export class Nat {
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
+    this.byVip = new Vip4Index(opts.maxSession);
     this.sharedSession = new Uint8Array(opts.maxSession + 1);
     this.sharedAddr = opts.shared?.address ?? 0;
     if (opts.shared && mem && !mem.ports) throw new Error('shared memory without the shared address\'s ports');
@@ -140,7 +142,7 @@ export class Nat {
       // end). Only shared sessions' flows leave from the shared address; the
       // flow itself says so, whichever thread's translator removes it.
       flows.onRemove = (f) => {
-        if (flows.outerAddr[f] === shared) ports.release(portSlot(flows.proto[f]!), flows.outerPort[f]!);
+        if (flows.outerAddrOf(f) === shared) ports.release(portSlot(flows.protoOf(f)), flows.outerPortOf(f));
       };
     }
   }
@@ -164,7 +166,7 @@ export class Nat {
   addSession(id: number, inner: number, vip: number): void {
     if (!(id >= 1 && id < this.active.length)) throw new RangeError(`session id ${id}: must be 1-${this.active.length - 1}`);
     if (this.active[id]) throw new Error(`session ${id} is already active`);
-    if (this.byVip.has(vip)) throw new Error(`VIP ${vip >>> 0} is already held by session ${this.byVip.get(vip)}`);
+    if (this.byVip.get(vip) !== NO_SESSION) throw new Error(`VIP ${vip >>> 0} is already held by session ${this.byVip.get(vip)}`);
     this.innerOf[id] = inner;
     this.vipOf[id] = vip;
     this.active[id] = 1;
@@ -205,7 +207,7 @@ export class Nat {
 
   /** The session holding `vip`, or 0. */
   sessionOf(vip: number): number {
-    return this.byVip.get(vip) ?? 0;
+    return this.byVip.get(vip);
   }
 
   /** Drops idle flows; call about once a second with a slice budget. */
@@ -262,9 +264,9 @@ export class Nat {
       ip.setSrc(outer);
       this.updateTransport(t, proto, inner, outer);
     }
-    if (f !== NO_FLOW && this.flows.outerPort[f] !== this.key.localPort) this.setLocalPort(proto, true, this.flows.outerPort[f]!);
+    if (f !== NO_FLOW && this.flows.outerPortOf(f) !== this.key.localPort) this.setLocalPort(proto, true, this.flows.outerPortOf(f));
 
-    if (this.byVip.has(remote) || (remote === this.sharedAddr && this.ports !== null)) {
+    if (this.byVip.get(remote) !== NO_SESSION || (remote === this.sharedAddr && this.ports !== null)) {
       // Hairpin: deliver straight to the session holding the destination
       // (or, for the shared address, back to the uplink's own stack).
       c.hairpin++;
@@ -293,7 +295,7 @@ export class Nat {
     }
     if (!ip.attach(buf, off, len)) return this.malformed();
     const outer = ip.dst;
-    let id = this.byVip.get(outer) ?? 0;
+    let id = this.byVip.get(outer);
     const toShared = id === 0 && outer === this.sharedAddr && this.ports !== null;
     if (id === 0 && !toShared) {
       c.noSession++;
@@ -314,7 +316,7 @@ export class Nat {
       if (toShared) {
         // An echo request is never a reply to a session: the machine itself answers it.
         if (f === NO_FLOW || (proto === PROTO_ICMP && this.key.opens)) return this.reflect();
-        id = this.flows.session[f]!;
+        id = this.flows.sessionOf(f);
       } else if (f === NO_FLOW && this.key.opens) {
         f = this.newFlow(id, proto, this.innerOf[id]!, lport, outer, remote, rport);
       }
@@ -328,7 +330,7 @@ export class Nat {
       ip.setDst(inner);
       this.updateTransport(t, proto, outer, inner);
     }
-    if (f !== NO_FLOW && this.flows.innerPort[f] !== this.key.localPort) this.setLocalPort(proto, false, this.flows.innerPort[f]!);
+    if (f !== NO_FLOW && this.flows.innerPortOf(f) !== this.key.localPort) this.setLocalPort(proto, false, this.flows.innerPortOf(f));
     return id;
   }
 
@@ -452,7 +454,7 @@ export class Nat {
     if (!this.quotedPorts(proto, q, false)) return this.errorDropped();
     const f = this.flows.lookupInner(id, proto, inner, this.qLocal, this.qip.src, this.qRemote);
     if (f === NO_FLOW) return this.errorDropped();
-    const port = this.flows.outerPort[f]!;
+    const port = this.flows.outerPortOf(f);
     return (inner === outer && port === this.qLocal) || this.rewriteQuoted(false, outer, port, q);
   }
 
@@ -471,10 +473,10 @@ export class Nat {
     const proto = this.qip.protocol;
     if (!this.quotedPorts(proto, q, true)) return this.uplinkErrorDropped();
     const f = this.flows.lookupOuter(proto, outer, this.qLocal, this.qip.dst, this.qRemote);
-    if (f === NO_FLOW || (id !== 0 && this.flows.session[f] !== id)) return this.uplinkErrorDropped();
-    const sid = this.flows.session[f]!;
+    if (f === NO_FLOW || (id !== 0 && this.flows.sessionOf(f) !== id)) return this.uplinkErrorDropped();
+    const sid = this.flows.sessionOf(f);
     const inner = this.innerOf[sid]!;
-    const port = this.flows.innerPort[f]!;
+    const port = this.flows.innerPortOf(f);
     if ((inner === outer && port === this.qLocal) || this.rewriteQuoted(true, inner, port, q)) return sid;
     return 0;
   }

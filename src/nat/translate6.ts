@@ -11,67 +11,12 @@
 
 import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
+import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_MAX_EXTENSIONS, IPV6_ROUTING, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, updatePartial128, write16, write32 } from '../wire/index.js';
 
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
-const EMPTY = 0;
-
-/** VIP -> session id over four-word addresses, open addressing in typed arrays (sessions change rarely). */
-class Vip6Index {
-  private readonly keys: Uint32Array;
-  private readonly ids: Uint32Array;
-  private readonly mask: number;
-
-  constructor(maxSession: number) {
-    let size = 8;
-    while (size < (maxSession + 1) * 2) size *= 2;
-    this.keys = new Uint32Array(size * 4);
-    this.ids = new Uint32Array(size);
-    this.mask = size - 1;
-  }
-
-  private slot(w: Uint32Array, o: number): number {
-    let h = Math.imul(w[o]! ^ Math.imul(w[o + 1]!, 0x9e3779b1) ^ Math.imul(w[o + 2]!, 0x85ebca6b) ^ Math.imul(w[o + 3]!, 0xc2b2ae35), 0x27d4eb2f);
-    h ^= h >>> 15;
-    let i = h & this.mask;
-    for (;;) {
-      const id = this.ids[i]!;
-      if (id === EMPTY) return i;
-      const k = i * 4;
-      const ks = this.keys;
-      if (ks[k] === w[o] && ks[k + 1] === w[o + 1] && ks[k + 2] === w[o + 2] && ks[k + 3] === w[o + 3]) return i;
-      i = (i + 1) & this.mask;
-    }
-  }
-
-  get(w: Uint32Array, o: number): number {
-    return this.ids[this.slot(w, o)]!;
-  }
-
-  set(w: Uint32Array, o: number, id: number): void {
-    const i = this.slot(w, o);
-    for (let k = 0; k < 4; k++) this.keys[i * 4 + k] = w[o + k]!;
-    this.ids[i] = id;
-  }
-
-  /** Removes a key by rebuilding its probe run (rare: a session ending). */
-  delete(w: Uint32Array, o: number): void {
-    const i = this.slot(w, o);
-    if (this.ids[i] === EMPTY) return;
-    this.ids[i] = EMPTY;
-    let j = (i + 1) & this.mask;
-    const tmp = new Uint32Array(4);
-    while (this.ids[j] !== EMPTY) {
-      const id = this.ids[j]!;
-      tmp.set(this.keys.subarray(j * 4, j * 4 + 4));
-      this.ids[j] = EMPTY;
-      this.set(tmp, 0, id);
-      j = (j + 1) & this.mask;
-    }
-  }
-}
 
 export class Nat6 {
   readonly flows: FlowTable6;
@@ -331,7 +276,7 @@ export class Nat6 {
     } else {
       if (!same(this.qsrc, 0, this.vip, io)) return this.errorDropped();
       f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
-      if (f !== NO_FLOW && this.flows.session[f] !== id) f = NO_FLOW;
+      if (f !== NO_FLOW && this.flows.sessionOf(f) !== id) f = NO_FLOW;
     }
     if (f === NO_FLOW) return this.errorDropped();
     if (same(this.inner, io, this.vip, io)) return true; // address mode: nothing to translate

@@ -134,7 +134,7 @@ describe('address mode (inner == VIP)', () => {
       expect(toHex(r.out)).toBe(toHex(p));
     }
     expect(nat.flows.count).toBe(4);
-    expect(nat.flows.state[tcpFlow(nat, 4, VIP(4), 40000, REMOTE, 80)]).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.stateOf(tcpFlow(nat, 4, VIP(4), 40000, REMOTE, 80))).toBe(TCP_ESTABLISHED);
   });
 });
 
@@ -201,14 +201,14 @@ describe('NAT mode (shared inner address, distinct VIPs)', () => {
     for (const k of [1, 2, 3]) {
       const f = tcpFlow(nat, k, INNER, 40000, REMOTE, 443);
       expect(f).not.toBe(NO_FLOW);
-      expect(nat.flows.session[f]).toBe(k);
-      expect(nat.flows.outerAddr[f]).toBe(VIP(k));
+      expect(nat.flows.sessionOf(f)).toBe(k);
+      expect(nat.flows.outerAddrOf(f)).toBe(VIP(k));
       expect(nat.flows.lookupOuter(TCP, VIP(k), 40000, REMOTE, 443)).toBe(f);
-      expect(nat.flows.state[f]).toBe(TCP_ESTABLISHED);
+      expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
       const u = nat.flows.lookupInner(k, UDP, INNER, 5000, REMOTE, 53);
-      expect(nat.flows.state[u]).toBe(UDP_ACTIVE);
+      expect(nat.flows.stateOf(u)).toBe(UDP_ACTIVE);
       const e = nat.flows.lookupInner(k, ICMP, INNER, 0x100 + k, REMOTE, 0);
-      expect(nat.flows.state[e]).toBe(ICMP_ACTIVE);
+      expect(nat.flows.stateOf(e)).toBe(ICMP_ACTIVE);
     }
     expect(nat.counters.fromSession).toBe(18);
     expect(nat.counters.fromUplink).toBe(18);
@@ -264,8 +264,8 @@ describe('inbound connections', () => {
     expect(toHex(i.out)).toBe(toHex(tcpPacket(REMOTE, INNER, { sport: 51000, dport: 8080, flags: SYN })));
     const f = nat.flows.lookupOuter(TCP, VIP(2), 8080, REMOTE, 51000);
     expect(f).not.toBe(NO_FLOW);
-    expect(nat.flows.session[f]).toBe(2);
-    expect(nat.flows.state[f]).toBe(TCP_SYN_IN);
+    expect(nat.flows.sessionOf(f)).toBe(2);
+    expect(nat.flows.stateOf(f)).toBe(TCP_SYN_IN);
     expect(tcpFlow(nat, 2, INNER, 8080, REMOTE, 51000)).toBe(f);
     expect(nat.counters.flowsCreated).toBe(1);
 
@@ -273,7 +273,7 @@ describe('inbound connections', () => {
     const o = send(nat, 2, tcpPacket(INNER, REMOTE, { sport: 8080, dport: 51000, flags: SYN | ACK }));
     expect(o.v).toBe(TO_UPLINK);
     expect(toHex(o.out)).toBe(toHex(tcpPacket(VIP(2), REMOTE, { sport: 8080, dport: 51000, flags: SYN | ACK })));
-    expect(nat.flows.state[f]).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(nat.flows.count).toBe(1);
   });
 
@@ -351,8 +351,8 @@ describe('hairpin', () => {
     expect(nat.flows.count).toBe(2);
     const f1 = tcpFlow(nat, 1, INNER, 41000, VIP(2), 80);
     const f2 = tcpFlow(nat, 2, INNER, 80, VIP(1), 41000);
-    expect(nat.flows.state[f1]).toBe(TCP_ESTABLISHED);
-    expect(nat.flows.state[f2]).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.stateOf(f1)).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.stateOf(f2)).toBe(TCP_ESTABLISHED);
   });
 
   it('works for UDP and ICMP, and to/from an address-mode session', () => {
@@ -659,7 +659,7 @@ describe('TCP state machine', () => {
     const inn = (flags: number, now: number) => recv(nat, tcpPacket(REMOTE, VIP(1), { sport: 80, dport: 44000, flags }), now).v;
     const st = (): [string, number] => {
       const f = tcpFlow(nat, 1, INNER, 44000, REMOTE, 80);
-      return [STATE_NAMES[nat.flows.state[f]!]!, nat.flows.deadline[f]!];
+      return [STATE_NAMES[nat.flows.stateOf(f)]!, nat.flows.deadlineOf(f)];
     };
     expect(out(SYN, 100)).toBe(TO_UPLINK);
     expect(st()).toEqual(['syn-out', 100 + T.tcpTransitory]);
@@ -687,7 +687,7 @@ describe('TCP state machine', () => {
     const nat = makeNat();
     const out = (flags: number) => send(nat, 3, tcpPacket(INNER, REMOTE, { sport: 9000, dport: 55000, flags })).v;
     const inn = (flags: number) => recv(nat, tcpPacket(REMOTE, VIP(3), { sport: 55000, dport: 9000, flags })).v;
-    const st = (): number => nat.flows.state[nat.flows.lookupOuter(TCP, VIP(3), 9000, REMOTE, 55000)]!;
+    const st = (): number => nat.flows.stateOf(nat.flows.lookupOuter(TCP, VIP(3), 9000, REMOTE, 55000));
     expect(inn(SYN)).toBe(3);
     expect(st()).toBe(TCP_SYN_IN);
     expect(out(SYN | ACK)).toBe(TO_UPLINK);
@@ -704,7 +704,7 @@ describe('TCP state machine', () => {
   it('a connection first seen mid-stream is taken as established', () => {
     const nat = makeNat();
     expect(send(nat, 2, tcpPacket(INNER, REMOTE, { sport: 1, dport: 2, flags: ACK })).v).toBe(TO_UPLINK);
-    expect(nat.flows.state[tcpFlow(nat, 2, INNER, 1, REMOTE, 2)]).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.stateOf(tcpFlow(nat, 2, INNER, 1, REMOTE, 2))).toBe(TCP_ESTABLISHED);
   });
 });
 
@@ -960,10 +960,10 @@ describe('fuzz: never throws on garbage', () => {
     const t = nat.flows;
     let live = 0;
     for (let f = 0; f < t.capacity; f++) {
-      if (t.state[f] === 0) continue;
+      if (t.stateOf(f) === 0) continue;
       live++;
-      const a = t.lookupInner(t.session[f]!, t.proto[f]!, t.innerAddr[f]!, t.innerPort[f]!, t.remoteAddr[f]!, t.remotePort[f]!);
-      const b = t.lookupOuter(t.proto[f]!, t.outerAddr[f]!, t.outerPort[f]!, t.remoteAddr[f]!, t.remotePort[f]!);
+      const a = t.lookupInner(t.sessionOf(f), t.protoOf(f), t.innerAddrOf(f), t.innerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f));
+      const b = t.lookupOuter(t.protoOf(f), t.outerAddrOf(f), t.outerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f));
       if (a !== f || b !== f) problems.push(`flow ${f}: inner ${a} outer ${b}`);
     }
     expect(live).toBe(t.count);

@@ -262,9 +262,9 @@ describe('IPv6 address mode (inner == VIP)', () => {
       expect(r.clean).toBe(true);
     }
     expect(nat.v6.flows.count).toBe(4);
-    expect(nat.v6.flows.state[flowIn(nat, 4, TCP, 40000, REMOTE, 80, V)]).toBe(TCP_ESTABLISHED);
-    expect(nat.v6.flows.state[flowIn(nat, 4, UDP, 5353, REMOTE, 53, V)]).toBe(UDP_ACTIVE);
-    expect(nat.v6.flows.state[flowIn(nat, 4, ICMP6, 7, REMOTE, 0, V)]).toBe(ICMP_ACTIVE);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 4, TCP, 40000, REMOTE, 80, V))).toBe(TCP_ESTABLISHED);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 4, UDP, 5353, REMOTE, 53, V))).toBe(UDP_ACTIVE);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 4, ICMP6, 7, REMOTE, 0, V))).toBe(ICMP_ACTIVE);
     expect(nat.counters.flowsCreated).toBe(4);
   });
 });
@@ -311,16 +311,16 @@ describe('IPv6 NAT mode (shared inner address, distinct VIPs)', () => {
     for (const k of [1, 2, 3]) {
       const f = flowIn(nat, k, TCP, 40000, REMOTE, 443);
       expect(f).not.toBe(NO_FLOW);
-      expect(t.session[f]).toBe(k);
-      expect(Array.from(t.outerAddr.subarray(f * 4, f * 4 + 4))).toEqual(Array.from(words6(VIP(k))));
-      expect(Array.from(t.innerAddr.subarray(f * 4, f * 4 + 4))).toEqual(Array.from(words6(INNER)));
+      expect(t.sessionOf(f)).toBe(k);
+      expect(Array.from(t.addr.subarray(t.outerAt(f), t.outerAt(f) + 4))).toEqual(Array.from(words6(VIP(k))));
+      expect(Array.from(t.addr.subarray(t.innerAt(f), t.innerAt(f) + 4))).toEqual(Array.from(words6(INNER)));
       expect(flowOut(nat, TCP, VIP(k), 40000, REMOTE, 443)).toBe(f);
-      expect(t.state[f]).toBe(TCP_ESTABLISHED);
-      expect(t.state[flowIn(nat, k, UDP, 5000, REMOTE, 53)]).toBe(UDP_ACTIVE);
-      expect(t.state[flowIn(nat, k, UDP, 6000, REMOTE, 7000)]).toBe(UDP_ACTIVE);
-      expect(t.state[flowIn(nat, k, TCP, 6001, REMOTE, 7001)]).toBe(TCP_ESTABLISHED);
-      expect(t.state[flowIn(nat, k, ICMP6, 0x100 + k, REMOTE, 0)]).toBe(ICMP_ACTIVE);
-      expect(t.state[flowIn(nat, k, ICMP6, 0x200 + k, REMOTE, 0)]).toBe(ICMP_ACTIVE);
+      expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
+      expect(t.stateOf(flowIn(nat, k, UDP, 5000, REMOTE, 53))).toBe(UDP_ACTIVE);
+      expect(t.stateOf(flowIn(nat, k, UDP, 6000, REMOTE, 7000))).toBe(UDP_ACTIVE);
+      expect(t.stateOf(flowIn(nat, k, TCP, 6001, REMOTE, 7001))).toBe(TCP_ESTABLISHED);
+      expect(t.stateOf(flowIn(nat, k, ICMP6, 0x100 + k, REMOTE, 0))).toBe(ICMP_ACTIVE);
+      expect(t.stateOf(flowIn(nat, k, ICMP6, 0x200 + k, REMOTE, 0))).toBe(ICMP_ACTIVE);
     }
     expect(nat.counters.fromSession).toBe(30);
     expect(nat.counters.fromUplink).toBe(30);
@@ -398,7 +398,7 @@ describe('IPv6 inbound flows', () => {
     expect(nat.v6.flows.count).toBe(0);
     expect(recv(nat, echo6Packet(REMOTE, VIP(1), 128, 9, 1)).v).toBe(1);
     expect(nat.v6.flows.count).toBe(1);
-    expect(nat.v6.flows.state[flowOut(nat, ICMP6, VIP(1), 9, REMOTE, 0)]).toBe(ICMP_ACTIVE);
+    expect(nat.v6.flows.stateOf(flowOut(nat, ICMP6, VIP(1), 9, REMOTE, 0))).toBe(ICMP_ACTIVE);
     expect(recv(nat, udp6Packet(REMOTE, VIP(1), { sport: 1, dport: 2 })).v).toBe(1);
     expect(nat.v6.flows.count).toBe(2);
     const syn = recv(nat, tcp6Packet(REMOTE, VIP(2), { sport: 51000, dport: 8080, flags: SYN }));
@@ -406,7 +406,7 @@ describe('IPv6 inbound flows', () => {
     expect(hx(syn.out)).toBe(hx(tcp6Packet(REMOTE, INNER, { sport: 51000, dport: 8080, flags: SYN })));
     expect(nat.v6.flows.count).toBe(3);
     const f = flowOut(nat, TCP, VIP(2), 8080, REMOTE, 51000);
-    expect(nat.v6.flows.session[f]).toBe(2);
+    expect(nat.v6.flows.sessionOf(f)).toBe(2);
     expect(flowIn(nat, 2, TCP, 8080, REMOTE, 51000)).toBe(f);
     // The echo reply from the session uses the request's flow.
     const o = send(nat, 1, echo6Packet(INNER, REMOTE, 129, 9, 1));
@@ -427,25 +427,25 @@ describe('IPv6 TCP state machine', () => {
     const inn = (flags: number, now = NOW): void => void expect(recv(nat, tcp6Packet(REMOTE, VIP(3), { sport: 22, dport: 40001, flags }), now).v).toBe(3);
     out(SYN);
     const f = flowIn(nat, 3, TCP, 40001, REMOTE, 22);
-    expect(t.state[f]).toBe(TCP_SYN_OUT);
-    expect(t.deadline[f]).toBe(NOW + T.tcpTransitory);
+    expect(t.stateOf(f)).toBe(TCP_SYN_OUT);
+    expect(t.deadlineOf(f)).toBe(NOW + T.tcpTransitory);
     inn(SYN | ACK, NOW + 1);
-    expect(t.state[f]).toBe(TCP_ESTABLISHED);
-    expect(t.deadline[f]).toBe(NOW + 1 + T.tcpEstablished);
+    expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
+    expect(t.deadlineOf(f)).toBe(NOW + 1 + T.tcpEstablished);
     out(ACK);
-    expect(t.state[f]).toBe(TCP_ESTABLISHED);
+    expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     out(FIN | ACK, NOW + 2);
-    expect(t.state[f]).toBe(TCP_FIN_OUT);
-    expect(t.deadline[f]).toBe(NOW + 2 + T.tcpTransitory);
+    expect(t.stateOf(f)).toBe(TCP_FIN_OUT);
+    expect(t.deadlineOf(f)).toBe(NOW + 2 + T.tcpTransitory);
     inn(ACK);
-    expect(t.state[f]).toBe(TCP_FIN_OUT);
+    expect(t.stateOf(f)).toBe(TCP_FIN_OUT);
     inn(FIN | ACK);
-    expect(t.state[f]).toBe(TCP_CLOSING);
+    expect(t.stateOf(f)).toBe(TCP_CLOSING);
     out(SYN); // the port is reused
-    expect(t.state[f]).toBe(TCP_SYN_OUT);
+    expect(t.stateOf(f)).toBe(TCP_SYN_OUT);
     inn(RST | ACK, NOW + 3);
-    expect(t.state[f]).toBe(TCP_CLOSED);
-    expect(t.deadline[f]).toBe(NOW + 3 + T.tcpClosed);
+    expect(t.stateOf(f)).toBe(TCP_CLOSED);
+    expect(t.deadlineOf(f)).toBe(NOW + 3 + T.tcpClosed);
     expect(t.count).toBe(1);
   });
 
@@ -454,21 +454,21 @@ describe('IPv6 TCP state machine', () => {
     const t = nat.v6.flows;
     expect(recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 50000, dport: 80, flags: SYN })).v).toBe(1);
     const f = flowOut(nat, TCP, VIP(1), 80, REMOTE, 50000);
-    expect(t.state[f]).toBe(TCP_SYN_IN);
+    expect(t.stateOf(f)).toBe(TCP_SYN_IN);
     expect(send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 80, dport: 50000, flags: SYN | ACK })).v).toBe(TO_UPLINK);
-    expect(t.state[f]).toBe(TCP_ESTABLISHED);
+    expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 50000, dport: 80, flags: FIN | ACK })).v).toBe(1);
-    expect(t.state[f]).toBe(TCP_FIN_IN);
+    expect(t.stateOf(f)).toBe(TCP_FIN_IN);
     expect(send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 80, dport: 50000, flags: FIN | ACK })).v).toBe(TO_UPLINK);
-    expect(t.state[f]).toBe(TCP_CLOSING);
+    expect(t.stateOf(f)).toBe(TCP_CLOSING);
     expect(send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 80, dport: 50000, flags: RST })).v).toBe(TO_UPLINK);
-    expect(t.state[f]).toBe(TCP_CLOSED);
+    expect(t.stateOf(f)).toBe(TCP_CLOSED);
   });
 
   it('a connection first seen mid-stream (outbound) is taken as established', () => {
     const nat = makeNat();
     expect(send(nat, 2, tcp6Packet(INNER, REMOTE, { sport: 1, dport: 2, flags: ACK })).v).toBe(TO_UPLINK);
-    expect(nat.v6.flows.state[flowIn(nat, 2, TCP, 1, REMOTE, 2)]).toBe(TCP_ESTABLISHED);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 2, TCP, 1, REMOTE, 2))).toBe(TCP_ESTABLISHED);
   });
 });
 
@@ -525,7 +525,7 @@ describe('IPv6 expiry', () => {
     nat.expire(NOW + 301);
     expect(nat.v6.flows.count).toBe(1);
     expect(nat.flows.count).toBe(0);
-    expect(nat.v6.flows.deadline[flowIn(nat, 1, UDP, 1, REMOTE, 53)]).toBe(NOW + 250 + DEFAULT_TIMEOUTS.udp);
+    expect(nat.v6.flows.deadlineOf(flowIn(nat, 1, UDP, 1, REMOTE, 53))).toBe(NOW + 250 + DEFAULT_TIMEOUTS.udp);
     nat.expire(NOW + 551);
     expect(nat.flowCount).toBe(0);
     expect(nat.counters.flowsExpired).toBe(2);
@@ -567,7 +567,7 @@ describe('IPv6 fragments', () => {
     expect(hx(a.out)).toBe(hx(want.first));
     expect(nat.counters.fragments).toBe(1); // a first fragment is not counted
     expect(nat.v6.flows.count).toBe(1);
-    expect(nat.v6.flows.state[flowIn(nat, 3, UDP, 4000, REMOTE, 4001)]).toBe(UDP_ACTIVE);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 3, UDP, 4000, REMOTE, 4001))).toBe(UDP_ACTIVE);
     expect(reassembledOk(a.out, b.out, VIP(3), REMOTE, 48)).toBe(true);
   });
 
@@ -981,9 +981,9 @@ describe('IPv6 hairpin', () => {
     const f1 = flowIn(nat, 1, TCP, 80, VIP(2), 40000);
     expect(f2).not.toBe(NO_FLOW);
     expect(f1).not.toBe(NO_FLOW);
-    expect(t.state[f2]).toBe(TCP_ESTABLISHED);
-    expect(t.state[f1]).toBe(TCP_ESTABLISHED);
-    expect(t.session[f1]).toBe(1);
+    expect(t.stateOf(f2)).toBe(TCP_ESTABLISHED);
+    expect(t.stateOf(f1)).toBe(TCP_ESTABLISHED);
+    expect(t.sessionOf(f1)).toBe(1);
   });
 
   it('to and from an address-mode session', () => {
@@ -1153,10 +1153,10 @@ describe('IPv6 fuzz: never throws, checksum validity is kept', () => {
     const t = nat.v6.flows;
     let live = 0;
     for (let f = 0; f < t.capacity; f++) {
-      if (t.state[f] === 0) continue;
+      if (t.stateOf(f) === 0) continue;
       live++;
-      const a = t.lookupInner(t.session[f]!, t.proto[f]!, t.innerAddr, f * 4, t.innerPort[f]!, t.remoteAddr, f * 4, t.remotePort[f]!);
-      const b = t.lookupOuter(t.proto[f]!, t.outerAddr, f * 4, t.outerPort[f]!, t.remoteAddr, f * 4, t.remotePort[f]!);
+      const a = t.lookupInner(t.sessionOf(f), t.protoOf(f), t.addr, t.innerAt(f), t.innerPortOf(f), t.addr, t.remoteAt(f), t.remotePortOf(f));
+      const b = t.lookupOuter(t.protoOf(f), t.addr, t.outerAt(f), t.outerPortOf(f), t.addr, t.remoteAt(f), t.remotePortOf(f));
       if (a !== f || b !== f) problems.push(`flow ${f}: inner ${a} outer ${b}`);
     }
     expect(live).toBe(t.count);

@@ -173,10 +173,10 @@ describe('outbound from a shared session and the replies', () => {
     expect(inUse(nat)).toEqual([0, 1, 0]);
     const f = nat.flows.lookupOuter(UDP, SHARED, p, REMOTE, 53);
     expect(f).not.toBe(NO_FLOW);
-    expect(nat.flows.state[f]).toBe(UDP_ACTIVE);
-    expect(nat.flows.deadline[f]).toBe(NOW + DEFAULT_TIMEOUTS.udp);
-    expect(nat.flows.innerAddr[f]).toBe(INNER);
-    expect(nat.flows.outerAddr[f]).toBe(SHARED);
+    expect(nat.flows.stateOf(f)).toBe(UDP_ACTIVE);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + DEFAULT_TIMEOUTS.udp);
+    expect(nat.flows.innerAddrOf(f)).toBe(INNER);
+    expect(nat.flows.outerAddrOf(f)).toBe(SHARED);
 
     const reply = udpPacket(REMOTE, SHARED, { sport: 53, dport: p, data });
     const back = recv(nat, reply);
@@ -272,10 +272,10 @@ describe('outbound from a shared session and the replies', () => {
     expect(p).toBeGreaterThanOrEqual(LO);
     const f = nat.flows.lookupOuter(TCP, SHARED, p, REMOTE, 80);
     expect(f).not.toBe(NO_FLOW);
-    expect(nat.flows.session[f]).toBe(1);
-    expect(nat.flows.innerPort[f]).toBe(40000);
-    expect(nat.flows.state[f]).toBe(TCP_SYN_OUT);
-    expect(nat.flows.deadline[f]).toBe(NOW + T.tcpTransitory);
+    expect(nat.flows.sessionOf(f)).toBe(1);
+    expect(nat.flows.innerPortOf(f)).toBe(40000);
+    expect(nat.flows.stateOf(f)).toBe(TCP_SYN_OUT);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + T.tcpTransitory);
     const inn = (flags: number, now: number, d?: Uint8Array): Result => {
       const pkt = tcpPacket(REMOTE, SHARED, { sport: 80, dport: p, flags, seq: 9, ack: 8, data: d });
       const r = recv(nat, pkt, now);
@@ -286,16 +286,16 @@ describe('outbound from a shared session and the replies', () => {
       return r;
     };
     inn(SYN | ACK, NOW + 1);
-    expect(nat.flows.state[f]).toBe(TCP_ESTABLISHED);
-    expect(nat.flows.deadline[f]).toBe(NOW + 1 + T.tcpEstablished);
+    expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + 1 + T.tcpEstablished);
     expect(sport(out(ACK | PSH, NOW + 2, data).out)).toBe(p);
     inn(ACK, NOW + 3, data);
     out(FIN | ACK, NOW + 4);
-    expect(nat.flows.state[f]).toBe(TCP_FIN_OUT);
+    expect(nat.flows.stateOf(f)).toBe(TCP_FIN_OUT);
     inn(FIN | ACK, NOW + 5);
-    expect(nat.flows.state[f]).toBe(TCP_CLOSING);
+    expect(nat.flows.stateOf(f)).toBe(TCP_CLOSING);
     out(ACK, NOW + 6);
-    expect(nat.flows.deadline[f]).toBe(NOW + 6 + T.tcpTransitory);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + 6 + T.tcpTransitory);
     expect(inUse(nat)).toEqual([1, 0, 0]);
     expect(nat.flows.count).toBe(1);
   });
@@ -310,8 +310,8 @@ describe('outbound from a shared session and the replies', () => {
     expectDelivered(rst, 1, INNER);
     expect(dport(rst.out)).toBe(40000);
     const f = nat.flows.lookupOuter(TCP, SHARED, p, REMOTE, 80);
-    expect(nat.flows.state[f]).toBe(TCP_CLOSED);
-    expect(nat.flows.deadline[f]).toBe(NOW + 1 + T.tcpClosed);
+    expect(nat.flows.stateOf(f)).toBe(TCP_CLOSED);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + 1 + T.tcpClosed);
     nat.expire(NOW + 1 + T.tcpClosed);
     expect(inUse(nat)).toEqual([1, 0, 0]);
     nat.expire(NOW + 2 + T.tcpClosed);
@@ -329,11 +329,11 @@ describe('outbound from a shared session and the replies', () => {
     const rr = send(nat, 2, tcpPacket(INNER, REMOTE2, { sport: 40001, dport: 443, flags: RST }), NOW + 31);
     expectTranslatedOut(rr, SHARED, REMOTE2);
     expect(sport(rr.out)).toBe(q);
-    expect(nat.flows.state[nat.flows.lookupOuter(TCP, SHARED, q, REMOTE2, 443)]).toBe(TCP_CLOSED);
+    expect(nat.flows.stateOf(nat.flows.lookupOuter(TCP, SHARED, q, REMOTE2, 443))).toBe(TCP_CLOSED);
     // A new SYN on the closed flow reuses it (and its port).
     const again = send(nat, 2, tcpPacket(INNER, REMOTE2, { sport: 40001, dport: 443, flags: SYN }), NOW + 32);
     expect(sport(again.out)).toBe(q);
-    expect(nat.flows.state[nat.flows.lookupOuter(TCP, SHARED, q, REMOTE2, 443)]).toBe(TCP_SYN_OUT);
+    expect(nat.flows.stateOf(nat.flows.lookupOuter(TCP, SHARED, q, REMOTE2, 443))).toBe(TCP_SYN_OUT);
     expect(inUse(nat)).toEqual([1, 0, 0]);
   });
 
@@ -359,7 +359,7 @@ describe('outbound from a shared session and the replies', () => {
     expect(tail(r.out)).toBe(tail(req));
     expect(inUse(nat)).toEqual([0, 0, 1]);
     const f = nat.flows.lookupOuter(ICMP, SHARED, id, REMOTE, 0);
-    expect(nat.flows.state[f]).toBe(ICMP_ACTIVE);
+    expect(nat.flows.stateOf(f)).toBe(ICMP_ACTIVE);
     const reply = recv(nat, echoPacket(REMOTE, SHARED, 0, id, 1, data));
     expectDelivered(reply, 1, INNER);
     expect(toHex(reply.out)).toBe(toHex(echoPacket(REMOTE, INNER, 0, 4242, 1, data)));
@@ -1048,8 +1048,8 @@ describe('churn: seeded random traffic against a model of mappings and flows', (
         for (const f of flows.values()) {
           const n = nat.flows.lookupInner(f.s, f.proto, INNER, f.ip, f.r, f.rp);
           const port = maps.get(mkey(f.s, f.proto, f.ip))!.port;
-          if (n === NO_FLOW || nat.flows.outerPort[n] !== port || nat.flows.deadline[n] !== f.deadline) {
-            problems.push(`${i}: flow ${fkey(f.s, f.proto, f.ip, f.r, f.rp)}: table ${n}, port ${n === NO_FLOW ? '-' : nat.flows.outerPort[n]} (${port}), deadline ${n === NO_FLOW ? '-' : nat.flows.deadline[n]} (${f.deadline})`);
+          if (n === NO_FLOW || nat.flows.outerPortOf(n) !== port || nat.flows.deadlineOf(n) !== f.deadline) {
+            problems.push(`${i}: flow ${fkey(f.s, f.proto, f.ip, f.r, f.rp)}: table ${n}, port ${n === NO_FLOW ? '-' : nat.flows.outerPortOf(n)} (${port}), deadline ${n === NO_FLOW ? '-' : nat.flows.deadlineOf(n)} (${f.deadline})`);
           }
         }
       }
@@ -1171,14 +1171,14 @@ describe('fuzz: random and mutated packets to the shared address never throw', (
     const portOwner = [new Map<number, string>(), new Map<number, string>(), new Map<number, string>()];
     let live = 0;
     for (let f = 0; f < t.capacity; f++) {
-      if (t.state[f] === 0) continue;
+      if (t.stateOf(f) === 0) continue;
       live++;
-      if (t.lookupInner(t.session[f]!, t.proto[f]!, t.innerAddr[f]!, t.innerPort[f]!, t.remoteAddr[f]!, t.remotePort[f]!) !== f) problems.push(`flow ${f}: not found from inside`);
-      if (t.lookupOuter(t.proto[f]!, t.outerAddr[f]!, t.outerPort[f]!, t.remoteAddr[f]!, t.remotePort[f]!) !== f) problems.push(`flow ${f}: not found from outside`);
-      if (t.outerAddr[f] !== SHARED) continue;
-      const slot = t.proto[f] === TCP ? 0 : t.proto[f] === UDP ? 1 : 2;
-      const key = `${t.session[f]}/${t.innerPort[f]}`;
-      const port = t.outerPort[f]!;
+      if (t.lookupInner(t.sessionOf(f), t.protoOf(f), t.innerAddrOf(f), t.innerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)) !== f) problems.push(`flow ${f}: not found from inside`);
+      if (t.lookupOuter(t.protoOf(f), t.outerAddrOf(f), t.outerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)) !== f) problems.push(`flow ${f}: not found from outside`);
+      if (t.outerAddrOf(f) !== SHARED) continue;
+      const slot = t.protoOf(f) === TCP ? 0 : t.protoOf(f) === UDP ? 1 : 2;
+      const key = `${t.sessionOf(f)}/${t.innerPortOf(f)}`;
+      const port = t.outerPortOf(f);
       if (mapping[slot]!.has(key) && mapping[slot]!.get(key) !== port) problems.push(`mapping ${slot}/${key}: ports ${mapping[slot]!.get(key)} and ${port}`);
       if (portOwner[slot]!.has(port) && portOwner[slot]!.get(port) !== key) problems.push(`port ${slot}/${port}: ${portOwner[slot]!.get(port)} and ${key}`);
       mapping[slot]!.set(key, port);
