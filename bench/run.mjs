@@ -849,7 +849,7 @@ function notes(info, ran) {
   }
   if (ran.micro) {
     out.push(
-      '- **Packet path**: `bench/packet-path.mjs`, one process per figure, no syscalls, one core, NAT mode: each UDP packet goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin. **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table\'s own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process\'s, measured in-process (filling a running gateway\'s table with a million flows would take minutes of packet generation in the lab, so it is not measured there).'
+      '- **Packet path**: `bench/packet-path.mjs`, one process per figure, no syscalls, one core, NAT mode: each UDP packet goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin; the flows are created in a shuffled order, so consecutive packets' flow records lie scattered over the table as real traffic's do (created in packet order they would be read sequentially, which the CPU's prefetchers make unrealistically cheap). **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table\'s own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process\'s, measured in-process (filling a running gateway\'s table with a million flows would take minutes of packet generation in the lab, so it is not measured there).'
     );
   }
   if (ran.scale) {

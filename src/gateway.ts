@@ -76,7 +76,7 @@ export type GatewayEvent =
     };
 
 const DEFAULT_DRAIN_MS = 3000;
-/** IPv4 flow table capacity unless --max-flows says otherwise (48 bytes a flow). */
+/** IPv4 flow table capacity unless --max-flows says otherwise (52 bytes a flow). */
 export const DEFAULT_MAX_FLOWS = 1 << 18;
 /** Most dataplane workers by default, however many CPUs there are. */
 export const MAX_DEFAULT_WORKERS = 4;

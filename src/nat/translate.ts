@@ -26,10 +26,12 @@ import {
   Tcp,
   Udp,
   read16,
+  read32,
   update16,
   update32,
   updatePartial32,
   write16,
+  write32,
 } from '../wire/index.js';
 import { PortAllocator, portSlot } from './ports.js';
 
@@ -37,6 +39,9 @@ import { PortAllocator, portSlot } from './ports.js';
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
 const IS_ERROR = 2;
+
+/** The fast path's answer for a packet it leaves, unchanged, to the general path. */
+const SLOW = -2;
 
 export interface NatOptions {
   /** Highest session id that will be added. */
@@ -58,6 +63,8 @@ export interface NatOptions {
    * translator does not lock: threads must serialize their calls into it.
    */
   memory?: NatMemory;
+  /** false: every packet takes the general path (for tests that hold the fast path to it). Default true. */
+  fastPath?: boolean;
 }
 
 /** What translators in several threads share: the flow tables and the shared address's ports. */
@@ -118,8 +125,10 @@ export class Nat {
   /** Ports of the quoted packet, set by quotedPorts(). */
   private qLocal = 0;
   private qRemote = 0;
+  private readonly fast: boolean;
 
   constructor(opts: NatOptions) {
+    this.fast = opts.fastPath ?? true;
     const mem = opts.memory;
     this.flows = mem ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows) : new FlowTable(opts.flowCapacity, opts.seed);
     this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
@@ -220,9 +229,15 @@ export class Nat {
    * session's id (hairpin: the packet is already translated for it), or DROP.
    */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
-    const c = this.counters;
-    c.fromSession++;
+    // Kept small so the compiler inlines the fast path into the caller's loop; the rest is a call away.
+    this.counters.fromSession++;
     this.csumAt = csumAt;
+    const fast = this.fast ? this.fastFromSession(id, buf, off, len, now) : SLOW;
+    return fast !== SLOW ? fast : this.slowFromSession(id, buf, off, len, now, csumAt);
+  }
+
+  private slowFromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
+    const c = this.counters;
     const ip = this.ip;
     if (len < 1) return this.malformed();
     const version = buf[off]! >>> 4;
@@ -282,9 +297,14 @@ export class Nat {
    * belongs to no session's flow: it goes back to the uplink's own stack.
    */
   fromUplink(buf: Uint8Array, off: number, len: number, now: number, csumAt = this.csumAt): number {
-    const c = this.counters;
-    c.fromUplink++;
+    this.counters.fromUplink++;
     this.csumAt = csumAt;
+    const fast = this.fast ? this.fastFromUplink(buf, off, len, now) : SLOW;
+    return fast !== SLOW ? fast : this.slowFromUplink(buf, off, len, now, csumAt);
+  }
+
+  private slowFromUplink(buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
+    const c = this.counters;
     const ip = this.ip;
     if (len < 1) return this.malformed();
     const version = buf[off]! >>> 4;
@@ -332,6 +352,89 @@ export class Nat {
     }
     if (f !== NO_FLOW && this.flows.innerPortOf(f) !== this.key.localPort) this.setLocalPort(proto, false, this.flows.innerPortOf(f));
     return id;
+  }
+
+  // The fast path: the common packet in one pass over its bytes, without the
+  // header views. It takes an IPv4 TCP or UDP packet with a 20-byte header,
+  // not a fragment, well formed as the general path checks it, of a flow that
+  // exists, to or from a session with a VIP of its own (address or NAT mode),
+  // not hairpinned; and gives the same result, counters and flow state as the
+  // general path would. Anything else gets SLOW, with nothing changed, and
+  // takes the general path.
+
+  /** The TCP flags (0 for UDP) of a packet the fast path can take, or -1. */
+  private fastCheck(buf: Uint8Array, off: number, len: number): number {
+    if (len < 28 || buf[off] !== 0x45) return -1;
+    const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+    // Not a fragment: no More Fragments flag, offset 0.
+    if (total > len || (buf[off + 6]! & 0x3f) !== 0 || buf[off + 7] !== 0) return -1;
+    const p = off + 20;
+    const plen = total - 20;
+    const proto = buf[off + 9];
+    if (proto === PROTO_TCP) {
+      if (plen < 20) return -1;
+      const hlen = (buf[p + 12]! >>> 4) << 2;
+      return hlen < 20 || hlen > plen ? -1 : buf[p + 13]!;
+    }
+    if (proto === PROTO_UDP) {
+      if (plen < 8) return -1;
+      const ulen = (buf[p + 4]! << 8) | buf[p + 5]!;
+      return ulen < 8 || ulen > plen ? -1 : 0;
+    }
+    return -1;
+  }
+
+  private fastFromSession(id: number, buf: Uint8Array, off: number, len: number, now: number): number {
+    const flags = this.fastCheck(buf, off, len);
+    if (flags < 0 || !this.active[id] || this.sharedSession[id]) return SLOW;
+    const inner = read32(buf, off + 12);
+    const remote = read32(buf, off + 16);
+    if (inner !== this.innerOf[id] || this.byVip.get(remote) !== NO_SESSION || (remote === this.sharedAddr && this.ports !== null)) return SLOW;
+    const proto = buf[off + 9]!;
+    const ports = (read16(buf, off + 20) << 16) | read16(buf, off + 22);
+    const flows = this.flows;
+    const f = flows.findInner(flows.innerHash(id, proto, inner, remote, ports), id, proto, inner, remote, ports);
+    if (f === NO_FLOW) return SLOW;
+    advance(flows, f, proto, flags, true, now, this.timeouts);
+    const outer = this.vipOf[id]!;
+    if (inner !== outer) this.fastRewrite(buf, off, 12, proto, inner, outer);
+    return TO_UPLINK;
+  }
+
+  private fastFromUplink(buf: Uint8Array, off: number, len: number, now: number): number {
+    const flags = this.fastCheck(buf, off, len);
+    if (flags < 0) return SLOW;
+    const outer = read32(buf, off + 16);
+    const id = this.byVip.get(outer);
+    if (id === NO_SESSION) return SLOW;
+    const remote = read32(buf, off + 12);
+    const proto = buf[off + 9]!;
+    const lport = read16(buf, off + 22);
+    const ports = (lport << 16) | read16(buf, off + 20);
+    const flows = this.flows;
+    const f = flows.findOuter(flows.outerHash(proto, outer, remote, ports), proto, outer, remote, ports);
+    if (f === NO_FLOW || flows.innerPortOf(f) !== lport) return SLOW;
+    advance(flows, f, proto, flags, false, now, this.timeouts);
+    const inner = this.innerOf[id]!;
+    if (inner !== outer) this.fastRewrite(buf, off, 16, proto, outer, inner);
+    return id;
+  }
+
+  /** Rewrites the address at buf[off + at] (12: source, 16: destination) from `from` to `to`, with every checksum over it. */
+  private fastRewrite(buf: Uint8Array, off: number, at: number, proto: number, from: number, to: number): void {
+    write16(buf, off + 10, update32(read16(buf, off + 10), from, to));
+    write32(buf, off + at, to);
+    const partial = this.csumAt;
+    if (partial >= 0) {
+      write16(buf, partial, updatePartial32(read16(buf, partial), from, to));
+    } else if (proto === PROTO_TCP) {
+      write16(buf, off + 36, update32(read16(buf, off + 36), from, to));
+    } else {
+      const c = read16(buf, off + 26);
+      if (c === 0) return; // no UDP checksum
+      const n = update32(c, from, to);
+      write16(buf, off + 26, n === 0 ? 0xffff : n);
+    }
   }
 
   /** Creates a session's flow with a remote; a shared session's gets an outer port of its own. */
