@@ -170,7 +170,7 @@ export abstract class FlowTableBase {
     const size = bucketCount(capacity);
     this.words = words;
     this.stride = strideFor(words);
-    // Records first: the buffer starts page-aligned, so every record is aligned to its size.
+    // Records first, then the buckets, the free stack and the counters.
     this.rec = take(Int32Array, capacity * this.stride, 4);
     this.addr = new Uint32Array(buf, 0, capacity * this.stride);
     this.buckets = take(Int32Array, size, 4);
