@@ -351,13 +351,13 @@ export class FlowTable extends FlowTableBase {
   }
 
   innerAddrOf(f: number): number {
-    return this.addr[f * 8 + R_ADDR]!;
+    return this.addr[this.innerAt(f)]!;
   }
   outerAddrOf(f: number): number {
-    return this.addr[f * 8 + R_ADDR + 1]!;
+    return this.addr[this.outerAt(f)]!;
   }
   remoteAddrOf(f: number): number {
-    return this.addr[f * 8 + R_ADDR + 2]!;
+    return this.addr[this.remoteAt(f)]!;
   }
 
   /** The hash of a packet from session `session`: `ports` is portsWord(inner port, remote port). */
@@ -463,10 +463,9 @@ export class FlowTable extends FlowTableBase {
   ): number {
     const f = this.alloc(session, proto, innerPort, outerPort, remotePort, state, deadline);
     if (f === NO_FLOW) return NO_FLOW;
-    const a = f * 8 + R_ADDR;
-    this.addr[a] = innerAddr;
-    this.addr[a + 1] = outerAddr;
-    this.addr[a + 2] = remoteAddr;
+    this.addr[this.innerAt(f)] = innerAddr;
+    this.addr[this.outerAt(f)] = outerAddr;
+    this.addr[this.remoteAt(f)] = remoteAddr;
     this.place(this.innerHash(session, proto, innerAddr, remoteAddr, portsWord(innerPort, remotePort)), f, SIDE_INNER);
     this.place(this.outerHash(proto, outerAddr, remoteAddr, portsWord(outerPort, remotePort)), f, SIDE_OUTER);
     return f;

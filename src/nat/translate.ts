@@ -10,7 +10,7 @@
 //
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
 
-import { FlowTable, FlowTable6, NO_FLOW, randomSeed } from './flows.js';
+import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import { Nat6 } from './translate6.js';
@@ -391,7 +391,7 @@ export class Nat {
     const remote = read32(buf, off + 16);
     if (inner !== this.innerOf[id] || this.byVip.get(remote) !== NO_SESSION || (remote === this.sharedAddr && this.ports !== null)) return SLOW;
     const proto = buf[off + 9]!;
-    const ports = (read16(buf, off + 20) << 16) | read16(buf, off + 22);
+    const ports = portsWord(read16(buf, off + 20), read16(buf, off + 22));
     const flows = this.flows;
     const f = flows.findInner(flows.innerHash(id, proto, inner, remote, ports), id, proto, inner, remote, ports);
     if (f === NO_FLOW) return SLOW;
@@ -410,7 +410,7 @@ export class Nat {
     const remote = read32(buf, off + 12);
     const proto = buf[off + 9]!;
     const lport = read16(buf, off + 22);
-    const ports = (lport << 16) | read16(buf, off + 20);
+    const ports = portsWord(lport, read16(buf, off + 20));
     const flows = this.flows;
     const f = flows.findOuter(flows.outerHash(proto, outer, remote, ports), proto, outer, remote, ports);
     if (f === NO_FLOW || flows.innerPortOf(f) !== lport) return SLOW;
