@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build test test-unit test-integration demo bench clean
+.PHONY: setup build check lint format test test-unit test-integration demo bench clean
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -14,8 +14,20 @@ node_modules/.installed: package.json package-lock.json
 build: node_modules/.installed
 	npx tsc -p tsconfig.json
 
-test: setup build
+# Without root, in under a minute: types of src, tests and bench, lint (with the layer rules), format, unit tests.
+check: node_modules/.installed
 	npx tsc -p tsconfig.test.json
+	npx eslint --max-warnings 0 .
+	npx prettier --check --log-level warn .
+	npx vitest run --project unit
+
+lint: node_modules/.installed
+	npx eslint --fix .
+
+format: node_modules/.installed
+	npx prettier --write --log-level warn .
+
+test: check setup build
 	@rm -f test-results.json
 	npx vitest run --reporter=default --reporter=json --outputFile.json=test-results.json; \
 	  status=$$?; [ -f test-results.json ] && node scripts/test-summary.mjs test-results.json; exit $$status

@@ -58,13 +58,34 @@ function parseArgs(argv) {
     const a = argv[i];
     const next = () => argv[++i];
     if (a === '--quick') o.quick = true;
-    else if (a === '--only') (o.only = list(next(), ALL_ONLY, '--only')), (o.partial = true);
-    else if (a === '--paths') (o.paths = list(next(), ALL_PATHS, '--paths')), (o.partial = true);
-    else if (a === '--mtu') (o.mtus = list(next(), ['1500', '65520'], '--mtu').map(Number)), (o.partial = true);
-    else if (a === '--seconds') (o.seconds = positive(next(), '--seconds')), (secondsSet = true);
-    else if (a === '--repeat') (o.repeat = positive(next(), '--repeat')), (repeatSet = true);
-    else if (a === '--scale-sessions') (o.scaleSessions = positive(next(), '--scale-sessions')), (scaleSet = true);
-    else if (a === '--workers') (o.workers = positive(next(), '--workers')), (o.partial = true);
+    else if (a === '--only') {
+      o.only = list(next(), ALL_ONLY, '--only');
+      o.partial = true;
+    }
+    else if (a === '--paths') {
+      o.paths = list(next(), ALL_PATHS, '--paths');
+      o.partial = true;
+    }
+    else if (a === '--mtu') {
+      o.mtus = list(next(), ['1500', '65520'], '--mtu').map(Number);
+      o.partial = true;
+    }
+    else if (a === '--seconds') {
+      o.seconds = positive(next(), '--seconds');
+      secondsSet = true;
+    }
+    else if (a === '--repeat') {
+      o.repeat = positive(next(), '--repeat');
+      repeatSet = true;
+    }
+    else if (a === '--scale-sessions') {
+      o.scaleSessions = positive(next(), '--scale-sessions');
+      scaleSet = true;
+    }
+    else if (a === '--workers') {
+      o.workers = positive(next(), '--workers');
+      o.partial = true;
+    }
     else if (a === '--save') o.save = true;
     else if (a === '--no-save') o.save = false;
     else if (a === '-h' || a === '--help') usage(null);
@@ -326,7 +347,9 @@ function iperfError(r) {
   try {
     const j = JSON.parse(r.stdout);
     if (j.error) return j.error;
-  } catch {}
+  } catch {
+    // not JSON
+  }
   return (r.stderr.trim() || r.stdout.trim().slice(0, 200) || `exit ${r.code}${r.timedOut ? ' (timed out)' : ''}`).split('\n')[0];
 }
 
@@ -374,7 +397,9 @@ function nginxWorkers() {
     try {
       const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === master) out.push(Number(d));
-    } catch {}
+    } catch {
+    // not JSON
+  }
   }
   return out;
 }
@@ -680,7 +705,9 @@ function treeRss(pid, exclude) {
       const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
       if (!kids.has(ppid)) kids.set(ppid, []);
       kids.get(ppid).push(Number(d));
-    } catch {}
+    } catch {
+    // not JSON
+  }
   }
   let total = 0, procs = 0;
   const todo = [pid];
@@ -691,7 +718,9 @@ function treeRss(pid, exclude) {
       const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
       if (m) total += Number(m[1]) * 1024;
       procs++;
-    } catch {}
+    } catch {
+    // not JSON
+  }
     todo.push(...(kids.get(p) ?? []));
   }
   return { bytes: total, processes: procs };

@@ -24,6 +24,7 @@ import { NO_VIP_MESSAGE, parseAddress, parseRanges, VipPool, PoolError } from '.
 import { primaryVip, Session, sweepStale, TXQUEUELEN } from './session/index.js';
 
 export { PoolError, NO_VIP_MESSAGE, MAX_SESSION_ID, parseRanges } from './pool/index.js';
+export type { DataplaneStats } from './dataplane/index.js';
 
 export const UPLINK_NAME = 'vipnat0';
 
@@ -72,7 +73,8 @@ export type GatewayEvent =
       failed: number;
       exitCode: number;
       durationMs: number;
-      dataplane: DataplaneStats;
+      /** Null when the dataplane could not report (it failed). */
+      dataplane: DataplaneStats | null;
     };
 
 const DEFAULT_DRAIN_MS = 3000;
@@ -326,8 +328,8 @@ export async function run(opts: RunOptions): Promise<number> {
   };
 
   // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
-  const offload = process.env.VIPNAT_OFFLOAD !== '0';
-  let dpStats: DataplaneStats = {};
+  const offload = process.env['VIPNAT_OFFLOAD'] !== '0';
+  let dpStats: DataplaneStats | null = null;
   const preparing: Promise<Prepared>[] = [];
   let shared: { address: string; portLo: number; portHi: number } | null = null;
   try {
@@ -464,7 +466,7 @@ export async function run(opts: RunOptions): Promise<number> {
       await endSession(s).catch(() => undefined);
     }
     if (dataplane) {
-      dpStats = await dataplane.stop().catch(() => ({}));
+      dpStats = await dataplane.stop().catch(() => null);
     }
     await uplink.close(dataplane !== null);
     if (!etcNetnsWasThere) removeEtcNetnsIfEmpty();

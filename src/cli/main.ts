@@ -49,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const err = e as Error;
     process.stderr.write(`vipnat: internal error: ${err.message}\n`);
-    if (process.env.VIPNAT_DEBUG) process.stderr.write(`${err.stack}\n`);
+    if (process.env['VIPNAT_DEBUG']) process.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }

@@ -1,8 +1,20 @@
 // How gateway events are shown: one readable line each, or one JSON object per line.
-import type { GatewayEvent } from '../gateway.js';
+import type { DataplaneStats, GatewayEvent } from '../gateway.js';
+
+/**
+ * The dataplane's counters as `--json` shows them: one flat object of numbers,
+ * each worker's packets as `workerKPackets` (empty when the dataplane failed).
+ */
+export function statsJson(d: DataplaneStats | null): Record<string, number> {
+  if (!d) return {};
+  const { workerPackets, ...rest } = d;
+  const out: Record<string, number> = { ...rest };
+  workerPackets.forEach((n, k) => (out[`worker${k}Packets`] = n));
+  return out;
+}
 
 export function formatEvent(e: GatewayEvent, json: boolean): string {
-  if (json) return JSON.stringify(e);
+  if (json) return JSON.stringify(e.event === 'summary' ? { ...e, dataplane: statsJson(e.dataplane) } : e);
   switch (e.event) {
     case 'session':
       return e.shared
@@ -16,11 +28,10 @@ export function formatEvent(e: GatewayEvent, json: boolean): string {
       return `vipnat: ${e.signal}: stopping every session`;
     case 'summary': {
       const d = e.dataplane;
-      const n = (k: string): number => d[k] ?? 0;
       return (
         `summary: ${e.sessions} session${e.sessions === 1 ? '' : 's'} asked, ${e.started} started, ` +
         `${e.noVip} without a VIP, ${e.failed} failed; ` +
-        `packets out ${n('toUplink')} in ${n('toSession')} dropped ${n('dropped')}; ` +
+        `packets out ${d?.toUplink ?? 0} in ${d?.toSession ?? 0} dropped ${d?.dropped ?? 0}; ` +
         `exit status ${e.exitCode}`
       );
     }

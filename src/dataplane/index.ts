@@ -3,11 +3,11 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { natMemory } from '../nat/index.js';
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } from '../linux/index.js';
 import { Mutex } from './lock.js';
-import type { DataplaneStats, FromWorker, SessionAddresses, ToWorker, WorkerInit } from './protocol.js';
+import { GAUGES, type DataplaneStats, type FromWorker, type SessionAddresses, type ToWorker, type WorkerInit, type WorkerStats } from './protocol.js';
 
 export { Forwarder, ForwarderCounters, NO_LOCK, type Device, type Lock } from './forwarder.js';
 export { Mutex } from './lock.js';
-export type { DataplaneStats, SessionAddresses } from './protocol.js';
+export type { DataplaneGauges, DataplaneStats, SessionAddresses, WorkerStats } from './protocol.js';
 
 export interface DataplaneOptions {
   /**
@@ -21,10 +21,7 @@ export interface DataplaneOptions {
   shared: { address: number; portLo: number; portHi: number } | null;
 }
 
-/** Counters that are a state of the whole dataplane, not a sum over its workers. */
-const GAUGES = new Set(['flows', 'flowCapacity', 'sharedPortsInUse', 'sessions']);
-
-type Pending = { resolve: (s: DataplaneStats | undefined) => void; reject: (e: Error) => void };
+type Pending = { resolve: (s: WorkerStats | undefined) => void; reject: (e: Error) => void };
 
 // Distributive, so each variant of the union keeps its own fields.
 type Command = ToWorker extends infer T ? (T extends { seq: number } ? Omit<T, 'seq'> : never) : never;
@@ -148,22 +145,22 @@ export class Dataplane {
   }
 
   /** Counters summed over the workers (gauges such as `flows` are the dataplane's, taken once). */
-  async stats(): Promise<DataplaneStats> {
+  async stats(): Promise<DataplaneStats | null> {
     return merge(await Promise.all(this.handles.map((h) => this.call(h, { op: 'stats' }))));
   }
 
-  /** Stops the loops, closes every fd they own, and returns the final counters. */
-  async stop(): Promise<DataplaneStats> {
-    if (this.stopped) return {};
+  /** Stops the loops, closes every fd they own, and returns the final counters (null if the workers could not say). */
+  async stop(): Promise<DataplaneStats | null> {
+    if (this.stopped) return null;
     // From here the workers' exits are expected, whichever of their exit and
     // their last message arrives first.
     this.stopped = true;
-    let result: DataplaneStats = {};
+    let result: DataplaneStats | null = null;
     if (!this.failure) {
       let timer: NodeJS.Timeout | undefined;
-      const giveUp = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 3000)));
+      const giveUp = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 3000)));
       const all = Promise.all(this.handles.map((h) => this.call(h, { op: 'stop' }))).then(merge);
-      result = (await Promise.race([all, giveUp]).catch(() => undefined)) ?? {};
+      result = (await Promise.race([all, giveUp]).catch(() => null)) ?? null;
       clearTimeout(timer);
     }
     for (const h of this.handles) h.port.close();
@@ -172,12 +169,12 @@ export class Dataplane {
     return result;
   }
 
-  private call(h: Handle, cmd: Command): Promise<DataplaneStats | undefined> {
+  private call(h: Handle, cmd: Command): Promise<WorkerStats | undefined> {
     if (this.failure) return Promise.reject(this.failure);
     const seq = ++h.seq;
     return new Promise((resolve, reject) => {
       h.pending.set(seq, { resolve, reject });
-      h.port.postMessage({ ...cmd, seq } as ToWorker);
+      h.port.postMessage({ ...cmd, seq });
       // Wake the worker out of epoll_wait to read the message.
       if (write(h.wakeFd, this.one, 8) !== 8) {
         h.pending.delete(seq);
@@ -214,19 +211,17 @@ export class Dataplane {
 }
 
 /**
- * Sums the workers' counters; gauges come from the first worker. Adds
- * `workers` and, per worker k, `workerKPackets` (packets it forwarded), which
- * show how the kernel spread the flows over the queues.
+ * Sums the workers' counters; gauges come from the first worker. Null unless
+ * every worker answered.
  */
-function merge(parts: (DataplaneStats | undefined)[]): DataplaneStats {
-  const out: DataplaneStats = { workers: parts.length };
-  parts.forEach((p, k) => {
-    if (!p) return;
-    for (const [name, v] of Object.entries(p)) {
-      if (GAUGES.has(name)) out[name] ??= v;
-      else out[name] = (out[name] ?? 0) + v;
-    }
-    out[`worker${k}Packets`] = (p.toUplink ?? 0) + (p.toSession ?? 0) + (p.reflected ?? 0);
-  });
+function merge(parts: (WorkerStats | undefined)[]): DataplaneStats | null {
+  const first = parts[0];
+  if (!first || parts.some((p) => p === undefined)) return null;
+  const all = parts as WorkerStats[];
+  const out = { ...first, workers: all.length, workerPackets: all.map((p) => p.toUplink + p.toSession + p.reflected) };
+  const gauges = new Set<string>(GAUGES);
+  for (const name of Object.keys(first) as (keyof WorkerStats)[]) {
+    if (!gauges.has(name)) out[name] = all.reduce((sum, p) => sum + p[name], 0);
+  }
   return out;
 }

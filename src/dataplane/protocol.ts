@@ -1,5 +1,6 @@
 // Messages between the gateway (main thread) and the dataplane workers.
-import type { NatMemory } from '../nat/index.js';
+import type { NatCounters, NatMemory } from '../nat/index.js';
+import type { ForwarderCounters } from './forwarder.js';
 
 export interface WorkerInit {
   /** This worker's number, 0-based; worker 0 also expires flows. */
@@ -42,12 +43,35 @@ export type ToWorker =
   | { op: 'stats'; seq: number }
   | { op: 'stop'; seq: number };
 
-export interface DataplaneStats {
-  [counter: string]: number;
+/** The names of a class's number fields: what its counters are called. */
+type CounterNames<T> = { [K in keyof T]: T[K] extends number ? K : never }[keyof T];
+
+/** What the dataplane gauges (a state of the whole dataplane, not a sum over its workers). */
+export interface DataplaneGauges {
+  /** Live flows, both families. */
+  flows: number;
+  flowCapacity: number;
+  /** Outer ports of the shared address in use, all protocols. */
+  sharedPortsInUse: number;
+  /** Sessions attached. */
+  sessions: number;
 }
+
+/** One worker's counters: the translator's, the forwarder's and its own, and the gauges. */
+export type WorkerStats = Record<CounterNames<NatCounters> | CounterNames<ForwarderCounters> | 'readErrors', number> & DataplaneGauges;
+
+/** The whole dataplane's: counters summed over the workers, gauges taken once, and each worker's packets. */
+export type DataplaneStats = WorkerStats & {
+  workers: number;
+  /** Packets each worker forwarded, by worker number: how the kernel spread the flows over the queues. */
+  workerPackets: number[];
+};
+
+/** The names of the gauges, which merging takes from one worker instead of summing. */
+export const GAUGES: readonly (keyof DataplaneGauges)[] = ['flows', 'flowCapacity', 'sharedPortsInUse', 'sessions'];
 
 export type FromWorker =
   | { op: 'ready' }
-  | { op: 'ack'; seq: number; stats?: DataplaneStats }
+  | { op: 'ack'; seq: number; stats?: WorkerStats }
   | { op: 'error'; seq: number; message: string }
   | { op: 'fatal'; message: string };

@@ -21,7 +21,7 @@ import {
 } from '../linux/index.js';
 import { Forwarder, NO_LOCK, type Device } from './forwarder.js';
 import { Mutex } from './lock.js';
-import type { DataplaneStats, FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, ToWorker, WorkerInit, WorkerStats } from './protocol.js';
 
 /** Larger than any packet (a 64 KiB TSO segment plus its virtio header), so a read never truncates. */
 const BUFFER_SIZE = 65536 + 256;
@@ -73,7 +73,7 @@ function main(port: MessagePort, init: WorkerInit): void {
   let lastExpire = 0;
   const expireBudget = Math.max(4096, Math.ceil(init.flowCapacity / 8));
 
-  const stats = (): DataplaneStats => ({
+  const stats = (): WorkerStats => ({
     ...nat.counters,
     ...fwd.counters,
     flows: nat.flowCount,

@@ -13,7 +13,7 @@ export class IpError extends Error {
 /** Finds an executable in PATH, or returns null. */
 export function which(cmd: string): string | null {
   if (cmd.includes('/')) return isExecutable(cmd) ? cmd : null;
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
     if (!dir) continue;
     const p = join(dir, cmd);
     if (isExecutable(p)) return p;

@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { DataplaneStats } from '../../src/dataplane/index.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const VIPNAT = `${ROOT}bin/vipnat`;
@@ -201,10 +202,13 @@ export async function retry<T>(fn: () => T, timeoutMs = 10_000): Promise<T> {
   }
 }
 
+/** The summary's dataplane counters as --json prints them: named counters, and `workerKPackets` per worker. */
+export type SummaryStats = Omit<DataplaneStats, 'workerPackets'> & { [perWorker: `worker${number}Packets`]: number };
+
 export interface Summary {
   event: 'summary';
   exitCode: number;
-  dataplane: Record<string, number>;
+  dataplane: SummaryStats;
 }
 
 export interface SessionEvent {

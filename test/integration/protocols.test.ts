@@ -32,7 +32,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
   it('lets the session kernel refuse an inbound SYN to a port nobody listens on', async () => {
     lab = Lab.up();
     const run = vipnat(['--', 'sleep', '3']);
-    const [, vip] = (await run.waitFor(/"vip":"([0-9.]+)"/)) as RegExpMatchArray;
+    const [, vip] = (await run.waitFor(/"vip":"([0-9.]+)"/));
     const r = lab.exec(lab.be, ['socat', '-t', '5', '-T', '2', '-', `TCP:${vip}:4444,connect-timeout=2`], '');
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/Connection refused/); // a RST, not a timeout

@@ -26,7 +26,7 @@ function setup(): { fw: Forwarder; nat: Nat; uplink: MemDevice; dev: MemDevice[]
   const dev: MemDevice[] = [];
   for (const k of [1, 2, 3]) {
     dev[k] = new MemDevice();
-    fw.attach(k, dev[k]!, INNER, VIP(k));
+    fw.attach(k, dev[k], INNER, VIP(k));
   }
   return { fw, nat, uplink, dev };
 }

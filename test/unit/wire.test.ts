@@ -344,7 +344,7 @@ describe('IPv4 options (IHL > 5)', () => {
       const last = 20 + words * 4 - 1; // last header byte
       p[last] = p[last]! ^ 1;
       expect(ip.verifyChecksum()).toBe(false);
-      p[last] = p[last]! ^ 1;
+      p[last] = p[last] ^ 1;
       const a = rng.u32();
       ip.setSrc(a);
       expect(ipHeaderOk(p)).toBe(true);
