@@ -42,7 +42,10 @@ function layerRules(room) {
       message: `${room} may use ${pkgs.length ? pkgs.join(', ') : 'no outside packages'}${nodeOk ? ' and node: modules' : ' and no node: modules'} (DESIGN.md).`,
     },
   ];
-  return { files: [`src/${room}/**/*.ts`, ...(room === 'gateway' ? ['src/gateway.ts'] : [])], rules: { 'no-restricted-imports': ['error', { patterns }] } };
+  return {
+    files: [`src/${room}/**/*.ts`, ...(room === 'gateway' ? ['src/gateway.ts'] : [])],
+    rules: { 'no-restricted-imports': ['error', { patterns }] },
+  };
 }
 
 export default tseslint.config(
@@ -53,7 +56,18 @@ export default tseslint.config(
     languageOptions: {
       // tsconfig.test.json covers src, test and bench: one program for the type-aware rules.
       parserOptions: { project: ['./tsconfig.test.json'], tsconfigRootDir: import.meta.dirname },
-      globals: { performance: 'readonly', process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly' },
+      globals: {
+        performance: 'readonly',
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        setImmediate: 'readonly',
+        URL: 'readonly',
+      },
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',

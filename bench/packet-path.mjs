@@ -65,7 +65,8 @@ function swap(b, o) {
     b[o + k] = b[o + k + 4];
     b[o + k + 4] = t;
   }
-  const s0 = b[o + 20], s1 = b[o + 21];
+  const s0 = b[o + 20],
+    s1 = b[o + 21];
   b[o + 20] = b[o + 22];
   b[o + 21] = b[o + 23];
   b[o + 22] = s0;
@@ -134,7 +135,17 @@ function lookup() {
     n += 2 * flows;
   } while (performance.now() < end);
   const secs = (performance.now() - t0) / 1000;
-  return { mode, flows, capacity, packets: n, seconds: +secs.toFixed(2), pps: Math.round(n / secs), mpps: +(n / secs / 1e6).toFixed(2), bytesPerFlow: nat.flows.bytesPerFlow(), rssBytes: rss() };
+  return {
+    mode,
+    flows,
+    capacity,
+    packets: n,
+    seconds: +secs.toFixed(2),
+    pps: Math.round(n / secs),
+    mpps: +(n / secs / 1e6).toFixed(2),
+    bytesPerFlow: nat.flows.bytesPerFlow(),
+    rssBytes: rss(),
+  };
 }
 
 function create() {
@@ -154,7 +165,8 @@ function create() {
     const t0 = performance.now();
     for (let i = 0; i < flows; i++) {
       w32(b, 12, INNER); // the previous SYN left with the VIP as its source
-      const sp = sportOf(i), dp = dportOf(i);
+      const sp = sportOf(i),
+        dp = dportOf(i);
       b[20] = sp >> 8;
       b[21] = sp & 0xff;
       b[22] = dp >> 8;
@@ -180,7 +192,8 @@ function memory() {
   b[25] = UDP_LEN - 20;
   for (let i = 0; i < flows; i++) {
     w32(b, 12, INNER);
-    const sp = sportOf(i), dp = dportOf(i);
+    const sp = sportOf(i),
+      dp = dportOf(i);
     b[20] = sp >> 8;
     b[21] = sp & 0xff;
     b[22] = dp >> 8;

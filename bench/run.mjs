@@ -46,10 +46,25 @@ const ALL_ONLY = ['tcp', 'rr', 'conn', 'udp', 'micro', 'scale'];
 // ---------------------------------------------------------------- options
 
 function parseArgs(argv) {
-  const o = { quick: false, only: [...ALL_ONLY], paths: [...ALL_PATHS], mtus: [1500, 65520], seconds: 5, repeat: 2, scaleSessions: 1000, workers: null, save: null, partial: false };
-  let secondsSet = false, scaleSet = false, repeatSet = false;
+  const o = {
+    quick: false,
+    only: [...ALL_ONLY],
+    paths: [...ALL_PATHS],
+    mtus: [1500, 65520],
+    seconds: 5,
+    repeat: 2,
+    scaleSessions: 1000,
+    workers: null,
+    save: null,
+    partial: false,
+  };
+  let secondsSet = false,
+    scaleSet = false,
+    repeatSet = false;
   const list = (v, allowed, flag) => {
-    const xs = String(v ?? '').split(',').filter(Boolean);
+    const xs = String(v ?? '')
+      .split(',')
+      .filter(Boolean);
     for (const x of xs) if (!allowed.includes(x)) usage(`${flag} ${v}: "${x}" is not one of ${allowed.join(', ')}`);
     if (xs.length === 0) usage(`${flag} needs a value`);
     return xs;
@@ -61,32 +76,25 @@ function parseArgs(argv) {
     else if (a === '--only') {
       o.only = list(next(), ALL_ONLY, '--only');
       o.partial = true;
-    }
-    else if (a === '--paths') {
+    } else if (a === '--paths') {
       o.paths = list(next(), ALL_PATHS, '--paths');
       o.partial = true;
-    }
-    else if (a === '--mtu') {
+    } else if (a === '--mtu') {
       o.mtus = list(next(), ['1500', '65520'], '--mtu').map(Number);
       o.partial = true;
-    }
-    else if (a === '--seconds') {
+    } else if (a === '--seconds') {
       o.seconds = positive(next(), '--seconds');
       secondsSet = true;
-    }
-    else if (a === '--repeat') {
+    } else if (a === '--repeat') {
       o.repeat = positive(next(), '--repeat');
       repeatSet = true;
-    }
-    else if (a === '--scale-sessions') {
+    } else if (a === '--scale-sessions') {
       o.scaleSessions = positive(next(), '--scale-sessions');
       scaleSet = true;
-    }
-    else if (a === '--workers') {
+    } else if (a === '--workers') {
       o.workers = positive(next(), '--workers');
       o.partial = true;
-    }
-    else if (a === '--save') o.save = true;
+    } else if (a === '--save') o.save = true;
     else if (a === '--no-save') o.save = false;
     else if (a === '-h' || a === '--help') usage(null);
     else usage(`unknown argument ${a}`);
@@ -108,7 +116,18 @@ function positive(v, flag) {
 }
 
 function usage(err) {
-  const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('// Usage') || l.startsWith('//    ') || l.startsWith('// --repeat') || l.startsWith('// --workers') || l.startsWith('// A full') || l.startsWith('// or --quick'));
+  const text = fs
+    .readFileSync(fileURLToPath(import.meta.url), 'utf8')
+    .split('\n')
+    .filter(
+      (l) =>
+        l.startsWith('// Usage') ||
+        l.startsWith('//    ') ||
+        l.startsWith('// --repeat') ||
+        l.startsWith('// --workers') ||
+        l.startsWith('// A full') ||
+        l.startsWith('// or --quick'),
+    );
   const out = text.map((l) => l.replace(/^\/\/ ?/, '')).join('\n');
   if (err) {
     process.stderr.write(`bench: ${err}\n${out}\n`);
@@ -215,7 +234,11 @@ function cleanup() {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 }
 
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+]) {
   process.on(sig, () => {
     log(`\nbench: ${sig}: stopping and cleaning up`);
     cleanup();
@@ -242,7 +265,11 @@ function fmtRatio(a, b) {
 
 function fmtBytes(n) {
   if (n == null) return '—';
-  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
+  return n >= 1 << 30
+    ? `${(n / (1 << 30)).toFixed(2)} GiB`
+    : n >= 1 << 20
+      ? `${(n / (1 << 20)).toFixed(1)} MiB`
+      : `${(n / 1024).toFixed(0)} KiB`;
 }
 
 function pad(s, n) {
@@ -303,7 +330,8 @@ function verdict(m) {
     }
     return true;
   };
-  const a = meets('address'), n = meets('nat');
+  const a = meets('address'),
+    n = meets('nat');
   if (a === null && n === null) return { text: 'n/a', met: null };
   if (a !== false && n !== false) return { text: a === null || n === null ? 'met (one mode measured)' : 'met', met: true };
   if (a === true) return { text: 'address only', met: false };
@@ -355,13 +383,18 @@ function iperfError(r) {
 
 async function tcpBulk(ns, dir, streams) {
   const omit = opts.seconds >= 4 ? 1 : 0;
-  const r = await nsRun(ns, iperfArgs(['-t', String(opts.seconds), '-O', String(omit), '-P', String(streams), ...(dir === 'down' ? ['-R'] : [])]), (opts.seconds + omit + 30) * 1000);
+  const r = await nsRun(
+    ns,
+    iperfArgs(['-t', String(opts.seconds), '-O', String(omit), '-P', String(streams), ...(dir === 'down' ? ['-R'] : [])]),
+    (opts.seconds + omit + 30) * 1000,
+  );
   if (r.code !== 0) {
     await restartIperf();
     return { value: null, detail: { error: iperfError(r) } };
   }
   const j = JSON.parse(r.stdout);
-  const recv = j.end.sum_received, sent = j.end.sum_sent;
+  const recv = j.end.sum_received,
+    sent = j.end.sum_sent;
   return { value: recv.bits_per_second / 1e9, detail: { seconds: +recv.seconds.toFixed(2), retransmits: sent.retransmits ?? null } };
 }
 
@@ -398,8 +431,8 @@ function nginxWorkers() {
       const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === master) out.push(Number(d));
     } catch {
-    // not JSON
-  }
+      // not JSON
+    }
   }
   return out;
 }
@@ -417,7 +450,11 @@ async function requestsPerSecond(ns) {
   const workers = nginxWorkers();
   const cpus = os.cpus().length;
   if (cpus > 1) pin(workers, '1');
-  const r = await nsRun(ns, [...(cpus > 1 ? ['taskset', '-c', '0'] : []), 'wrk', '-c', '1', '-t', '1', '-d', `${opts.seconds}s`, '--timeout', '2s', URL_TINY], (opts.seconds + 30) * 1000);
+  const r = await nsRun(
+    ns,
+    [...(cpus > 1 ? ['taskset', '-c', '0'] : []), 'wrk', '-c', '1', '-t', '1', '-d', `${opts.seconds}s`, '--timeout', '2s', URL_TINY],
+    (opts.seconds + 30) * 1000,
+  );
   if (cpus > 1) pin(workers, `0-${cpus - 1}`);
   const w = parseWrk(r.stdout);
   if (r.code !== 0 || w.rps === null) return { value: null, detail: { error: (r.stderr.trim() || `wrk exit ${r.code}`).split('\n')[0] } };
@@ -429,10 +466,16 @@ async function requestsPerSecond(ns) {
 async function connectionsPerSecond(namespaces) {
   const runs = await Promise.all(
     namespaces.map((ns) =>
-      nsRun(ns, ['wrk', '-c', String(CONN_PER_CLIENT), '-t', '1', '-d', `${opts.seconds}s`, '--timeout', '2s', '-H', 'Connection: close', URL_TINY], (opts.seconds + 30) * 1000)
-    )
+      nsRun(
+        ns,
+        ['wrk', '-c', String(CONN_PER_CLIENT), '-t', '1', '-d', `${opts.seconds}s`, '--timeout', '2s', '-H', 'Connection: close', URL_TINY],
+        (opts.seconds + 30) * 1000,
+      ),
+    ),
   );
-  let sum = 0, requests = 0, errors = 0;
+  let sum = 0,
+    requests = 0,
+    errors = 0;
   for (const r of runs) {
     const w = parseWrk(r.stdout);
     if (r.code !== 0 || w.rps === null) return { value: null, detail: { error: (r.stderr.trim() || `wrk exit ${r.code}`).split('\n')[0] } };
@@ -515,9 +558,11 @@ http {
     location / { }
   }
 }
-`
+`,
   );
-  nginx = start('ip', ['netns', 'exec', ns.be, 'nginx', '-c', `${tmp}/nginx.conf`, '-p', tmp, '-e', `${tmp}/nginx-error.log`], { stdout: 'ignore' });
+  nginx = start('ip', ['netns', 'exec', ns.be, 'nginx', '-c', `${tmp}/nginx.conf`, '-p', tmp, '-e', `${tmp}/nginx-error.log`], {
+    stdout: 'ignore',
+  });
   await waitFor('nginx', () => listening(ns.be, HTTP_PORT));
 }
 
@@ -543,10 +588,14 @@ async function vipnatUp(mode, mtu, sessions) {
       .filter((l) => l.startsWith('{"event"'))
       .map((l) => JSON.parse(l));
   try {
-    await waitFor(`${sessions} vipnat sessions`, () => {
-      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`vipnat exited: ${c.err.trim() || c.out.trim()}`);
-      return events().filter((e) => e.event === 'session').length >= sessions;
-    }, 60_000);
+    await waitFor(
+      `${sessions} vipnat sessions`,
+      () => {
+        if (c.exitCode !== null || c.signalCode !== null) throw new Error(`vipnat exited: ${c.err.trim() || c.out.trim()}`);
+        return events().filter((e) => e.event === 'session').length >= sessions;
+      },
+      60_000,
+    );
   } catch (e) {
     await stop(c);
     throw e;
@@ -564,14 +613,30 @@ async function vipnatUp(mode, mtu, sessions) {
     down: async () => {
       const r = await stop(c, 'SIGTERM', 20_000);
       const summary = events().find((e) => e.event === 'summary') ?? null;
-      const left = sh('ip', ['netns', 'list']).split('\n').filter((l) => l.startsWith(`vipnat-${c.pid}-`));
-      return { exit: r.signal ?? r.code, dataplane: summary?.dataplane ?? null, leftNamespaces: left.length, stderr: c.err.trim() || undefined };
+      const left = sh('ip', ['netns', 'list'])
+        .split('\n')
+        .filter((l) => l.startsWith(`vipnat-${c.pid}-`));
+      return {
+        exit: r.signal ?? r.code,
+        dataplane: summary?.dataplane ?? null,
+        leftNamespaces: left.length,
+        stderr: c.err.trim() || undefined,
+      };
     },
   };
 }
 
 async function slirpUp(mtu) {
-  const c = start('nsenter', [`--net=/run/netns/${ns.gw}`, 'slirp4netns', '--configure', `--mtu=${mtu}`, '--disable-host-loopback', '--netns-type=path', `/run/netns/${ns.s}`, 'tap0']);
+  const c = start('nsenter', [
+    `--net=/run/netns/${ns.gw}`,
+    'slirp4netns',
+    '--configure',
+    `--mtu=${mtu}`,
+    '--disable-host-loopback',
+    '--netns-type=path',
+    `/run/netns/${ns.s}`,
+    'tap0',
+  ]);
   try {
     await waitFor('slirp4netns tap0', () => {
       if (c.exitCode !== null || c.signalCode !== null) throw new Error(`slirp4netns exited: ${c.err.trim()}`);
@@ -642,7 +707,9 @@ async function pathRound(p, mtu, round, wantBulk, small) {
       runInfo.paths[`${p}-${mtu}-${round}`] = info;
       const d = info.dataplane;
       if (d) {
-        log(`  ${pad(PATH_LABEL[p], 15)} dataplane: packets out ${d.toUplink} in ${d.toSession} dropped ${d.dropped} (tableFull ${d.tableFull}, writeErrors ${d.writeErrors}); exit ${info.exit}${info.leftNamespaces ? `; ${info.leftNamespaces} namespaces left!` : ''}`);
+        log(
+          `  ${pad(PATH_LABEL[p], 15)} dataplane: packets out ${d.toUplink} in ${d.toSession} dropped ${d.dropped} (tableFull ${d.tableFull}, writeErrors ${d.writeErrors}); exit ${info.exit}${info.leftNamespaces ? `; ${info.leftNamespaces} namespaces left!` : ''}`,
+        );
       }
     }
   }
@@ -682,7 +749,12 @@ async function microBenchmarks() {
     ['lookup1k', ['lookup', '1000', secs], (r) => `parse + lookup + rewrite + checksum, 1 000 flows: ${r.mpps} Mpps`],
     ['lookup1m', ['lookup', '1000000', secs], (r) => `parse + lookup + rewrite + checksum, 1 000 000 flows: ${r.mpps} Mpps`],
     ['create', ['create', '1000000', secs], (r) => `new flows (TCP SYN) into a table of 2^20: ${fmtNum(r.flowsPerSecond)} flows/s`],
-    ['memory', ['memory', '1000000'], (r) => `1 000 000 flows: ${r.bytesPerFlow} B/flow by table size, ${r.rssDeltaPerFlow} B/flow RSS growth; process RSS ${fmtBytes(r.rssAfter)}`],
+    [
+      'memory',
+      ['memory', '1000000'],
+      (r) =>
+        `1 000 000 flows: ${r.bytesPerFlow} B/flow by table size, ${r.rssDeltaPerFlow} B/flow RSS growth; process RSS ${fmtBytes(r.rssAfter)}`,
+    ],
   ];
   for (const [key, args, say] of steps) {
     try {
@@ -706,10 +778,11 @@ function treeRss(pid, exclude) {
       if (!kids.has(ppid)) kids.set(ppid, []);
       kids.get(ppid).push(Number(d));
     } catch {
-    // not JSON
+      // not JSON
+    }
   }
-  }
-  let total = 0, procs = 0;
+  let total = 0,
+    procs = 0;
   const todo = [pid];
   while (todo.length) {
     const p = todo.pop();
@@ -719,8 +792,8 @@ function treeRss(pid, exclude) {
       if (m) total += Number(m[1]) * 1024;
       procs++;
     } catch {
-    // not JSON
-  }
+      // not JSON
+    }
     todo.push(...(kids.get(p) ?? []));
   }
   return { bytes: total, processes: procs };
@@ -730,10 +803,23 @@ async function scaleBenchmark() {
   const n = opts.scaleSessions;
   log(`\n== scale: vipnat run --pool ${SCALE_POOL} --sessions ${n} -- sleep 3600`);
   const t0 = performance.now();
-  const c = start('nsenter', [`--net=/run/netns/${ns.gw}`, VIPNAT, 'run', '--pool', SCALE_POOL, '--sessions', String(n), ...workersArgs(), '--', 'sleep', '3600']);
+  const c = start('nsenter', [
+    `--net=/run/netns/${ns.gw}`,
+    VIPNAT,
+    'run',
+    '--pool',
+    SCALE_POOL,
+    '--sessions',
+    String(n),
+    ...workersArgs(),
+    '--',
+    'sleep',
+    '3600',
+  ]);
   vipnatPids.add(c.pid);
   const programs = new Set();
-  let seen = 0, tStarted = null;
+  let seen = 0,
+    tStarted = null;
   let partial = '';
   c.stdout.on('data', (d) => {
     partial += d;
@@ -748,10 +834,14 @@ async function scaleBenchmark() {
     }
   });
   try {
-    await waitFor(`${n} sessions`, () => {
-      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`vipnat exited: ${c.err.trim().split('\n')[0]}`);
-      return tStarted !== null;
-    }, 300_000);
+    await waitFor(
+      `${n} sessions`,
+      () => {
+        if (c.exitCode !== null || c.signalCode !== null) throw new Error(`vipnat exited: ${c.err.trim().split('\n')[0]}`);
+        return tStarted !== null;
+      },
+      300_000,
+    );
     scale.sessions = n;
     scale.startSeconds = +((tStarted - t0) / 1000).toFixed(2);
     log(`  time from launch to the ${n}th session line: ${scale.startSeconds} s`);
@@ -761,7 +851,9 @@ async function scaleBenchmark() {
     scale.gatewayRss = gw.bytes;
     scale.gatewayProcesses = gw.processes;
     scale.treeRssWithPrograms = all.bytes;
-    log(`  vipnat's RSS with ${n} sessions up: ${fmtBytes(gw.bytes)} (${gw.processes} process${gw.processes > 1 ? 'es' : ''}; with the ${programs.size} session programs: ${fmtBytes(all.bytes)})`);
+    log(
+      `  vipnat's RSS with ${n} sessions up: ${fmtBytes(gw.bytes)} (${gw.processes} process${gw.processes > 1 ? 'es' : ''}; with the ${programs.size} session programs: ${fmtBytes(all.bytes)})`,
+    );
   } catch (e) {
     scale.error = e.message;
     log(`  FAILED: ${e.message}`);
@@ -770,7 +862,9 @@ async function scaleBenchmark() {
     const r = await stop(c, 'SIGTERM', 60_000);
     scale.stopSeconds = +((performance.now() - t1) / 1000).toFixed(2);
     scale.stopExit = r.signal ?? r.code;
-    scale.leftNamespaces = sh('ip', ['netns', 'list']).split('\n').filter((l) => l.startsWith(`vipnat-${c.pid}-`)).length;
+    scale.leftNamespaces = sh('ip', ['netns', 'list'])
+      .split('\n')
+      .filter((l) => l.startsWith(`vipnat-${c.pid}-`)).length;
     log(`  SIGTERM to exit: ${scale.stopSeconds} s, exit status ${scale.stopExit}, ${scale.leftNamespaces} session namespaces left`);
   }
 }
@@ -779,7 +873,8 @@ async function scaleBenchmark() {
 
 function machine() {
   const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
-  const distro = /PRETTY_NAME="?([^"\n]*)/.exec(fs.existsSync('/etc/os-release') ? fs.readFileSync('/etc/os-release', 'utf8') : '')?.[1] ?? 'Linux';
+  const distro =
+    /PRETTY_NAME="?([^"\n]*)/.exec(fs.existsSync('/etc/os-release') ? fs.readFileSync('/etc/os-release', 'utf8') : '')?.[1] ?? 'Linux';
   const version = (cmd, args) => {
     const r = spawnSync(cmd, args, { encoding: 'utf8' });
     return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
@@ -809,13 +904,37 @@ function commit() {
 }
 
 function networkTable() {
-  const head = ['measure', 'kernel', 'vipnat address', 'vipnat NAT', 'slirp4netns', 'address / kernel', 'NAT / kernel', 'address / slirp', 'NAT / slirp', 'target', 'result'];
+  const head = [
+    'measure',
+    'kernel',
+    'vipnat address',
+    'vipnat NAT',
+    'slirp4netns',
+    'address / kernel',
+    'NAT / kernel',
+    'address / slirp',
+    'NAT / slirp',
+    'target',
+    'result',
+  ];
   const rows = [];
   for (const m of measures) {
     if (Object.keys(m.values).length === 0 && Object.keys(m.errors).length === 0) continue;
     const v = m.values;
     const cell = (p) => (v[p] != null ? fmtNum(v[p], m.unit) : m.errors[p] ? 'failed' : '—');
-    rows.push([`${m.label} (${m.unit})`, cell('kernel'), cell('address'), cell('nat'), cell('slirp'), fmtRatio(v.address, v.kernel), fmtRatio(v.nat, v.kernel), fmtRatio(v.address, v.slirp), fmtRatio(v.nat, v.slirp), targetText(m), verdict(m).text]);
+    rows.push([
+      `${m.label} (${m.unit})`,
+      cell('kernel'),
+      cell('address'),
+      cell('nat'),
+      cell('slirp'),
+      fmtRatio(v.address, v.kernel),
+      fmtRatio(v.nat, v.kernel),
+      fmtRatio(v.address, v.slirp),
+      fmtRatio(v.nat, v.slirp),
+      targetText(m),
+      verdict(m).text,
+    ]);
   }
   return { head, rows };
 }
@@ -824,21 +943,44 @@ function otherTable() {
   const head = ['measure', 'value', 'target', 'result'];
   const rows = [];
   const mk = (t, ok) => (ok == null ? 'n/a' : ok ? 'met' : 'not met');
-  if (micro.lookup1k) rows.push(['packet path, 1 000 flows (one core)', micro.lookup1k.error ? 'failed' : `${micro.lookup1k.mpps} Mpps`, '—', '—']);
-  if (micro.lookup1m) rows.push(['packet path, 1 000 000 flows (one core)', micro.lookup1m.error ? 'failed' : `${micro.lookup1m.mpps} Mpps`, '≥ 10 Mpps', mk(null, micro.lookup1m.error ? null : micro.lookup1m.mpps >= 10)]);
-  if (micro.create) rows.push(['new flows/s (TCP SYN, one core)', micro.create.error ? 'failed' : fmtNum(micro.create.flowsPerSecond), '—', '—']);
+  if (micro.lookup1k)
+    rows.push(['packet path, 1 000 flows (one core)', micro.lookup1k.error ? 'failed' : `${micro.lookup1k.mpps} Mpps`, '—', '—']);
+  if (micro.lookup1m)
+    rows.push([
+      'packet path, 1 000 000 flows (one core)',
+      micro.lookup1m.error ? 'failed' : `${micro.lookup1m.mpps} Mpps`,
+      '≥ 10 Mpps',
+      mk(null, micro.lookup1m.error ? null : micro.lookup1m.mpps >= 10),
+    ]);
+  if (micro.create)
+    rows.push(['new flows/s (TCP SYN, one core)', micro.create.error ? 'failed' : fmtNum(micro.create.flowsPerSecond), '—', '—']);
   if (micro.memory) {
     const mm = micro.memory;
     const worst = mm.error ? null : Math.max(mm.bytesPerFlow, mm.rssDeltaPerFlow);
-    rows.push(['memory per flow (table size / RSS growth, 1 000 000 flows)', mm.error ? 'failed' : `${mm.bytesPerFlow} B / ${mm.rssDeltaPerFlow} B`, '≤ 128 B', mk(null, worst === null ? null : worst <= 128)]);
+    rows.push([
+      'memory per flow (table size / RSS growth, 1 000 000 flows)',
+      mm.error ? 'failed' : `${mm.bytesPerFlow} B / ${mm.rssDeltaPerFlow} B`,
+      '≤ 128 B',
+      mk(null, worst === null ? null : worst <= 128),
+    ]);
     rows.push(['RSS with 1 000 000 flows (in-process: node + flow table)', mm.error ? 'failed' : fmtBytes(mm.rssAfter), '—', '—']);
   }
   if (scale.sessions || scale.error) {
     const n = scale.sessions ?? opts.scaleSessions;
     const nn = n.toLocaleString('en-US').replace(/,/g, ' ');
-    rows.push([`time to start ${nn} sessions`, scale.startSeconds != null ? `${scale.startSeconds} s` : 'failed', n === 1000 ? '≤ 30 s' : '—', n === 1000 ? mk(null, scale.startSeconds == null ? null : scale.startSeconds <= 30) : '—']);
+    rows.push([
+      `time to start ${nn} sessions`,
+      scale.startSeconds != null ? `${scale.startSeconds} s` : 'failed',
+      n === 1000 ? '≤ 30 s' : '—',
+      n === 1000 ? mk(null, scale.startSeconds == null ? null : scale.startSeconds <= 30) : '—',
+    ]);
     rows.push([`vipnat's RSS with ${nn} sessions`, scale.gatewayRss != null ? fmtBytes(scale.gatewayRss) : 'failed', '—', '—']);
-    rows.push([`time to stop ${nn} sessions (SIGTERM to exit)`, scale.stopSeconds != null ? `${scale.stopSeconds} s (exit ${scale.stopExit}, ${scale.leftNamespaces} namespaces left)` : 'failed', '—', '—']);
+    rows.push([
+      `time to stop ${nn} sessions (SIGTERM to exit)`,
+      scale.stopSeconds != null ? `${scale.stopSeconds} s (exit ${scale.stopExit}, ${scale.leftNamespaces} namespaces left)` : 'failed',
+      '—',
+      '—',
+    ]);
   }
   return { head, rows };
 }
@@ -846,7 +988,11 @@ function otherTable() {
 function markdown(t) {
   const esc = (s) => String(s).replace(/\|/g, '\\|');
   const left = (h) => h === 'measure' || h === 'target' || h === 'result';
-  return [`| ${t.head.join(' | ')} |`, `|${t.head.map((h) => (left(h) ? '---' : '---:')).join('|')}|`, ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+  return [
+    `| ${t.head.join(' | ')} |`,
+    `|${t.head.map((h) => (left(h) ? '---' : '---:')).join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
 }
 
 function text(t) {
@@ -858,7 +1004,10 @@ function text(t) {
 
 function notes(info, ran) {
   const s = opts.seconds;
-  const reps = opts.repeat > 1 ? `the best of ${opts.repeat} runs of ${s} s per figure (in rounds over all paths, so each path's runs are spread over the run; every run is in the JSON)` : `one run of ${s} s per figure, no repetitions: treat differences of ±10 % as noise`;
+  const reps =
+    opts.repeat > 1
+      ? `the best of ${opts.repeat} runs of ${s} s per figure (in rounds over all paths, so each path's runs are spread over the run; every run is in the JSON)`
+      : `one run of ${s} s per figure, no repetitions: treat differences of ±10 % as noise`;
   const out = [
     `Machine: ${info.machine.cpu}, ${info.machine.cores} cores, ${fmtBytes(info.machine.memory)}, Linux ${info.machine.kernel} (${info.machine.os}), Node ${info.machine.node}; ${info.machine.tools.iperf3}, ${info.machine.tools.wrk}, ${info.machine.tools.slirp4netns}, ${info.machine.tools.nginx}. Date: ${info.date}. Commit: ${info.commit}. Command: \`${info.command}\`.`,
     '',
@@ -866,24 +1015,24 @@ function notes(info, ran) {
   if (ran.network) {
     out.push(
       `Every path goes from a client namespace to iperf3 or nginx in the backend namespace (198.18.0.2) through the lab's gateway namespace, measured in the same run on the same lab, ${reps}${s >= 4 ? ' (iperf3 `-O 1` leaves out the first second)' : ''}.`,
-      '- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.19.200.2/30), routed by the gateway\'s kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).',
+      "- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.19.200.2/30), routed by the gateway's kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).",
       `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workerCount()} dataplane worker${workerCount() === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default: one per two CPUs)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
       `- **slirp4netns**: \`slirp4netns --configure --mtu=M --disable-host-loopback\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}).`,
-      '- **MTU M** is the MTU of the client\'s interface, of the gateway–backend veth and of the kernel path\'s veth.',
+      "- **MTU M** is the MTU of the client's interface, of the gateway–backend veth and of the kernel path's veth.",
       `- **TCP bulk**: \`iperf3 -t ${s} -P 1|4 [-R]\`, received throughput. **UDP**: \`iperf3 -u -l 16 -b 0\`, packets received by the backend per second, at MTU 1500.`,
       `- **requests/s on one connection**: \`wrk -c 1 -t 1 -d ${s}s\` for a 3-byte file (keep-alive), at MTU 1500, with the client pinned to CPU 0 and nginx to CPU 1 on every path (unpinned, the kernel path's figure flips between about 12 000 and 35 000 as the scheduler puts both on one CPU or not). **new connections/s**: ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once, at MTU 1500 — one in each of ${CONN_CLIENTS} vipnat sessions; for kernel and slirp4netns all ${CONN_CLIENTS} in their one namespace (the same ${CONN_CLIENTS * CONN_PER_CLIENT} connections in all). Every client namespace has \`tcp_tw_reuse=1\` and ports 1024-65535; nginx has 2 workers.`,
-      '- Client, gateway (vipnat\'s main thread and dataplane workers, or slirp4netns) and server all share the machine\'s cores.',
-      '- A target is met when both vipnat modes meet it.'
+      "- Client, gateway (vipnat's main thread and dataplane workers, or slirp4netns) and server all share the machine's cores.",
+      '- A target is met when both vipnat modes meet it.',
     );
   }
   if (ran.micro) {
     out.push(
-      '- **Packet path**: `bench/packet-path.mjs`, one process per figure, no syscalls, one core, NAT mode: each UDP packet goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin; the flows are created in a shuffled order, so consecutive packets\' flow records lie scattered over the table as real traffic\'s do (created in packet order they would be read sequentially, which the CPU\'s prefetchers make unrealistically cheap). **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table\'s own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process\'s, measured in-process (filling a running gateway\'s table with a million flows would take minutes of packet generation in the lab, so it is not measured there).'
+      "- **Packet path**: `bench/packet-path.mjs`, one process per figure, no syscalls, one core, NAT mode: each UDP packet goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin; the flows are created in a shuffled order, so consecutive packets' flow records lie scattered over the table as real traffic's do (created in packet order they would be read sequentially, which the CPU's prefetchers make unrealistically cheap). **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table's own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process's, measured in-process (filling a running gateway's table with a million flows would take minutes of packet generation in the lab, so it is not measured there).",
     );
   }
   if (ran.scale) {
     out.push(
-      `- **Scale**: \`vipnat run --pool ${SCALE_POOL} --sessions ${opts.scaleSessions} -- sleep 3600\` in the gateway namespace; start time runs from launch to the last \`session N vip ...\` line; RSS is the sum of VmRSS over vipnat's process tree without the session programs.`
+      `- **Scale**: \`vipnat run --pool ${SCALE_POOL} --sessions ${opts.scaleSessions} -- sleep 3600\` in the gateway namespace; start time runs from launch to the last \`session N vip ...\` line; RSS is the sum of VmRSS over vipnat's process tree without the session programs.`,
     );
   }
   return out.join('\n');
@@ -897,7 +1046,8 @@ function save(info, md) {
   fs.writeFileSync(path.join(RESULTS, 'latest.md'), `${md}\n`);
   log(`\nwrote ${path.relative(ROOT, file)} and bench/results/latest.md`);
   const readme = fs.readFileSync(README, 'utf8');
-  const a = readme.indexOf('<!-- bench:start -->'), b = readme.indexOf('<!-- bench:end -->');
+  const a = readme.indexOf('<!-- bench:start -->'),
+    b = readme.indexOf('<!-- bench:end -->');
   if (a < 0 || b < a) {
     log('README.md has no <!-- bench:start --> ... <!-- bench:end --> markers: not updated');
     return;
@@ -912,7 +1062,16 @@ async function main() {
   if (process.getuid?.() !== 0) throw new Error('benchmarks need root (network namespaces): run `sudo make bench`');
   if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) throw new Error('vipnat is not built: run `make build`');
   const date = new Date().toISOString();
-  const info = { date, commit: commit(), machine: machine(), command: `node bench/run.mjs${process.argv.slice(2).map((a) => ` ${a}`).join('')}`, options: opts };
+  const info = {
+    date,
+    commit: commit(),
+    machine: machine(),
+    command: `node bench/run.mjs${process.argv
+      .slice(2)
+      .map((a) => ` ${a}`)
+      .join('')}`,
+    options: opts,
+  };
   log(`vipnat benchmarks — ${date}, commit ${info.commit}`);
   log(`${info.machine.cpu}, ${info.machine.cores} cores, Linux ${info.machine.kernel}, Node ${info.machine.node}`);
   defineMeasures();
@@ -926,12 +1085,23 @@ async function main() {
   if (opts.only.includes('micro')) await microBenchmarks();
   if (wantScale) await scaleBenchmark();
 
-  const nt = networkTable(), ot = otherTable();
+  const nt = networkTable(),
+    ot = otherTable();
   log('');
   if (nt.rows.length) log(text(nt));
   if (ot.rows.length) log(`\n${text(ot)}`);
   const ran = { network: net, micro: opts.only.includes('micro'), scale: wantScale };
-  const md = [`### Results (${date.slice(0, 10)}, commit ${info.commit})`, '', nt.rows.length ? markdown(nt) : '', '', ot.rows.length ? markdown(ot) : '', '', notes(info, ran)].join('\n').replace(/\n{3,}/g, '\n\n');
+  const md = [
+    `### Results (${date.slice(0, 10)}, commit ${info.commit})`,
+    '',
+    nt.rows.length ? markdown(nt) : '',
+    '',
+    ot.rows.length ? markdown(ot) : '',
+    '',
+    notes(info, ran),
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
   if (opts.save) save(info, md);
   else log('\n(partial or --quick run: results not saved; --save to save them)');
 }

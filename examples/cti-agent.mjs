@@ -162,7 +162,8 @@ listener.listen({ host: '0.0.0.0', port: opts.listenPort }, () => {
     backend.write(`REGISTER ${opts.name}\n`);
   });
   backend.on('error', (err) => {
-    if (gotDone) exit(0); // after DONE the work is done; a reset while holding is harmless
+    if (gotDone)
+      exit(0); // after DONE the work is done; a reset while holding is harmless
     else exit(5, err.message);
   });
   backend.on('close', () => {

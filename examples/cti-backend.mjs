@@ -2,8 +2,7 @@
 import net from 'node:net';
 import process from 'node:process';
 
-const USAGE =
-  'usage: node examples/cti-backend.mjs [--port 5060] [--callback-port 9000] [--expect N] [--timeout-ms 20000] [--json]';
+const USAGE = 'usage: node examples/cti-backend.mjs [--port 5060] [--callback-port 9000] [--expect N] [--timeout-ms 20000] [--json]';
 const MAX_LINE = 4096; // a peer that never sends '\n' must not grow our buffer forever
 const CALLBACK_TIMEOUT_MS = 5000;
 const LINGER_MS = 1000; // time for DONE and FIN to flush before sockets are destroyed at exit
@@ -174,7 +173,8 @@ function callBack(ip, name, done) {
         done(null);
       } else {
         // Error codes stay one token; the odd reply itself is worth a line of its own.
-        if (!finishing) console.log(`backend: callback to ${ip}:${opts.callbackPort} got unexpected reply ${JSON.stringify(line.slice(0, 80))}`);
+        if (!finishing)
+          console.log(`backend: callback to ${ip}:${opts.callbackPort} got unexpected reply ${JSON.stringify(line.slice(0, 80))}`);
         settle('unexpected-reply');
       }
     },

@@ -113,7 +113,9 @@ const CAP_SYS_ADMIN = 21;
 /** Checks what vipnat needs from the machine; throws a UserError naming what is missing. */
 export function preflight(): void {
   if (geteuid() !== 0 && !hasCapabilities([CAP_NET_ADMIN, CAP_SYS_ADMIN])) {
-    throw new UserError('vipnat needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces and TUN devices: run it as root or with sudo');
+    throw new UserError(
+      'vipnat needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces and TUN devices: run it as root or with sudo',
+    );
   }
   if (!existsSync(TUN_PATH)) {
     throw new UserError(`${TUN_PATH} is missing: load the tun module (modprobe tun) or, in a container, pass --device ${TUN_PATH}`);
@@ -161,7 +163,9 @@ class Uplink {
     try {
       await ipBatch(routes.map((r) => `route add ${r} dev ${UPLINK_NAME}`));
     } catch (e) {
-      throw new UserError(`cannot route the pool to ${UPLINK_NAME} (${(e as Error).message.replace(/^ip -batch: /, '')}): does a route to part of it already exist here?`);
+      throw new UserError(
+        `cannot route the pool to ${UPLINK_NAME} (${(e as Error).message.replace(/^ip -batch: /, '')}): does a route to part of it already exist here?`,
+      );
     }
     // The namespace's kernel forwards between vipnat0 and the real interfaces.
     this.set('net.ipv4.ip_forward', '1');
@@ -203,7 +207,9 @@ class Uplink {
     const rules = JSON.parse(await ip(['-4', '-j', 'rule', 'show'])) as { priority: number; table?: string }[];
     const taken = rules.filter((r) => r.priority >= 1 && r.priority <= 6);
     if (taken.length > 0) {
-      throw new UserError(`--on-exhausted shared needs ip rule preferences 1-6, but ${taken.map((r) => r.priority).join(', ')} are in use here`);
+      throw new UserError(
+        `--on-exhausted shared needs ip rule preferences 1-6, but ${taken.map((r) => r.priority).join(', ')} are in use here`,
+      );
     }
     const localAt0 = rules.some((r) => r.priority === 0 && r.table === 'local');
     // The uplink must accept packets from vipnat0 that carry its own address.
@@ -265,7 +271,9 @@ export async function run(opts: RunOptions): Promise<number> {
   preflight();
   const workers = opts.workers ?? defaultWorkers();
   if (workers > 1 && !which('tc')) {
-    throw new UserError("the 'tc' command (iproute2) was not found in PATH: install iproute2 (apt-get install iproute2), or run with --workers 1");
+    throw new UserError(
+      "the 'tc' command (iproute2) was not found in PATH: install iproute2 (apt-get install iproute2), or run with --workers 1",
+    );
   }
   if (!which(opts.program)) throw new UserError(`program not found: ${opts.program}`, 127);
   const etcNetnsWasThere = etcNetnsExists();
@@ -362,7 +370,15 @@ export async function run(opts: RunOptions): Promise<number> {
       const s = new Session(
         vips === null
           ? // Shared fallback: IPv4 only, from the uplink's own address.
-            { id, v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true, mtu: opts.mtu, offload, queues: workers }
+            {
+              id,
+              v4: { vip: shared!.address, inner: inner.v4 ?? DEFAULT_SHARED_INNER },
+              v6: null,
+              shared: true,
+              mtu: opts.mtu,
+              offload,
+              queues: workers,
+            }
           : {
               id,
               v4: vips.v4 === null ? null : { vip: vips.v4, inner: inner.v4 ?? vips.v4 },
@@ -532,7 +548,9 @@ function sharedPortRange(): [number, number] {
   const [, hi] = readSysctl('net.ipv4.ip_local_port_range').split(/\s+/).map(Number) as [number, number];
   const lo = Math.max(61000, hi + 1);
   if (lo > 65534 - 1023) {
-    throw new UserError(`--on-exhausted shared: net.ipv4.ip_local_port_range ends at ${hi}, leaving too few ports for shared sessions; lower it below 64500`);
+    throw new UserError(
+      `--on-exhausted shared: net.ipv4.ip_local_port_range ends at ${hi}, leaving too few ports for shared sessions; lower it below 64500`,
+    );
   }
   // 65535 stays out: iproute2 refuses it as the top of an ip rule port range.
   return [lo, 65534];

@@ -101,7 +101,8 @@ export function parseArgs(argv: string[]): Parsed {
       }
       case '--on-exhausted': {
         const v = value();
-        if (v !== 'refuse' && v !== 'shared') throw new UsageError(`--on-exhausted ${v === undefined ? 'needs a value' : `"${v}"`}: must be refuse or shared`);
+        if (v !== 'refuse' && v !== 'shared')
+          throw new UsageError(`--on-exhausted ${v === undefined ? 'needs a value' : `"${v}"`}: must be refuse or shared`);
         onExhausted = v;
         break;
       }

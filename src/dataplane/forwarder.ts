@@ -66,7 +66,15 @@ export class Forwarder {
    * session has no IPv4), IPv6 as four words (null when it has none); a
    * `shared` session has no IPv4 VIP and leaves from the shared address.
    */
-  attach(id: number, dev: Device, inner: number, vip: number, inner6: Uint32Array | null = null, vip6: Uint32Array | null = null, shared = false): void {
+  attach(
+    id: number,
+    dev: Device,
+    inner: number,
+    vip: number,
+    inner6: Uint32Array | null = null,
+    vip6: Uint32Array | null = null,
+    shared = false,
+  ): void {
     if (shared) this.nat.addSharedSession(id, inner);
     else if (vip >= 0) this.nat.addSession(id, inner, vip);
     if (inner6 && vip6) this.nat.addSession6(id, inner6, vip6);

@@ -3,7 +3,15 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { natMemory } from '../nat/index.js';
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } from '../linux/index.js';
 import { Mutex } from './lock.js';
-import { GAUGES, type DataplaneStats, type FromWorker, type SessionAddresses, type ToWorker, type WorkerInit, type WorkerStats } from './protocol.js';
+import {
+  GAUGES,
+  type DataplaneStats,
+  type FromWorker,
+  type SessionAddresses,
+  type ToWorker,
+  type WorkerInit,
+  type WorkerStats,
+} from './protocol.js';
 
 export { Forwarder, ForwarderCounters, NO_LOCK, type Device, type Lock } from './forwarder.js';
 export { Mutex } from './lock.js';

@@ -31,7 +31,12 @@ function isExecutable(p: string): boolean {
 }
 
 function firstLine(s: string): string {
-  return s.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+  return (
+    s
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l.length > 0) ?? ''
+  );
 }
 
 /** Runs `ip [-n netns] ARGS...`; resolves with stdout, rejects with ip's own one-line complaint. */

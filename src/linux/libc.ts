@@ -30,11 +30,24 @@ const EPOLL_DATA_OFFSET = process.arch === 'x64' ? 4 : 8;
 export const open = lib.func('int open(const char *path, int flags)') as (path: string, flags: number) => number;
 export const close = lib.func('int close(int fd)') as (fd: number) => number;
 export const read = lib.func('long read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
-export const write = lib.func('long write(int fd, const void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+export const write = lib.func('long write(int fd, const void *buf, size_t count)') as (
+  fd: number,
+  buf: Uint8Array,
+  count: number,
+) => number;
 const ioctlPtr = lib.func('int ioctl(int fd, unsigned long request, void *arg)') as (fd: number, req: number, arg: Uint8Array) => number;
-const ioctlInt = lib.func('int ioctl(int fd, unsigned long request, unsigned long arg)') as (fd: number, req: number, arg: number) => number;
+const ioctlInt = lib.func('int ioctl(int fd, unsigned long request, unsigned long arg)') as (
+  fd: number,
+  req: number,
+  arg: number,
+) => number;
 export const epollCreate1 = lib.func('int epoll_create1(int flags)') as (flags: number) => number;
-export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as (epfd: number, op: number, fd: number, ev: Uint8Array | null) => number;
+export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as (
+  epfd: number,
+  op: number,
+  fd: number,
+  ev: Uint8Array | null,
+) => number;
 export const epollWait = lib.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)') as (
   epfd: number,
   events: Uint8Array,

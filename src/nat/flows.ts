@@ -241,7 +241,15 @@ export abstract class FlowTableBase {
   protected abstract hashOf(f: number, side: number): number;
 
   /** Takes a free flow number and fills the fields all tables share; NO_FLOW when full. */
-  protected alloc(session: number, proto: number, innerPort: number, outerPort: number, remotePort: number, state: number, deadline: number): number {
+  protected alloc(
+    session: number,
+    proto: number,
+    innerPort: number,
+    outerPort: number,
+    remotePort: number,
+    state: number,
+    deadline: number,
+  ): number {
     const meta = this.meta;
     const top = meta[META_FREE_TOP]!;
     if (top === 0) return NO_FLOW;
@@ -376,7 +384,8 @@ export class FlowTable extends FlowTableBase {
     const rec = this.rec;
     const w = rec[r + R_OUTER]!;
     const proto = (w >>> 16) & 0xff;
-    if (side === SIDE_INNER) return this.innerHash(rec[r + R_SESSION]!, proto, this.addr[r + R_ADDR]!, this.addr[r + R_ADDR + 2]!, rec[r + R_PORTS]!);
+    if (side === SIDE_INNER)
+      return this.innerHash(rec[r + R_SESSION]!, proto, this.addr[r + R_ADDR]!, this.addr[r + R_ADDR + 2]!, rec[r + R_PORTS]!);
     return this.outerHash(proto, this.addr[r + R_ADDR + 1]!, this.addr[r + R_ADDR + 2]!, portsWord(w & 0xffff, rec[r + R_PORTS]! & 0xffff));
   }
 
@@ -491,22 +500,57 @@ export class FlowTable6 extends FlowTableBase {
     return mix(this.seed, w[o]!, w[o + 1]!, w[o + 2]!, w[o + 3]!, 0x6);
   }
 
-  private innerHash(session: number, proto: number, inner: Uint32Array, io: number, innerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+  private innerHash(
+    session: number,
+    proto: number,
+    inner: Uint32Array,
+    io: number,
+    innerPort: number,
+    remote: Uint32Array,
+    ro: number,
+    remotePort: number,
+  ): number {
     return mix(this.seed, this.fold(inner, io), this.fold(remote, ro), portsWord(innerPort, remotePort), proto, session);
   }
 
-  private outerHash(proto: number, outer: Uint32Array, oo: number, outerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+  private outerHash(
+    proto: number,
+    outer: Uint32Array,
+    oo: number,
+    outerPort: number,
+    remote: Uint32Array,
+    ro: number,
+    remotePort: number,
+  ): number {
     return mix(this.seed, this.fold(outer, oo), this.fold(remote, ro), portsWord(outerPort, remotePort), proto | 0x100, 0);
   }
 
   protected hashOf(f: number, side: number): number {
     const a = this.addr;
     return side === SIDE_INNER
-      ? this.innerHash(this.sessionOf(f), this.protoOf(f), a, this.innerAt(f), this.innerPortOf(f), a, this.remoteAt(f), this.remotePortOf(f))
+      ? this.innerHash(
+          this.sessionOf(f),
+          this.protoOf(f),
+          a,
+          this.innerAt(f),
+          this.innerPortOf(f),
+          a,
+          this.remoteAt(f),
+          this.remotePortOf(f),
+        )
       : this.outerHash(this.protoOf(f), a, this.outerAt(f), this.outerPortOf(f), a, this.remoteAt(f), this.remotePortOf(f));
   }
 
-  lookupInner(session: number, proto: number, inner: Uint32Array, io: number, innerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+  lookupInner(
+    session: number,
+    proto: number,
+    inner: Uint32Array,
+    io: number,
+    innerPort: number,
+    remote: Uint32Array,
+    ro: number,
+    remotePort: number,
+  ): number {
     const h = this.innerHash(session, proto, inner, io, innerPort, remote, ro, remotePort);
     const want = tagSide(h, SIDE_INNER);
     const ports = portsWord(innerPort, remotePort);
@@ -531,7 +575,15 @@ export class FlowTable6 extends FlowTableBase {
     }
   }
 
-  lookupOuter(proto: number, outer: Uint32Array, oo: number, outerPort: number, remote: Uint32Array, ro: number, remotePort: number): number {
+  lookupOuter(
+    proto: number,
+    outer: Uint32Array,
+    oo: number,
+    outerPort: number,
+    remote: Uint32Array,
+    ro: number,
+    remotePort: number,
+  ): number {
     const h = this.outerHash(proto, outer, oo, outerPort, remote, ro, remotePort);
     const want = tagSide(h, SIDE_OUTER);
     const outerWord = outerPort | (proto << 16);

@@ -141,7 +141,7 @@ export class Nat {
     this.byVip = new Vip4Index(opts.maxSession);
     this.sharedSession = new Uint8Array(opts.maxSession + 1);
     this.sharedAddr = opts.shared?.address ?? 0;
-    if (opts.shared && mem && !mem.ports) throw new Error('shared memory without the shared address\'s ports');
+    if (opts.shared && mem && !mem.ports) throw new Error("shared memory without the shared address's ports");
     this.ports = opts.shared ? new PortAllocator(opts.shared.portLo, opts.shared.portHi, mem?.ports ?? undefined) : null;
     if (this.ports) {
       const flows = this.flows;
@@ -389,7 +389,8 @@ export class Nat {
     if (flags < 0 || !this.active[id] || this.sharedSession[id]) return SLOW;
     const inner = read32(buf, off + 12);
     const remote = read32(buf, off + 16);
-    if (inner !== this.innerOf[id] || this.byVip.get(remote) !== NO_SESSION || (remote === this.sharedAddr && this.ports !== null)) return SLOW;
+    if (inner !== this.innerOf[id] || this.byVip.get(remote) !== NO_SESSION || (remote === this.sharedAddr && this.ports !== null))
+      return SLOW;
     const proto = buf[off + 9]!;
     const ports = portsWord(read16(buf, off + 20), read16(buf, off + 22));
     const flows = this.flows;

@@ -13,7 +13,28 @@ import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
-import { Icmp6, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Ipv6, IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_MAX_EXTENSIONS, IPV6_ROUTING, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, read16, read32, Tcp, Udp, update128, updatePartial128, write16, write32 } from '../wire/index.js';
+import {
+  Icmp6,
+  ICMP6_ECHO_REPLY,
+  ICMP6_ECHO_REQUEST,
+  Ipv6,
+  IPV6_DEST_OPTIONS,
+  IPV6_FRAGMENT,
+  IPV6_HOP_BY_HOP,
+  IPV6_MAX_EXTENSIONS,
+  IPV6_ROUTING,
+  PROTO_ICMP6,
+  PROTO_TCP,
+  PROTO_UDP,
+  read16,
+  read32,
+  Tcp,
+  Udp,
+  update128,
+  updatePartial128,
+  write16,
+  write32,
+} from '../wire/index.js';
 
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
@@ -164,7 +185,21 @@ export class Nat6 {
   private newFlow(id: number, proto: number): number {
     const io = id * 4;
     const k = this.key;
-    const f = this.flows.insert(id, proto, this.inner, io, k.localPort, this.vip, io, k.localPort, this.remote, 0, k.remotePort, STATE_FREE, 0);
+    const f = this.flows.insert(
+      id,
+      proto,
+      this.inner,
+      io,
+      k.localPort,
+      this.vip,
+      io,
+      k.localPort,
+      this.remote,
+      0,
+      k.remotePort,
+      STATE_FREE,
+      0,
+    );
     if (f === NO_FLOW) this.counters.tableFull++;
     else this.counters.flowsCreated++;
     return f;
@@ -242,7 +277,12 @@ export class Nat6 {
     if (q + 48 > end || b[q]! >>> 4 !== 6) return this.errorDropped();
     let proto = b[q + 6]!;
     let t = q + 40;
-    for (let n = 0; n < IPV6_MAX_EXTENSIONS && (proto === IPV6_HOP_BY_HOP || proto === IPV6_ROUTING || proto === IPV6_DEST_OPTIONS || proto === IPV6_FRAGMENT); n++) {
+    for (
+      let n = 0;
+      n < IPV6_MAX_EXTENSIONS &&
+      (proto === IPV6_HOP_BY_HOP || proto === IPV6_ROUTING || proto === IPV6_DEST_OPTIONS || proto === IPV6_FRAGMENT);
+      n++
+    ) {
       if (t + 8 > end) return this.errorDropped();
       // A later fragment quotes no transport header: nothing to match.
       if (proto === IPV6_FRAGMENT && (read16(b, t + 2) & 0xfff8) !== 0) return this.errorDropped();

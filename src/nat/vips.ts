@@ -76,7 +76,10 @@ export class Vip6Index {
   }
 
   private slot(w: Uint32Array, o: number): number {
-    let h = Math.imul(w[o]! ^ Math.imul(w[o + 1]!, 0x9e3779b1) ^ Math.imul(w[o + 2]!, 0x85ebca6b) ^ Math.imul(w[o + 3]!, 0xc2b2ae35), 0x27d4eb2f);
+    let h = Math.imul(
+      w[o]! ^ Math.imul(w[o + 1]!, 0x9e3779b1) ^ Math.imul(w[o + 2]!, 0x85ebca6b) ^ Math.imul(w[o + 3]!, 0xc2b2ae35),
+      0x27d4eb2f,
+    );
     h ^= h >>> 15;
     let i = h & this.mask;
     for (;;) {
@@ -115,4 +118,3 @@ export class Vip6Index {
     }
   }
 }
-

@@ -8,14 +8,10 @@ const LOOPBACK_BASE = 0x7f000001n; // 127.0.0.1
 
 export function loopbackFor(sessionId: number): string {
   if (!Number.isInteger(sessionId) || sessionId < 1) {
-    throw new PoolError(
-      `session id ${sessionId}: must be a whole number from 1 to ${MAX_SESSION_ID} (session 1 → 127.0.0.2)`,
-    );
+    throw new PoolError(`session id ${sessionId}: must be a whole number from 1 to ${MAX_SESSION_ID} (session 1 → 127.0.0.2)`);
   }
   if (sessionId > MAX_SESSION_ID) {
-    throw new PoolError(
-      `session id ${sessionId}: virtual loopback addresses run out at 127.255.255.255 (ids 1-${MAX_SESSION_ID})`,
-    );
+    throw new PoolError(`session id ${sessionId}: virtual loopback addresses run out at 127.255.255.255 (ids 1-${MAX_SESSION_ID})`);
   }
   return formatAddress(4, LOOPBACK_BASE + BigInt(sessionId));
 }

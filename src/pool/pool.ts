@@ -1,8 +1,7 @@
 // The VIP pool: hands out the lowest free address of a family and takes addresses back, without enumerating ranges.
 import { type AddressRange, type Family, PoolError, formatAddress, parseAddress, rangeCidrs } from './ranges.js';
 
-export const NO_VIP_MESSAGE =
-  'No virtual IP address is available for this session, please contact your administrator.';
+export const NO_VIP_MESSAGE = 'No virtual IP address is available for this session, please contact your administrator.';
 
 /*
  * Per family, the ranges are sorted and a cursor (the "high-water mark") marks the
@@ -168,9 +167,7 @@ export class VipPool {
   constructor(ranges: AddressRange[]) {
     for (const r of ranges) {
       if ((r.family !== 4 && r.family !== 6) || r.first > r.last || r.first < 0n) {
-        throw new PoolError(
-          `pool ${JSON.stringify(r.text)}: not a valid address range; build ranges with parseRanges()`,
-        );
+        throw new PoolError(`pool ${JSON.stringify(r.text)}: not a valid address range; build ranges with parseRanges()`);
       }
       formatAddress(r.family, r.last); // throws if past the end of the address space
     }

@@ -42,12 +42,7 @@ export function update16(check: number, oldValue: number, newValue: number): num
 
 /** RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address): both halves at once. */
 export function update32(check: number, oldValue: number, newValue: number): number {
-  const acc =
-    (~check & 0xffff) +
-    (~(oldValue >>> 16) & 0xffff) +
-    (~oldValue & 0xffff) +
-    (newValue >>> 16) +
-    (newValue & 0xffff);
+  const acc = (~check & 0xffff) + (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) + (newValue >>> 16) + (newValue & 0xffff);
   return ~fold(acc) & 0xffff;
 }
 

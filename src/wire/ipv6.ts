@@ -88,7 +88,7 @@ export function formatIpv6(w: Uint32Array, o: number): string {
   if (w[o] === 0 && w[o + 1] === 0 && w[o + 2] === 0xffff) return `::ffff:${formatIpv4(w[o + 3]!)}`;
   let bestAt = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -101,7 +101,11 @@ export function formatIpv6(w: Uint32Array, o: number): string {
     }
     i = j;
   }
-  const text = (from: number, to: number): string => g.slice(from, to).map((x) => x.toString(16)).join(':');
+  const text = (from: number, to: number): string =>
+    g
+      .slice(from, to)
+      .map((x) => x.toString(16))
+      .join(':');
   if (bestAt < 0) return text(0, 8);
   return `${text(0, bestAt)}::${text(bestAt + bestLen, 8)}`;
 }

@@ -19,7 +19,17 @@ describe.skipIf(!isRoot())('cleanup', () => {
     if (existsSync('/etc/netns') && readdirSync('/etc/netns').length === 0) rmdirSync('/etc/netns');
     const before = lab.snapshot();
     expect(before.gwForward).toBe('0');
-    const run = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'sh', '-c', 'ip link show eth0 >/dev/null && ip route get 198.18.0.2 >/dev/null']);
+    const run = lab.vipnat([
+      'run',
+      '--pool',
+      POOL,
+      '--sessions',
+      '3',
+      '--',
+      'sh',
+      '-c',
+      'ip link show eth0 >/dev/null && ip route get 198.18.0.2 >/dev/null',
+    ]);
     expect((await run.done).code).toBe(0);
     expect(lab.snapshot()).toEqual(before);
   });
@@ -94,7 +104,9 @@ describe('user errors: one line, non-zero exit, no stack trace', () => {
   });
 
   it.skipIf(!isRoot())('says so when not root', () => {
-    const r = cli(['run', '--pool', POOL, '--', 'true'], { wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'] });
+    const r = cli(['run', '--pool', POOL, '--', 'true'], {
+      wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'],
+    });
     expect(r.code).toBe(1);
     oneLine(r.stderr);
     expect(r.stderr).toMatch(/needs root/);
@@ -109,7 +121,18 @@ describe('user errors: one line, non-zero exit, no stack trace', () => {
 
   it.skipIf(!isRoot())('says so when /dev/net/tun is missing', () => {
     // A private mount namespace with an empty /dev/net: the machine's stays as it is.
-    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none /dev/net && exec "${process.execPath}" "${VIPNAT}" run --pool ${POOL} -- true`], { encoding: 'utf8' });
+    const r = spawnSync(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `mount -t tmpfs none /dev/net && exec "${process.execPath}" "${VIPNAT}" run --pool ${POOL} -- true`,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(r.status).toBe(1);
     oneLine(r.stderr);
     expect(r.stderr).toMatch(/\/dev\/net\/tun is missing/);

@@ -9,12 +9,16 @@ const MODES = [
   { mode: 'NAT mode', flags: ['--inner-address', '10.0.2.100,fd00:2::100'], inner6: () => 'fd00:2::100' },
 ];
 
-
-
 /** socat prints IPv6 peers in full; this is the compressed form for comparisons. */
 function compress(full: string): string {
-  const groups = full.replace(/^\[|\]$/g, '').split(':').map((g) => g.replace(/^0+(?=.)/, ''));
-  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::').replace(/^:::/, '::');
+  const groups = full
+    .replace(/^\[|\]$/g, '')
+    .split(':')
+    .map((g) => g.replace(/^0+(?=.)/, ''));
+  return groups
+    .join(':')
+    .replace(/(^|:)0(:0)+(:|$)/, '::')
+    .replace(/^:::/, '::');
 }
 
 describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
@@ -64,7 +68,7 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
     lab = Lab.up();
     const script = [
       'if [ "$VIPNAT_SESSION_ID" = 1 ]; then',
-      '  socat TCP6-LISTEN:9000,reuseaddr,fork SYSTEM:\'echo session 1 sees $SOCAT_PEERADDR\' & sleep 4; kill $!',
+      "  socat TCP6-LISTEN:9000,reuseaddr,fork SYSTEM:'echo session 1 sees $SOCAT_PEERADDR' & sleep 4; kill $!",
       'else',
       '  sleep 0.5; socat -t 5 -T 3 - TCP6:[fd00:19:7::1]:9000,retry=20,interval=0.2 </dev/null | sed "s/^/hairpin: /"',
       'fi',
@@ -114,7 +118,19 @@ describe.skipIf(!isRoot()).each(MODES)('IPv6, $mode', ({ flags, inner6 }) => {
 
   it('runs IPv6-only sessions from an IPv6-only pool', async () => {
     lab = Lab.up();
-    const run = lab.vipnat(['run', '--json', ...flags.map((f) => f.replace('10.0.2.100,', '')), '--pool', 'fd00:19:7::10-fd00:19:7::11', '--sessions', '3', '--', 'sh', '-c', `ping -6 -c 2 -i 0.2 -W 2 ${BACKEND6} >/dev/null; echo "v4 $(ip -o -4 addr show dev eth0 | wc -l) vip $VIPNAT_VIP"; sleep 1`]);
+    const run = lab.vipnat([
+      'run',
+      '--json',
+      ...flags.map((f) => f.replace('10.0.2.100,', '')),
+      '--pool',
+      'fd00:19:7::10-fd00:19:7::11',
+      '--sessions',
+      '3',
+      '--',
+      'sh',
+      '-c',
+      `ping -6 -c 2 -i 0.2 -W 2 ${BACKEND6} >/dev/null; echo "v4 $(ip -o -4 addr show dev eth0 | wc -l) vip $VIPNAT_VIP"; sleep 1`,
+    ]);
     await run.done;
     const { summary, sessions, text } = parseJson(run);
     expect(sessions.map((s) => s.vip)).toEqual(['fd00:19:7::10', 'fd00:19:7::11']);

@@ -91,8 +91,16 @@ export class Lab {
         .filter((l) => !l.includes('fe80:'))
         .join('\n');
     return {
-      netns: sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n && ours(n)).sort(),
-      gwLinks: sh('ip', ['-n', this.gw, '-br', 'link']).split('\n').map((l) => l.split(/\s+/)[0]).sort().join(' '),
+      netns: sh('ip', ['netns', 'list'])
+        .split('\n')
+        .map((l) => l.split(' ')[0]!)
+        .filter((n) => n && ours(n))
+        .sort(),
+      gwLinks: sh('ip', ['-n', this.gw, '-br', 'link'])
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0])
+        .sort()
+        .join(' '),
       gwRoutes: noLinkLocal(sh('ip', ['-n', this.gw, 'route']) + sh('ip', ['-n', this.gw, '-6', 'route'])),
       gwRules: noLinkLocal(sh('ip', ['-n', this.gw, 'rule']) + sh('ip', ['-n', this.gw, 'route', 'show', 'table', 'all'])),
       gwSysctls: this.exec(this.gw, ['sysctl', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.rp_filter']).stdout,
@@ -149,7 +157,10 @@ export class VipnatRun {
       if (m) return Promise.resolve(m);
     }
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out waiting for ${re}; output so far:\n${this.lines.join('\n')}\n${this.stderr}`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`timed out waiting for ${re}; output so far:\n${this.lines.join('\n')}\n${this.stderr}`)),
+        timeoutMs,
+      );
       this.waiters.push({
         re,
         resolve: (m) => {

@@ -8,8 +8,6 @@ const MODES = [
   { mode: 'NAT mode', flags: ['--inner-address', '10.0.2.100'] },
 ];
 
-
-
 describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
   let lab: Lab;
   beforeAll(() => sweepLabs());
@@ -32,7 +30,7 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
   it('lets the session kernel refuse an inbound SYN to a port nobody listens on', async () => {
     lab = Lab.up();
     const run = vipnat(['--', 'sleep', '3']);
-    const [, vip] = (await run.waitFor(/"vip":"([0-9.]+)"/));
+    const [, vip] = await run.waitFor(/"vip":"([0-9.]+)"/);
     const r = lab.exec(lab.be, ['socat', '-t', '5', '-T', '2', '-', `TCP:${vip}:4444,connect-timeout=2`], '');
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/Connection refused/); // a RST, not a timeout
@@ -41,7 +39,14 @@ describe.skipIf(!isRoot()).each(MODES)('protocols, $mode', ({ flags }) => {
 
   it('gives two sessions pinging the same host with the same identifier each their own replies', async () => {
     lab = Lab.up();
-    const run = vipnat(['--sessions', '2', '--', 'sh', '-c', `ping -e 4242 -c 5 -i 0.2 -W 2 ${BACKEND} | grep -o "[0-9]* received" | sed "s/^/ping $VIPNAT_SESSION_ID /"`]);
+    const run = vipnat([
+      '--sessions',
+      '2',
+      '--',
+      'sh',
+      '-c',
+      `ping -e 4242 -c 5 -i 0.2 -W 2 ${BACKEND} | grep -o "[0-9]* received" | sed "s/^/ping $VIPNAT_SESSION_ID /"`,
+    ]);
     await run.done;
     const { summary, text } = parseJson(run);
     expect(summary.exitCode).toBe(0);

@@ -24,7 +24,21 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await until(() => out.includes('listening'));
 
-    const run = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '3', '--', 'socat', '-T', '20', '-u', `TCP:${BACKEND}:7000`, '-']);
+    const run = lab.vipnat([
+      'run',
+      ...flags,
+      '--pool',
+      POOL,
+      '--sessions',
+      '3',
+      '--',
+      'socat',
+      '-T',
+      '20',
+      '-u',
+      `TCP:${BACKEND}:7000`,
+      '-',
+    ]);
     const { code } = await run.done;
     expect(run.stderr).toBe('');
     expect(code).toBe(0);
@@ -40,8 +54,15 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     lab = Lab.up();
     const n = 4;
     const run = lab.vipnat([
-      'run', '--pool', POOL, '--sessions', String(n), '--',
-      'socat', 'TCP-LISTEN:9000,bind=0.0.0.0,reuseaddr', 'SYSTEM:echo session $VIPNAT_SESSION_ID at $VIPNAT_VIP',
+      'run',
+      '--pool',
+      POOL,
+      '--sessions',
+      String(n),
+      '--',
+      'socat',
+      'TCP-LISTEN:9000,bind=0.0.0.0,reuseaddr',
+      'SYSTEM:echo session $VIPNAT_SESSION_ID at $VIPNAT_VIP',
     ]);
     await run.waitFor(new RegExp(`^session ${n} vip`));
     const sessions = run.sessions();
@@ -100,7 +121,18 @@ describe.skipIf(!isRoot()).each(MODES)('vipnat run, in a lab, $mode', ({ flags, 
     lab = Lab.up();
     const one = lab.vipnat(['run', ...flags, '--pool', POOL, '--', 'sh', '-c', 'exit 7']);
     expect((await one.done).code).toBe(7);
-    const some = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '3', '--', 'sh', '-c', '[ "$VIPNAT_SESSION_ID" = 2 ] && exit 5; exit 0']);
+    const some = lab.vipnat([
+      'run',
+      ...flags,
+      '--pool',
+      POOL,
+      '--sessions',
+      '3',
+      '--',
+      'sh',
+      '-c',
+      '[ "$VIPNAT_SESSION_ID" = 2 ] && exit 5; exit 0',
+    ]);
     expect((await some.done).code).toBe(5);
     const all = lab.vipnat(['run', ...flags, '--pool', POOL, '--sessions', '3', '--', 'true']);
     expect((await all.done).code).toBe(0);

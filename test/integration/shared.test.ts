@@ -23,10 +23,28 @@ describe.skipIf(!isRoot()).each(MODES)('--on-exhausted shared, $mode', ({ flags 
     server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await until(() => out.includes('listening'));
     // Each program also reports the port the backend saw, via a second connection's greeting.
-    const run = lab.vipnat(['run', ...flags, '--pool', '198.19.7.1-198.19.7.2', '--sessions', '5', '--on-exhausted', 'shared', '--', 'socat', '-T', '20', '-u', `TCP:${BACKEND}:7000`, '-']);
+    const run = lab.vipnat([
+      'run',
+      ...flags,
+      '--pool',
+      '198.19.7.1-198.19.7.2',
+      '--sessions',
+      '5',
+      '--on-exhausted',
+      'shared',
+      '--',
+      'socat',
+      '-T',
+      '20',
+      '-u',
+      `TCP:${BACKEND}:7000`,
+      '-',
+    ]);
     const { code } = await run.done;
     expect(code, run.stderr).toBe(0);
-    expect(run.lines.filter((l) => l === `session 3 ${NO_VIP}` || l === `session 4 ${NO_VIP}` || l === `session 5 ${NO_VIP}`)).toHaveLength(3);
+    expect(run.lines.filter((l) => l === `session 3 ${NO_VIP}` || l === `session 4 ${NO_VIP}` || l === `session 5 ${NO_VIP}`)).toHaveLength(
+      3,
+    );
     expect(run.lines.filter((l) => /^session [345] shared 198\.18\.0\.1 loopback/.test(l))).toHaveLength(3);
     const result = JSON.parse(/result (.*)/.exec(out)![1]!) as { seen: string[]; maxConcurrent: number };
     expect(result.maxConcurrent).toBe(5);
@@ -49,7 +67,20 @@ describe.skipIf(!isRoot()).each(MODES)('--on-exhausted shared, $mode', ({ flags 
       `echo hi | socat -t 5 -T 3 - UDP4:${BACKEND}:7001 | sed "s/^/udp $VIPNAT_SESSION_ID /"`,
       `echo hi | socat -t 5 -T 3 - UDP4:${BACKEND}:9999 2>/dev/null || echo "closed $VIPNAT_SESSION_ID $?"`,
     ].join('; ');
-    const run = lab.vipnat(['run', ...flags, '--pool', '198.19.7.1', '--sessions', '3', '--on-exhausted', 'shared', '--', 'sh', '-c', script]);
+    const run = lab.vipnat([
+      'run',
+      ...flags,
+      '--pool',
+      '198.19.7.1',
+      '--sessions',
+      '3',
+      '--on-exhausted',
+      'shared',
+      '--',
+      'sh',
+      '-c',
+      script,
+    ]);
     const { code } = await run.done;
     expect(code, run.stderr).toBe(0);
     const text = run.lines.join('\n');

@@ -51,25 +51,43 @@ describe.skipIf(!isRoot())('several dataplane workers', () => {
     { workers: 1, flags: [] as string[] },
     { workers: 2, flags: [] as string[] },
     { workers: 3, flags: ['--inner-address', '10.0.2.100'] },
-  ])('--workers $workers $flags: 32 connections out of one session echo every byte, spread over the workers', async ({ workers, flags }) => {
-    lab = Lab.up();
-    await listening(lab.spawn(lab.be, ['node', ECHO, '7200']));
-    const run = lab.vipnat(['run', '--json', '--workers', String(workers), ...flags, '--pool', POOL, '--', 'node', PARALLEL, BACKEND, '7200', '32', String(256 * 1024)]);
-    await run.done;
-    const { summary, text } = parseJson(run);
-    expect(text).toContain('echo ok 32');
-    expect(summary.exitCode).toBe(0);
-    const dp = summary.dataplane;
-    expect(dp.workers).toBe(workers);
-    expect(dp.writeErrors).toBe(0);
-    // 32 flows hashed over the queues: every worker carries some (all on one
-    // queue of 2 has odds of 2^-31).
-    const per = Array.from({ length: workers }, (_, k) => dp[`worker${k}Packets`]!);
-    for (const n of per) expect(n).toBeGreaterThan(0);
-    expect(per.reduce((a, b) => a + b, 0)).toBe(dp.toUplink + dp.toSession + dp.reflected);
-    // Every flow was made once, in the one table the workers share.
-    expect(dp.flowsCreated).toBe(32);
-  });
+  ])(
+    '--workers $workers $flags: 32 connections out of one session echo every byte, spread over the workers',
+    async ({ workers, flags }) => {
+      lab = Lab.up();
+      await listening(lab.spawn(lab.be, ['node', ECHO, '7200']));
+      const run = lab.vipnat([
+        'run',
+        '--json',
+        '--workers',
+        String(workers),
+        ...flags,
+        '--pool',
+        POOL,
+        '--',
+        'node',
+        PARALLEL,
+        BACKEND,
+        '7200',
+        '32',
+        String(256 * 1024),
+      ]);
+      await run.done;
+      const { summary, text } = parseJson(run);
+      expect(text).toContain('echo ok 32');
+      expect(summary.exitCode).toBe(0);
+      const dp = summary.dataplane;
+      expect(dp.workers).toBe(workers);
+      expect(dp.writeErrors).toBe(0);
+      // 32 flows hashed over the queues: every worker carries some (all on one
+      // queue of 2 has odds of 2^-31).
+      const per = Array.from({ length: workers }, (_, k) => dp[`worker${k}Packets`]!);
+      for (const n of per) expect(n).toBeGreaterThan(0);
+      expect(per.reduce((a, b) => a + b, 0)).toBe(dp.toUplink + dp.toSession + dp.reflected);
+      // Every flow was made once, in the one table the workers share.
+      expect(dp.flowsCreated).toBe(32);
+    },
+  );
 
   it('--workers 2: multi-queue TUNs carry no qdisc (the default one would cost ~50 MB of kernel memory per TUN)', async () => {
     lab = Lab.up();
@@ -83,7 +101,7 @@ describe.skipIf(!isRoot())('several dataplane workers', () => {
   it('--workers 2: 32 connections from the backend into one session echo every byte', async () => {
     lab = Lab.up();
     const run = lab.vipnat(['run', '--json', '--workers', '2', '--pool', POOL, '--', 'node', ECHO, '7300']);
-    const [, vip] = (await run.waitFor(/"vip":"([0-9.]+)"/));
+    const [, vip] = await run.waitFor(/"vip":"([0-9.]+)"/);
     const r = await retry(() => {
       const x = lab.exec(lab.be, ['node', PARALLEL, vip!, '7300', '32', String(256 * 1024)]);
       if (x.status !== 0) throw new Error(x.stdout + x.stderr);

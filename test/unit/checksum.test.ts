@@ -58,7 +58,7 @@ describe('sum / fold / finish', () => {
     // 2^16 = 1 (mod 0xffff), so 2^53 - 1 = 2^5 - 1.
     expect(fold(2 ** 53 - 1)).toBe(31);
     for (let i = 0; i < 2000; i++) {
-      const acc = rng.u32() * 0x100000 + rng.u32() % 0x100000; // up to ~2^52
+      const acc = rng.u32() * 0x100000 + (rng.u32() % 0x100000); // up to ~2^52
       const f = fold(acc);
       expect(f).toBeGreaterThanOrEqual(acc === 0 ? 0 : 1);
       expect(f).toBeLessThanOrEqual(0xffff);
@@ -81,7 +81,7 @@ describe('sum / fold / finish', () => {
 });
 
 describe('RFC 1624 incremental update', () => {
-  it('the RFC 1624 section 4 example: HC=0xDD2F, m=0x5555, m\'=0x3285 gives 0x0000', () => {
+  it("the RFC 1624 section 4 example: HC=0xDD2F, m=0x5555, m'=0x3285 gives 0x0000", () => {
     expect(update16(0xdd2f, 0x5555, 0x3285)).toBe(0x0000);
   });
 

@@ -284,7 +284,13 @@ describe('IPv6 zero-checksum rules', () => {
       expect(l4Ok6(p)).toBe(true);
       // Full recomputation gives 0 too, and sends it as 0xffff: same bytes.
       const fresh = udp6Packet(bytesOf(nsrc), dst, f, { ext: [] });
-      expect(onesSum([pseudoHeader6(bytesOf(nsrc), dst, 17, udp.len), p.subarray(ip.transportOffset, ip.transportOffset + 6), p.subarray(ip.transportOffset + 8, ip.off + ip.len)])).toBe(0xffff);
+      expect(
+        onesSum([
+          pseudoHeader6(bytesOf(nsrc), dst, 17, udp.len),
+          p.subarray(ip.transportOffset, ip.transportOffset + 6),
+          p.subarray(ip.transportOffset + 8, ip.off + ip.len),
+        ]),
+      ).toBe(0xffff);
       expect(toHex(p.subarray(ip.transportOffset))).toBe(toHex(fresh.subarray(40)));
     }
   });
@@ -314,7 +320,12 @@ describe('IPv6 zero-checksum rules', () => {
     const udp = new Udp();
     const w = new Uint32Array(8);
     for (let i = 0; i < 300; i++) {
-      const p = udp6Packet(rng.bytes(16), rng.bytes(16), { sport: rng.u16(), dport: rng.u16(), data: rng.bytes(rng.int(40)), checksum: false });
+      const p = udp6Packet(rng.bytes(16), rng.bytes(16), {
+        sport: rng.u16(),
+        dport: rng.u16(),
+        data: rng.bytes(rng.int(40)),
+        checksum: false,
+      });
       ip.attach(p, 0, p.length);
       udp.attach(p, 40, ip.transportLength);
       expect(udp.verifyChecksum6(p, 0)).toBe(false);
@@ -338,7 +349,9 @@ describe('IPv6 zero-checksum rules', () => {
       const src = rng.bytes(16);
       const dst = rng.bytes(16);
       const isTcp = i % 2 === 0;
-      const p = isTcp ? tcp6Packet(src, dst, { sport: 1, dport: 2, flags: 0x10, data: rng.bytes(9) }) : echo6Packet(src, dst, 128, rng.u16(), rng.u16(), rng.bytes(9));
+      const p = isTcp
+        ? tcp6Packet(src, dst, { sport: 1, dport: 2, flags: 0x10, data: rng.bytes(9) })
+        : echo6Packet(src, dst, 128, rng.u16(), rng.u16(), rng.bytes(9));
       ip.attach(p, 0, p.length);
       const l4 = isTcp ? tcp : icmp;
       l4.attach(p, 40, ip.transportLength);

@@ -64,7 +64,21 @@ function flowTable(nat: Nat): string[] {
   const rows: string[] = [];
   for (let f = 0; f < t.capacity; f++) {
     if (t.stateOf(f) === 0) continue;
-    rows.push([f, t.sessionOf(f), t.protoOf(f), t.stateOf(f), t.deadlineOf(f), t.innerAddrOf(f), t.innerPortOf(f), t.outerAddrOf(f), t.outerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)].join(' '));
+    rows.push(
+      [
+        f,
+        t.sessionOf(f),
+        t.protoOf(f),
+        t.stateOf(f),
+        t.deadlineOf(f),
+        t.innerAddrOf(f),
+        t.innerPortOf(f),
+        t.outerAddrOf(f),
+        t.outerPortOf(f),
+        t.remoteAddrOf(f),
+        t.remotePortOf(f),
+      ].join(' '),
+    );
   }
   return rows;
 }
@@ -98,7 +112,8 @@ describe('fast path', () => {
       const va = out ? fast.fromSession(id, a, 10, pkt.length, now, csumAt) : fast.fromUplink(a, 10, pkt.length, now, csumAt);
       const vb = out ? slow.fromSession(id, b, 10, pkt.length, now, csumAt) : slow.fromUplink(b, 10, pkt.length, now, csumAt);
       if (va >= 0) delivered++;
-      if (va !== vb || toHex(a) !== toHex(b)) problems.push(`packet ${i} (${out ? `from session ${id}` : 'from uplink'}): verdict ${va} vs ${vb}\n${toHex(a)}\n${toHex(b)}`);
+      if (va !== vb || toHex(a) !== toHex(b))
+        problems.push(`packet ${i} (${out ? `from session ${id}` : 'from uplink'}): verdict ${va} vs ${vb}\n${toHex(a)}\n${toHex(b)}`);
       if (i % 997 === 0) {
         fast.expire(now, 64);
         slow.expire(now, 64);

@@ -42,7 +42,16 @@ function randomKey(rng: Rng, narrow: boolean): Key {
   };
 }
 
-const K1: Key = { session: 1, proto: 6, innerAddr: 0x0a000264, innerPort: 40000, outerAddr: 0xc6130001, outerPort: 40000, remoteAddr: 0xcb007105, remotePort: 443 };
+const K1: Key = {
+  session: 1,
+  proto: 6,
+  innerAddr: 0x0a000264,
+  innerPort: 40000,
+  outerAddr: 0xc6130001,
+  outerPort: 40000,
+  remoteAddr: 0xcb007105,
+  remotePort: 443,
+};
 
 describe('FlowTable basics', () => {
   it('rejects impossible capacities', () => {

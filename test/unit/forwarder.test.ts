@@ -50,7 +50,7 @@ describe('Forwarder', () => {
     expect(fw.counters.dropped).toBe(0);
   });
 
-  it('packets from the uplink reach the right session\'s device', () => {
+  it("packets from the uplink reach the right session's device", () => {
     const { fw, uplink, dev } = setup();
     for (const k of [3, 1, 2]) {
       const p = udpPacket(REMOTE, VIP(k), { sport: 53, dport: 5000 + k });

@@ -310,7 +310,7 @@ describe('inbound connections', () => {
 });
 
 describe('anti-spoofing', () => {
-  it('drops packets whose source is not the session\'s inner address (counters.spoofed)', () => {
+  it("drops packets whose source is not the session's inner address (counters.spoofed)", () => {
     const nat = makeNat();
     const cases: [number, number][] = [
       [1, addr('10.0.2.101')],
@@ -484,15 +484,55 @@ describe('ICMP errors', () => {
     const quotedError = ipv4({ src: VIP(1), dst: REMOTE, proto: ICMP }, new Uint8Array([3, 3, 0, 0, 0, 0, 0, 0]));
     const cases: [string, Uint8Array][] = [
       ['unknown port', icmpErrorPacket(REMOTE, VIP(1), 3, 3, never)],
-      ['other session\'s VIP quoted', icmpErrorPacket(REMOTE, VIP(1), 3, 3, otherVip)],
+      ["other session's VIP quoted", icmpErrorPacket(REMOTE, VIP(1), 3, 3, otherVip)],
       ['quote with the inner address', icmpErrorPacket(REMOTE, VIP(1), 3, 3, notFromVip)],
       ['protocol without ports', icmpErrorPacket(REMOTE, VIP(1), 3, 2, gre)],
       ['quote of a later fragment', icmpErrorPacket(REMOTE, VIP(1), 3, 3, laterFragment)],
       ['quote of an ICMP error', icmpErrorPacket(REMOTE, VIP(1), 3, 3, quotedError)],
       ['quote shorter than 28 bytes', icmpErrorPacket(REMOTE, VIP(1), 3, 3, wire, 27)],
-      ['quote with bad version', icmpErrorPacket(REMOTE, VIP(1), 3, 3, (() => { const w = wire.slice(); w[0] = 0x65; return w; })())],
-      ['quote with IHL < 5', icmpErrorPacket(REMOTE, VIP(1), 3, 3, (() => { const w = wire.slice(); w[0] = 0x44; return w; })())],
-      ['quote with total length < IHL', icmpErrorPacket(REMOTE, VIP(1), 3, 3, (() => { const w = wire.slice(); w[2] = 0; w[3] = 10; return w; })())],
+      [
+        'quote with bad version',
+        icmpErrorPacket(
+          REMOTE,
+          VIP(1),
+          3,
+          3,
+          (() => {
+            const w = wire.slice();
+            w[0] = 0x65;
+            return w;
+          })(),
+        ),
+      ],
+      [
+        'quote with IHL < 5',
+        icmpErrorPacket(
+          REMOTE,
+          VIP(1),
+          3,
+          3,
+          (() => {
+            const w = wire.slice();
+            w[0] = 0x44;
+            return w;
+          })(),
+        ),
+      ],
+      [
+        'quote with total length < IHL',
+        icmpErrorPacket(
+          REMOTE,
+          VIP(1),
+          3,
+          3,
+          (() => {
+            const w = wire.slice();
+            w[2] = 0;
+            w[3] = 10;
+            return w;
+          })(),
+        ),
+      ],
     ];
     let dropped = 0;
     for (const [name, p] of cases) {
@@ -534,7 +574,13 @@ describe('ICMP errors', () => {
 
 describe('fragments', () => {
   /** A UDP datagram split into a first fragment (MF, 8+40 bytes of UDP) and a later one (offset 48). */
-  function fragments(src: number, dst: number, sport: number, dport: number, data: Uint8Array): { whole: Uint8Array; first: Uint8Array; rest: Uint8Array } {
+  function fragments(
+    src: number,
+    dst: number,
+    sport: number,
+    dport: number,
+    data: Uint8Array,
+  ): { whole: Uint8Array; first: Uint8Array; rest: Uint8Array } {
     const whole = udpDatagram(src, dst, { sport, dport, data });
     return {
       whole,
@@ -588,7 +634,10 @@ describe('fragments', () => {
     expect(r.v).toBe(TO_UPLINK);
     expect(toHex(r.out)).toBe(toHex(ipv4({ src: VIP(2), dst: REMOTE, proto: TCP, fragOffset: 1480 }, payload)));
     // A first TCP fragment too short for a TCP header is malformed.
-    const tiny = ipv4({ src: INNER, dst: REMOTE, proto: TCP, mf: true }, tcpSegment(INNER, REMOTE, { sport: 1, dport: 2, flags: SYN }).subarray(0, 16));
+    const tiny = ipv4(
+      { src: INNER, dst: REMOTE, proto: TCP, mf: true },
+      tcpSegment(INNER, REMOTE, { sport: 1, dport: 2, flags: SYN }).subarray(0, 16),
+    );
     expect(send(nat, 2, tiny).v).toBe(DROP);
     expect(nat.counters.malformed).toBe(1);
   });
@@ -812,12 +861,54 @@ describe('other families and malformed packets', () => {
     const nat = makeNat();
     const bad: [string, Uint8Array][] = [
       ['empty', new Uint8Array(0)],
-      ['ihl 4', (() => { const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 }); p[0] = 0x44; return p; })()],
-      ['total length too big', (() => { const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 }); p[3] = p[3]! + 1; return p; })()],
-      ['tcp data offset 4', (() => { const p = tcpPacket(INNER, REMOTE, { sport: 1, dport: 2, flags: SYN }); p[32] = 0x40; return p; })()],
-      ['tcp data offset past end', (() => { const p = tcpPacket(INNER, REMOTE, { sport: 1, dport: 2, flags: SYN }); p[32] = 0xf0; return p; })()],
-      ['udp length 7', (() => { const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 }); p[25] = 7; return p; })()],
-      ['udp length past end', (() => { const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 }); p[25] = 9; return p; })()],
+      [
+        'ihl 4',
+        (() => {
+          const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 });
+          p[0] = 0x44;
+          return p;
+        })(),
+      ],
+      [
+        'total length too big',
+        (() => {
+          const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 });
+          p[3] = p[3]! + 1;
+          return p;
+        })(),
+      ],
+      [
+        'tcp data offset 4',
+        (() => {
+          const p = tcpPacket(INNER, REMOTE, { sport: 1, dport: 2, flags: SYN });
+          p[32] = 0x40;
+          return p;
+        })(),
+      ],
+      [
+        'tcp data offset past end',
+        (() => {
+          const p = tcpPacket(INNER, REMOTE, { sport: 1, dport: 2, flags: SYN });
+          p[32] = 0xf0;
+          return p;
+        })(),
+      ],
+      [
+        'udp length 7',
+        (() => {
+          const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 });
+          p[25] = 7;
+          return p;
+        })(),
+      ],
+      [
+        'udp length past end',
+        (() => {
+          const p = udpPacket(INNER, REMOTE, { sport: 1, dport: 2 });
+          p[25] = 9;
+          return p;
+        })(),
+      ],
       ['icmp short', ipv4({ src: INNER, dst: REMOTE, proto: ICMP }, new Uint8Array([8, 0, 0, 0]))],
     ];
     for (const [name, p] of bad) {
@@ -915,8 +1006,10 @@ describe('fuzz: never throws on garbage', () => {
     const { out, inn } = seeds(rng);
     const problems: string[] = [];
     const check = (what: string, v: number, before: Uint8Array, after: Uint8Array, fromSession: boolean): void => {
-      if (!(v === DROP || v === TO_UPLINK || (v >= 1 && v <= 8)) || (!fromSession && v === TO_UPLINK)) problems.push(`${what}: verdict ${v}`);
-      if (v !== DROP && validity(before) !== validity(after)) problems.push(`${what}: checksum validity ${validity(before)} -> ${validity(after)}: ${toHex(before)}`);
+      if (!(v === DROP || v === TO_UPLINK || (v >= 1 && v <= 8)) || (!fromSession && v === TO_UPLINK))
+        problems.push(`${what}: verdict ${v}`);
+      if (v !== DROP && validity(before) !== validity(after))
+        problems.push(`${what}: checksum validity ${validity(before)} -> ${validity(after)}: ${toHex(before)}`);
     };
     const run = (what: string, id: number, p: Uint8Array, now: number): void => {
       try {

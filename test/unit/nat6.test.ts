@@ -112,7 +112,7 @@ describe('IPv6 sessions', () => {
     expect(recv(nat, udpPacket(addr('203.0.113.5'), addr('198.19.0.5'), { sport: 53, dport: 5000 })).v).toBe(5);
   });
 
-  it('removeSession drops the session\'s IPv6 flows and its VIP; the VIP and the id can be reused', () => {
+  it("removeSession drops the session's IPv6 flows and its VIP; the VIP and the id can be reused", () => {
     const nat = makeNat();
     expect(send(nat, 2, udp6Packet(INNER, REMOTE, { sport: 1, dport: 2 })).v).toBe(TO_UPLINK);
     expect(send(nat, 2, tcp6Packet(INNER, REMOTE, { sport: 3, dport: 4, flags: SYN })).v).toBe(TO_UPLINK);
@@ -241,7 +241,12 @@ describe('IPv6 address mode (inner == VIP)', () => {
       tcp6Packet(V, REMOTE, { sport: 40000, dport: 80, flags: SYN, options: [2, 4, 5, 0xa0] }),
       udp6Packet(V, REMOTE, { sport: 5353, dport: 53, data: enc.encode('query') }),
       echo6Packet(V, REMOTE, 128, 7, 1, enc.encode('ping')),
-      udp6Packet(V, REMOTE, { sport: 5354, dport: 53, data: enc.encode('q') }, { ext: [{ kind: 'hbh', options: [0x1e, 2, 1, 2] }, { kind: 'dst' }] }),
+      udp6Packet(
+        V,
+        REMOTE,
+        { sport: 5354, dport: 53, data: enc.encode('q') },
+        { ext: [{ kind: 'hbh', options: [0x1e, 2, 1, 2] }, { kind: 'dst' }] },
+      ),
     ];
     const ins = [
       tcp6Packet(REMOTE, V, { sport: 80, dport: 40000, flags: SYN | ACK, ack: 1001 }),
@@ -272,24 +277,57 @@ describe('IPv6 address mode (inner == VIP)', () => {
 describe('IPv6 NAT mode (shared inner address, distinct VIPs)', () => {
   it('rewrites the source out and the destination in; checksums verify from scratch', () => {
     const nat = makeNat();
-    const hbhDst: Ext6[] = [{ kind: 'hbh', options: [0x1e, 2, 0xab, 0xcd] }, { kind: 'dst', options: [0x1f, 3, 1, 2, 3] }];
+    const hbhDst: Ext6[] = [
+      { kind: 'hbh', options: [0x1e, 2, 0xab, 0xcd] },
+      { kind: 'dst', options: [0x1f, 3, 1, 2, 3] },
+    ];
     for (const k of [1, 2, 3]) {
       const data = enc.encode(`session ${k} says hi`);
       const odd = enc.encode(`odd ${k}`.padEnd(17, '!'));
       type Make = (src: Uint8Array, dst: Uint8Array) => Uint8Array;
       const cases: [Make, Make][] = [
-        [(s, d) => tcp6Packet(s, d, { sport: 40000, dport: 443, flags: SYN, options: [2, 4, 5, 0xa0] }), (s, d) => tcp6Packet(s, d, { sport: 443, dport: 40000, flags: SYN | ACK, ack: 1001 })],
-        [(s, d) => tcp6Packet(s, d, { sport: 40000, dport: 443, flags: ACK | PSH, data }), (s, d) => tcp6Packet(s, d, { sport: 443, dport: 40000, flags: ACK, data })],
+        [
+          (s, d) => tcp6Packet(s, d, { sport: 40000, dport: 443, flags: SYN, options: [2, 4, 5, 0xa0] }),
+          (s, d) => tcp6Packet(s, d, { sport: 443, dport: 40000, flags: SYN | ACK, ack: 1001 }),
+        ],
+        [
+          (s, d) => tcp6Packet(s, d, { sport: 40000, dport: 443, flags: ACK | PSH, data }),
+          (s, d) => tcp6Packet(s, d, { sport: 443, dport: 40000, flags: ACK, data }),
+        ],
         [(s, d) => udp6Packet(s, d, { sport: 5000, dport: 53, data }), (s, d) => udp6Packet(s, d, { sport: 53, dport: 5000, data })],
-        [(s, d) => udp6Packet(s, d, { sport: 5001, dport: 53, data: odd }), (s, d) => udp6Packet(s, d, { sport: 53, dport: 5001, data: odd })],
+        [
+          (s, d) => udp6Packet(s, d, { sport: 5001, dport: 53, data: odd }),
+          (s, d) => udp6Packet(s, d, { sport: 53, dport: 5001, data: odd }),
+        ],
         [(s, d) => echo6Packet(s, d, 128, 0x100 + k, 1, data), (s, d) => echo6Packet(s, d, 129, 0x100 + k, 1, data)],
         // Extension headers before the transport header.
-        [(s, d) => udp6Packet(s, d, { sport: 6000, dport: 7000, data }, { ext: hbhDst }), (s, d) => udp6Packet(s, d, { sport: 7000, dport: 6000, data }, { ext: hbhDst })],
-        [(s, d) => tcp6Packet(s, d, { sport: 6001, dport: 7001, flags: ACK, data }, { ext: [{ kind: 'dst' }] }), (s, d) => tcp6Packet(s, d, { sport: 7001, dport: 6001, flags: ACK, data: odd }, { ext: [{ kind: 'hbh' }] })],
-        [(s, d) => echo6Packet(s, d, 128, 0x200 + k, 2, odd, { ext: [{ kind: 'hbh', options: [5, 2, 0, 0] }] }), (s, d) => echo6Packet(s, d, 129, 0x200 + k, 2, odd, { ext: [{ kind: 'dst' }] })],
-        [(s, d) => udp6Packet(s, d, { sport: 6002, dport: 7002, data }, { ext: [{ kind: 'hbh' }, { kind: 'routing', routingType: 4, segmentsLeft: 0 }, { kind: 'dst' }] }), (s, d) => udp6Packet(s, d, { sport: 7002, dport: 6002, data }, { ext: [{ kind: 'routing', routingType: 4, segmentsLeft: 0 }] })],
+        [
+          (s, d) => udp6Packet(s, d, { sport: 6000, dport: 7000, data }, { ext: hbhDst }),
+          (s, d) => udp6Packet(s, d, { sport: 7000, dport: 6000, data }, { ext: hbhDst }),
+        ],
+        [
+          (s, d) => tcp6Packet(s, d, { sport: 6001, dport: 7001, flags: ACK, data }, { ext: [{ kind: 'dst' }] }),
+          (s, d) => tcp6Packet(s, d, { sport: 7001, dport: 6001, flags: ACK, data: odd }, { ext: [{ kind: 'hbh' }] }),
+        ],
+        [
+          (s, d) => echo6Packet(s, d, 128, 0x200 + k, 2, odd, { ext: [{ kind: 'hbh', options: [5, 2, 0, 0] }] }),
+          (s, d) => echo6Packet(s, d, 129, 0x200 + k, 2, odd, { ext: [{ kind: 'dst' }] }),
+        ],
+        [
+          (s, d) =>
+            udp6Packet(
+              s,
+              d,
+              { sport: 6002, dport: 7002, data },
+              { ext: [{ kind: 'hbh' }, { kind: 'routing', routingType: 4, segmentsLeft: 0 }, { kind: 'dst' }] },
+            ),
+          (s, d) => udp6Packet(s, d, { sport: 7002, dport: 6002, data }, { ext: [{ kind: 'routing', routingType: 4, segmentsLeft: 0 }] }),
+        ],
         // An atomic fragment (offset 0, M clear: RFC 6946) is a whole packet.
-        [(s, d) => udp6Packet(s, d, { sport: 6003, dport: 7003, data }, { ext: [{ kind: 'frag', ident: 9 }] }), (s, d) => tcp6Packet(s, d, { sport: 7003, dport: 6003, flags: SYN, data }, { ext: [{ kind: 'frag', ident: 10 }] })],
+        [
+          (s, d) => udp6Packet(s, d, { sport: 6003, dport: 7003, data }, { ext: [{ kind: 'frag', ident: 9 }] }),
+          (s, d) => tcp6Packet(s, d, { sport: 7003, dport: 6003, flags: SYN, data }, { ext: [{ kind: 'frag', ident: 10 }] }),
+        ],
       ];
       for (const [mkOut, mkIn] of cases) {
         const o = send(nat, k, mkOut(INNER, REMOTE));
@@ -324,7 +362,9 @@ describe('IPv6 NAT mode (shared inner address, distinct VIPs)', () => {
     }
     expect(nat.counters.fromSession).toBe(30);
     expect(nat.counters.fromUplink).toBe(30);
-    expect(nat.counters.malformed + nat.counters.spoofed + nat.counters.noSession + nat.counters.linkControl + nat.counters.fragments).toBe(0);
+    expect(nat.counters.malformed + nat.counters.spoofed + nat.counters.noSession + nat.counters.linkControl + nat.counters.fragments).toBe(
+      0,
+    );
     // Outbound creates every flow; the atomic-fragment TCP SYN opened one of its own from outside.
     expect(nat.counters.flowsCreated).toBe(3 * 10);
   });
@@ -423,8 +463,10 @@ describe('IPv6 TCP state machine', () => {
   it('follows an outbound SYN / SYN-ACK / FIN / FIN exchange, RST and port reuse', () => {
     const nat = makeNat();
     const t = nat.v6.flows;
-    const out = (flags: number, now = NOW): void => void expect(send(nat, 3, tcp6Packet(INNER, REMOTE, { sport: 40001, dport: 22, flags }), now).v).toBe(TO_UPLINK);
-    const inn = (flags: number, now = NOW): void => void expect(recv(nat, tcp6Packet(REMOTE, VIP(3), { sport: 22, dport: 40001, flags }), now).v).toBe(3);
+    const out = (flags: number, now = NOW): void =>
+      void expect(send(nat, 3, tcp6Packet(INNER, REMOTE, { sport: 40001, dport: 22, flags }), now).v).toBe(TO_UPLINK);
+    const inn = (flags: number, now = NOW): void =>
+      void expect(recv(nat, tcp6Packet(REMOTE, VIP(3), { sport: 22, dport: 40001, flags }), now).v).toBe(3);
     out(SYN);
     const f = flowIn(nat, 3, TCP, 40001, REMOTE, 22);
     expect(t.stateOf(f)).toBe(TCP_SYN_OUT);
@@ -484,14 +526,15 @@ describe('IPv6 expiry', () => {
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 4, dport: 80, flags: RST })); // closed
     send(nat, 2, udp6Packet(INNER, REMOTE, { sport: 1, dport: 53 }), NOW + 100); // refreshed later
     expect(nat.v6.flows.count).toBe(6);
-    const alive = (): number[] => [
-      flowIn(nat, 1, UDP, 1, REMOTE, 53),
-      flowIn(nat, 1, ICMP6, 1, REMOTE, 0),
-      flowIn(nat, 1, TCP, 2, REMOTE, 80),
-      flowIn(nat, 1, TCP, 3, REMOTE, 80),
-      flowIn(nat, 1, TCP, 4, REMOTE, 80),
-      flowIn(nat, 2, UDP, 1, REMOTE, 53),
-    ].map((f) => (f === NO_FLOW ? 0 : 1));
+    const alive = (): number[] =>
+      [
+        flowIn(nat, 1, UDP, 1, REMOTE, 53),
+        flowIn(nat, 1, ICMP6, 1, REMOTE, 0),
+        flowIn(nat, 1, TCP, 2, REMOTE, 80),
+        flowIn(nat, 1, TCP, 3, REMOTE, 80),
+        flowIn(nat, 1, TCP, 4, REMOTE, 80),
+        flowIn(nat, 2, UDP, 1, REMOTE, 53),
+      ].map((f) => (f === NO_FLOW ? 0 : 1));
     nat.expire(NOW + T.tcpClosed);
     expect(alive()).toEqual([1, 1, 1, 1, 1, 1]);
     nat.expire(NOW + T.tcpClosed + 1);
@@ -594,13 +637,20 @@ describe('IPv6 fragments', () => {
     const data = new Rng(58).bytes(90);
     const seg = tcp6Segment(INNER, REMOTE, { sport: 7, dport: 8, flags: ACK, data });
     const segV = tcp6Segment(VIP(1), REMOTE, { sport: 7, dport: 8, flags: ACK, data });
-    const first = send(nat, 1, ipv6({ src: INNER, dst: REMOTE, proto: TCP, ext: [{ kind: 'frag', more: true, ident: 5 }] }, seg.subarray(0, 64)));
+    const first = send(
+      nat,
+      1,
+      ipv6({ src: INNER, dst: REMOTE, proto: TCP, ext: [{ kind: 'frag', more: true, ident: 5 }] }, seg.subarray(0, 64)),
+    );
     expect(first.v).toBe(TO_UPLINK);
-    expect(hx(first.out)).toBe(hx(ipv6({ src: VIP(1), dst: REMOTE, proto: TCP, ext: [{ kind: 'frag', more: true, ident: 5 }] }, segV.subarray(0, 64))));
+    expect(hx(first.out)).toBe(
+      hx(ipv6({ src: VIP(1), dst: REMOTE, proto: TCP, ext: [{ kind: 'frag', more: true, ident: 5 }] }, segV.subarray(0, 64))),
+    );
     // Later fragments whose data looks like headers (or garbage) are left alone.
     const junk = new Rng(59).bytes(40);
     for (const proto of [TCP, UDP, ICMP6, 47]) {
-      const mk = (s: Uint8Array, d: Uint8Array): Uint8Array => ipv6({ src: s, dst: d, proto, ext: [{ kind: 'frag', offset: 64, ident: 5 }] }, junk);
+      const mk = (s: Uint8Array, d: Uint8Array): Uint8Array =>
+        ipv6({ src: s, dst: d, proto, ext: [{ kind: 'frag', offset: 64, ident: 5 }] }, junk);
       const o = send(nat, 1, mk(INNER, REMOTE));
       expect(o.v).toBe(TO_UPLINK);
       expect(hx(o.out)).toBe(hx(mk(VIP(1), REMOTE)));
@@ -628,7 +678,9 @@ describe('IPv6 fragments', () => {
       const later = ipv6({ src: INNER, dst: REMOTE, proto, ext: [{ kind: 'frag', offset: 8, ident: 1 }] }, new Uint8Array(24));
       expect(send(nat, 1, later).v).toBe(TO_UPLINK);
       expect(hx(buf)).toBe(hx(mk(VIP(1))));
-      expect(recv(nat, ipv6({ src: REMOTE, dst: VIP(1), proto, ext: [{ kind: 'frag', offset: 8, ident: 1 }] }, new Uint8Array(24))).v).toBe(1);
+      expect(recv(nat, ipv6({ src: REMOTE, dst: VIP(1), proto, ext: [{ kind: 'frag', offset: 8, ident: 1 }] }, new Uint8Array(24))).v).toBe(
+        1,
+      );
       expect(hx(buf)).toBe(hx(mk(VIP(1))));
     }
   });
@@ -680,7 +732,11 @@ describe('ICMPv6 errors', () => {
       const synIn = (d: Uint8Array): Uint8Array => tcp6Packet(REMOTE, d, { sport: 51000, dport: 8080, flags: SYN });
       for (const mk of [udpIn, echoIn, synIn]) {
         expect(recv(nat, mk(VIP(k))).v).toBe(k); // each opens a flow
-        for (const [type, code, cut] of [[1, 4, undefined], [1, 1, 48], [4, 0, undefined]] as const) {
+        for (const [type, code, cut] of [
+          [1, 4, undefined],
+          [1, 1, 48],
+          [4, 0, undefined],
+        ] as const) {
           const o = send(nat, k, icmp6ErrorPacket(INNER, REMOTE, type, code, mk(INNER), cut));
           expect(o.v).toBe(TO_UPLINK);
           expect(o.clean).toBe(true);
@@ -694,7 +750,7 @@ describe('ICMPv6 errors', () => {
     expect(nat.counters.icmpErrorsDropped).toBe(0);
   });
 
-  it('errors quoting no flow, or another session\'s flow, are dropped (counters.icmpErrorsDropped)', () => {
+  it("errors quoting no flow, or another session's flow, are dropped (counters.icmpErrorsDropped)", () => {
     const nat = makeNat();
     const sent = (s: Uint8Array, sport = 5000, remote = REMOTE): Uint8Array => udp6Packet(s, remote, { sport, dport: 53, data });
     expect(send(nat, 1, sent(INNER)).v).toBe(TO_UPLINK);
@@ -761,7 +817,8 @@ describe('ICMPv6 errors', () => {
   it('a Packet Too Big quoting a first fragment (Fragment header before UDP) reaches the session', () => {
     const nat = makeNat();
     const whole = (s: Uint8Array): Uint8Array => udp6Datagram(s, REMOTE, { sport: 4000, dport: 4001, data: new Uint8Array(1400).fill(7) });
-    const first = (s: Uint8Array): Uint8Array => ipv6({ src: s, dst: REMOTE, proto: UDP, ext: [{ kind: 'frag', more: true, ident: 0x99 }] }, whole(s).subarray(0, 1232));
+    const first = (s: Uint8Array): Uint8Array =>
+      ipv6({ src: s, dst: REMOTE, proto: UDP, ext: [{ kind: 'frag', more: true, ident: 0x99 }] }, whole(s).subarray(0, 1232));
     expect(send(nat, 1, first(INNER)).v).toBe(TO_UPLINK);
     expect(nat.v6.flows.count).toBe(1);
     const r = recv(nat, icmp6ErrorPacket(ROUTER, VIP(1), 2, 0, first(VIP(1)), 1232, 1280));
@@ -839,9 +896,13 @@ describe('ICMPv6 errors', () => {
 describe('IPv6 link control, anti-spoofing, other families', () => {
   const mld = (src: Uint8Array, type = 143): Uint8Array => {
     const dst = addr6('ff02::16');
-    return ipv6({ src, dst, proto: ICMP6, hopLimit: 1, ext: [{ kind: 'hbh', options: [5, 2, 0, 0] }] }, icmp6Message(src, dst, type, 0, 1, new Uint8Array(20)));
+    return ipv6(
+      { src, dst, proto: ICMP6, hopLimit: 1, ext: [{ kind: 'hbh', options: [5, 2, 0, 0] }] },
+      icmp6Message(src, dst, type, 0, 1, new Uint8Array(20)),
+    );
   };
-  const nd = (src: Uint8Array, dst: Uint8Array, type: number): Uint8Array => ipv6({ src, dst, proto: ICMP6, hopLimit: 255 }, icmp6Message(src, dst, type, 0, 0, new Uint8Array(16)));
+  const nd = (src: Uint8Array, dst: Uint8Array, type: number): Uint8Array =>
+    ipv6({ src, dst, proto: ICMP6, hopLimit: 255 }, icmp6Message(src, dst, type, 0, 0, new Uint8Array(16)));
 
   it('router/neighbour solicitations, MLD and multicast from a session are link control, dropped', () => {
     const nat = makeNat();
@@ -909,7 +970,8 @@ describe('IPv6 link control, anti-spoofing, other families', () => {
     expect(send(nat, 5, nd(LINK, addr6('ff02::2'), 133)).v).toBe(DROP);
     expect(nat.counters.otherFamily).toBe(3);
     expect(nat.counters.linkControl).toBe(0);
-    for (const d of [VIP(9), INNER, REMOTE, addr6('fd00:19:7::1:1'), addr6('fd00:19:8::1')]) expect(recv(nat, udp6Packet(REMOTE, d, { sport: 1, dport: 2 })).v).toBe(DROP);
+    for (const d of [VIP(9), INNER, REMOTE, addr6('fd00:19:7::1:1'), addr6('fd00:19:8::1')])
+      expect(recv(nat, udp6Packet(REMOTE, d, { sport: 1, dport: 2 })).v).toBe(DROP);
     expect(nat.counters.noSession).toBe(5);
   });
 
@@ -925,7 +987,10 @@ describe('IPv6 link control, anti-spoofing, other families', () => {
     const badUdpLen = good.slice();
     badUdpLen[45] = 200; // UDP Length beyond the payload
     expect(send(nat, 1, badUdpLen).v).toBe(DROP);
-    const hbhSecond = ipv6({ src: REMOTE, dst: VIP(1), proto: UDP, ext: [{ kind: 'dst' }, { kind: 'hbh' }] }, udp6Datagram(REMOTE, VIP(1), { sport: 1, dport: 2 }));
+    const hbhSecond = ipv6(
+      { src: REMOTE, dst: VIP(1), proto: UDP, ext: [{ kind: 'dst' }, { kind: 'hbh' }] },
+      udp6Datagram(REMOTE, VIP(1), { sport: 1, dport: 2 }),
+    );
     expect(recv(nat, hbhSecond).v).toBe(DROP);
     const shortIcmp = ipv6({ src: REMOTE, dst: VIP(1), proto: ICMP6 }, new Uint8Array(7));
     expect(recv(nat, shortIcmp).v).toBe(DROP);
@@ -957,9 +1022,15 @@ describe('IPv6 hairpin', () => {
     const data = enc.encode('hairpin!');
     const cases: [Make, Make][] = [
       [(s, d) => udp6Packet(s, d, { sport: 5000, dport: 53, data }), (s, d) => udp6Packet(s, d, { sport: 53, dport: 5000, data })],
-      [(s, d) => tcp6Packet(s, d, { sport: 40000, dport: 80, flags: SYN }), (s, d) => tcp6Packet(s, d, { sport: 80, dport: 40000, flags: SYN | ACK })],
+      [
+        (s, d) => tcp6Packet(s, d, { sport: 40000, dport: 80, flags: SYN }),
+        (s, d) => tcp6Packet(s, d, { sport: 80, dport: 40000, flags: SYN | ACK }),
+      ],
       [(s, d) => echo6Packet(s, d, 128, 42, 1, data), (s, d) => echo6Packet(s, d, 129, 42, 1, data)],
-      [(s, d) => udp6Packet(s, d, { sport: 5001, dport: 53, data }, { ext: [{ kind: 'dst' }] }), (s, d) => udp6Packet(s, d, { sport: 53, dport: 5001, data }, { ext: [{ kind: 'hbh' }] })],
+      [
+        (s, d) => udp6Packet(s, d, { sport: 5001, dport: 53, data }, { ext: [{ kind: 'dst' }] }),
+        (s, d) => udp6Packet(s, d, { sport: 53, dport: 5001, data }, { ext: [{ kind: 'hbh' }] }),
+      ],
     ];
     let hairpins = 0;
     for (const [mkOut, mkBack] of cases) {
@@ -1017,7 +1088,13 @@ describe('IPv6 fuzz: never throws, checksum validity is kept', () => {
         [k, echo6Packet(src, REMOTE, 128, k, 1, data)],
         [k, icmp6ErrorPacket(src, REMOTE, 1, 4, udp6Packet(REMOTE, src, { sport: 7000, dport: 9999, data }))],
         [k, ipv6({ src, dst: REMOTE, proto: UDP, ext: [{ kind: 'frag', offset: 64, ident: 3 }] }, data)],
-        [k, ipv6({ src, dst: REMOTE, proto: UDP, ext: [{ kind: 'frag', more: true, ident: 3 }] }, udp6Datagram(src, REMOTE, { sport: 100 + k, dport: 53, data: rng.bytes(40) }).subarray(0, 40))],
+        [
+          k,
+          ipv6(
+            { src, dst: REMOTE, proto: UDP, ext: [{ kind: 'frag', more: true, ident: 3 }] },
+            udp6Datagram(src, REMOTE, { sport: 100 + k, dport: 53, data: rng.bytes(40) }).subarray(0, 40),
+          ),
+        ],
         [k, nd(LINK, addr6('ff02::2'), 133)],
       );
       inn.push(
@@ -1084,7 +1161,8 @@ describe('IPv6 fuzz: never throws, checksum validity is kept', () => {
     let forwarded = 0;
     let checked = 0;
     const check = (what: string, v: number, before: Uint8Array, after: Uint8Array, fromSession: boolean): void => {
-      if (!(v === DROP || v === TO_UPLINK || (v >= 1 && v <= 8)) || (!fromSession && v === TO_UPLINK)) problems.push(`${what}: verdict ${v}`);
+      if (!(v === DROP || v === TO_UPLINK || (v >= 1 && v <= 8)) || (!fromSession && v === TO_UPLINK))
+        problems.push(`${what}: verdict ${v}`);
       if (v === DROP) return;
       forwarded++;
       const a = validity(before);
@@ -1155,7 +1233,16 @@ describe('IPv6 fuzz: never throws, checksum validity is kept', () => {
     for (let f = 0; f < t.capacity; f++) {
       if (t.stateOf(f) === 0) continue;
       live++;
-      const a = t.lookupInner(t.sessionOf(f), t.protoOf(f), t.addr, t.innerAt(f), t.innerPortOf(f), t.addr, t.remoteAt(f), t.remotePortOf(f));
+      const a = t.lookupInner(
+        t.sessionOf(f),
+        t.protoOf(f),
+        t.addr,
+        t.innerAt(f),
+        t.innerPortOf(f),
+        t.addr,
+        t.remoteAt(f),
+        t.remotePortOf(f),
+      );
       const b = t.lookupOuter(t.protoOf(f), t.addr, t.outerAt(f), t.outerPortOf(f), t.addr, t.remoteAt(f), t.remotePortOf(f));
       if (a !== f || b !== f) problems.push(`flow ${f}: inner ${a} outer ${b}`);
     }

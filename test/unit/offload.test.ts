@@ -88,7 +88,12 @@ function ok6(p: Uint8Array): boolean {
 }
 
 function setup(shared = false): { fw: Forwarder; nat: Nat; uplink: MemDevice; dev: MemDevice } {
-  const nat = new Nat({ maxSession: 4, flowCapacity: 1024, seed: 7, ...(shared ? { shared: { address: SHARED, portLo: 61000, portHi: 65534 } } : {}) });
+  const nat = new Nat({
+    maxSession: 4,
+    flowCapacity: 1024,
+    seed: 7,
+    ...(shared ? { shared: { address: SHARED, portLo: 61000, portHi: 65534 } } : {}),
+  });
   const uplink = new MemDevice();
   const fw = new Forwarder(nat, uplink, 4, HDR);
   const dev = new MemDevice();

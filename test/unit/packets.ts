@@ -250,12 +250,28 @@ export function udpPacket(src: number, dst: number, f: UdpFields, ip: IpOpts = {
   return ipv4({ ...ip, src, dst, proto: UDP }, udpDatagram(src, dst, f));
 }
 
-export function echoPacket(src: number, dst: number, type: 0 | 8, ident: number, seq: number, data?: Uint8Array, ip: IpOpts = {}): Uint8Array {
+export function echoPacket(
+  src: number,
+  dst: number,
+  type: 0 | 8,
+  ident: number,
+  seq: number,
+  data?: Uint8Array,
+  ip: IpOpts = {},
+): Uint8Array {
   return ipv4({ ...ip, src, dst, proto: ICMP }, icmpEcho(type, ident, seq, data));
 }
 
 /** An ICMP error (e.g. type 3 code 3, port unreachable) from src to dst quoting the first `quoteLen` bytes of `original`. */
-export function icmpErrorPacket(src: number, dst: number, type: number, code: number, original: Uint8Array, quoteLen = original.length, ip: IpOpts = {}): Uint8Array {
+export function icmpErrorPacket(
+  src: number,
+  dst: number,
+  type: number,
+  code: number,
+  original: Uint8Array,
+  quoteLen = original.length,
+  ip: IpOpts = {},
+): Uint8Array {
   return ipv4({ ...ip, src, dst, proto: ICMP }, icmpMessage(type, code, 0, original.subarray(0, quoteLen)));
 }
 
@@ -345,10 +361,13 @@ export function addr6(text: string): Uint8Array {
   }
   const halves = t.split('::');
   if (halves.length > 2) throw new Error(`addr6: more than one "::" in ${text}`);
-  const side = (s: string): number[] => (s === '' ? [] : s.split(':').map((x) => {
-    if (!/^[0-9a-f]{1,4}$/i.test(x)) throw new Error(`addr6: bad group ${JSON.stringify(x)} in ${text}`);
-    return parseInt(x, 16);
-  }));
+  const side = (s: string): number[] =>
+    s === ''
+      ? []
+      : s.split(':').map((x) => {
+          if (!/^[0-9a-f]{1,4}$/i.test(x)) throw new Error(`addr6: bad group ${JSON.stringify(x)} in ${text}`);
+          return parseInt(x, 16);
+        });
   const head = side(halves[0]!);
   if (halves.length === 2) {
     const tail = side(halves[1]!);
@@ -525,7 +544,15 @@ export function udp6Packet(src: Uint8Array, dst: Uint8Array, f: UdpFields, ip: I
   return ipv6({ ...ip, src, dst, proto: UDP }, udp6Datagram(src, dst, f));
 }
 
-export function echo6Packet(src: Uint8Array, dst: Uint8Array, type: 128 | 129, ident: number, seq: number, data: Uint8Array = new Uint8Array(0), ip: Ip6Opts = {}): Uint8Array {
+export function echo6Packet(
+  src: Uint8Array,
+  dst: Uint8Array,
+  type: 128 | 129,
+  ident: number,
+  seq: number,
+  data: Uint8Array = new Uint8Array(0),
+  ip: Ip6Opts = {},
+): Uint8Array {
   return ipv6({ ...ip, src, dst, proto: ICMP6 }, icmp6Message(src, dst, type, 0, ident * 0x10000 + seq, data));
 }
 
@@ -564,6 +591,15 @@ export function l4Ok6(p: Uint8Array): boolean {
  * with the MTU in `rest`) from src to dst quoting the first `quoteLen` bytes of
  * `original`, checksum over the pseudo-header filled.
  */
-export function icmp6ErrorPacket(src: Uint8Array, dst: Uint8Array, type: number, code: number, original: Uint8Array, quoteLen = original.length, rest = 0, ip: Ip6Opts = {}): Uint8Array {
+export function icmp6ErrorPacket(
+  src: Uint8Array,
+  dst: Uint8Array,
+  type: number,
+  code: number,
+  original: Uint8Array,
+  quoteLen = original.length,
+  rest = 0,
+  ip: Ip6Opts = {},
+): Uint8Array {
   return ipv6({ ...ip, src, dst, proto: ICMP6 }, icmp6Message(src, dst, type, code, rest, original.subarray(0, quoteLen)));
 }

@@ -134,10 +134,16 @@ describe('parseRanges', () => {
     ['10.0.0.1-10.0.0.2-10.0.0.3', 'pool "10.0.0.1-10.0.0.2-10.0.0.3": not an IPv4 or IPv6 address, range or CIDR'],
     ['', 'pool "": empty; give CIDRs, START-END ranges or addresses, comma-separated'],
     ['   ', 'pool "": empty; give CIDRs, START-END ranges or addresses, comma-separated'],
-    ['10.0.0.1,,10.0.0.2', 'pool "10.0.0.1,,10.0.0.2": empty part between commas; give CIDRs, START-END ranges or addresses, comma-separated'],
+    [
+      '10.0.0.1,,10.0.0.2',
+      'pool "10.0.0.1,,10.0.0.2": empty part between commas; give CIDRs, START-END ranges or addresses, comma-separated',
+    ],
     ['10.0.0.0/30,10.0.0.1', 'pool "10.0.0.0/30,10.0.0.1": 10.0.0.1 overlaps 10.0.0.0/30'],
     ['10.0.0.1,10.0.0.0/30', 'pool "10.0.0.1,10.0.0.0/30": 10.0.0.0/30 overlaps 10.0.0.1'],
-    ['10.0.0.1-10.0.0.9,192.0.2.1,10.0.0.5-10.0.0.6', 'pool "10.0.0.1-10.0.0.9,10.0.0.5-10.0.0.6": 10.0.0.5-10.0.0.6 overlaps 10.0.0.1-10.0.0.9'],
+    [
+      '10.0.0.1-10.0.0.9,192.0.2.1,10.0.0.5-10.0.0.6',
+      'pool "10.0.0.1-10.0.0.9,10.0.0.5-10.0.0.6": 10.0.0.5-10.0.0.6 overlaps 10.0.0.1-10.0.0.9',
+    ],
     ['fd00::/64,fd00::7', 'pool "fd00::/64,fd00::7": fd00::7 overlaps fd00::/64'],
     ['10.0.0.1,10.0.0.1', 'pool "10.0.0.1,10.0.0.1": 10.0.0.1 is listed twice'],
     ['10.0.0.1-fd00::1', 'pool "10.0.0.1-fd00::1": start and end are of different families'],
@@ -190,11 +196,7 @@ describe('rangeCidrs', () => {
 
   it('covers IPv6 START-END ranges in canonical form', () => {
     expect(rangeCidrs(parseRanges('fd00:77::10-fd00:77::1f')[0]!)).toEqual(['fd00:77::10/124']);
-    expect(rangeCidrs(parseRanges('fd00:77::f-fd00:77::20')[0]!)).toEqual([
-      'fd00:77::f/128',
-      'fd00:77::10/124',
-      'fd00:77::20/128',
-    ]);
+    expect(rangeCidrs(parseRanges('fd00:77::f-fd00:77::20')[0]!)).toEqual(['fd00:77::f/128', 'fd00:77::10/124', 'fd00:77::20/128']);
   });
 
   it('covers exactly the range (checked by expansion)', () => {
@@ -298,14 +300,7 @@ describe('VipPool', () => {
     expect(pool.contains('fd00:77::abcd')).toBe(true);
     expect(pool.contains('fd00:77::')).toBe(false);
     expect(pool.contains('bogus')).toBe(false);
-    expect(pool.routes()).toEqual([
-      '198.19.7.0/28',
-      '10.0.0.3/32',
-      '10.0.0.4/30',
-      '10.0.0.8/31',
-      '10.0.0.10/32',
-      'fd00:77::/64',
-    ]);
+    expect(pool.routes()).toEqual(['198.19.7.0/28', '10.0.0.3/32', '10.0.0.4/30', '10.0.0.8/31', '10.0.0.10/32', 'fd00:77::/64']);
   });
 
   it('caps the size of huge IPv6 ranges', () => {
@@ -391,8 +386,6 @@ describe('VipPool', () => {
   });
 
   it('carries the message for an empty pool', () => {
-    expect(NO_VIP_MESSAGE).toBe(
-      'No virtual IP address is available for this session, please contact your administrator.',
-    );
+    expect(NO_VIP_MESSAGE).toBe('No virtual IP address is available for this session, please contact your administrator.');
   });
 });

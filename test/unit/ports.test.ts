@@ -233,7 +233,8 @@ describe('PortAllocator', () => {
           o.delete(e.port);
         }
       }
-      for (const s of SLOTS) if (a.used[s] !== owners[s]!.size) problems.push(`${i}: slot ${s} used ${a.used[s]}, model ${owners[s]!.size}`);
+      for (const s of SLOTS)
+        if (a.used[s] !== owners[s]!.size) problems.push(`${i}: slot ${s} used ${a.used[s]}, model ${owners[s]!.size}`);
       if (i % 97 === 0) {
         for (const s of SLOTS) {
           for (let p = LO; p <= HI; p++) {

@@ -71,7 +71,9 @@ const l4cksum = (p: Uint8Array): number => u16(p, parse(p).l4 + (parse(p).proto 
 /** Everything after the transport header's ports (TCP/UDP) or identifier (echo): must come through untouched. */
 const tail = (p: Uint8Array): string => {
   const h = parse(p);
-  return toHex(p.subarray(h.l4 + (h.proto === ICMP ? 6 : h.proto === TCP ? 4 : 8)).filter((_, i) => !(h.proto === TCP && (i === 12 || i === 13))));
+  return toHex(
+    p.subarray(h.l4 + (h.proto === ICMP ? 6 : h.proto === TCP ? 4 : 8)).filter((_, i) => !(h.proto === TCP && (i === 12 || i === 13))),
+  );
 };
 /** The packet quoted in an ICMP error. */
 const quote = (p: Uint8Array): Uint8Array => p.subarray(parse(p).l4 + 8, parse(p).totalLength);
@@ -137,7 +139,10 @@ describe('shared sessions: setup', () => {
 
   it('sessions with a VIP take no shared ports', () => {
     const nat = makeNat();
-    for (const [k, src] of [[3, INNER], [4, VIP(4)]] as const) {
+    for (const [k, src] of [
+      [3, INNER],
+      [4, VIP(4)],
+    ] as const) {
       expect(send(nat, k, udpPacket(src, REMOTE, { sport: 5000, dport: 53 })).v).toBe(TO_UPLINK);
       expect(send(nat, k, tcpPacket(src, REMOTE, { sport: 5000, dport: 80, flags: SYN })).v).toBe(TO_UPLINK);
       expect(send(nat, k, echoPacket(src, REMOTE, 8, 7, 1)).v).toBe(TO_UPLINK);
@@ -193,7 +198,12 @@ describe('outbound from a shared session and the replies', () => {
   it('endpoint-independent mapping: the same inner port to other remotes and remote ports uses the same outer port', () => {
     const nat = makeNat();
     const p = sport(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 5000, dport: 53 })).out);
-    for (const [rem, rp] of [[REMOTE, 54], [REMOTE2, 53], [REMOTE2, 9999], [VIP(9), 1]] as const) {
+    for (const [rem, rp] of [
+      [REMOTE, 54],
+      [REMOTE2, 53],
+      [REMOTE2, 9999],
+      [VIP(9), 1],
+    ] as const) {
       const r = send(nat, 1, udpPacket(INNER, rem, { sport: 5000, dport: rp }));
       expectTranslatedOut(r, SHARED, rem);
       expect(sport(r.out)).toBe(p);
@@ -201,7 +211,12 @@ describe('outbound from a shared session and the replies', () => {
     expect(nat.flows.count).toBe(5);
     expect(inUse(nat)).toEqual([0, 1, 0]);
     // Each remote's replies reach the session.
-    for (const [rem, rp] of [[REMOTE, 53], [REMOTE, 54], [REMOTE2, 53], [REMOTE2, 9999]] as const) {
+    for (const [rem, rp] of [
+      [REMOTE, 53],
+      [REMOTE, 54],
+      [REMOTE2, 53],
+      [REMOTE2, 9999],
+    ] as const) {
       const b = recv(nat, udpPacket(rem, SHARED, { sport: rp, dport: p }));
       expectDelivered(b, 1, INNER);
       expect(dport(b.out)).toBe(5000);
@@ -428,7 +443,7 @@ describe('two shared sessions with the same inner address', () => {
   });
 });
 
-describe('reflection: packets to the shared address that are no session\'s', () => {
+describe("reflection: packets to the shared address that are no session's", () => {
   it('go back to the uplink unchanged (TO_UPLINK) and count in counters.reflected', () => {
     const nat = makeNat();
     const p = sport(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 5000, dport: 53 })).out);
@@ -463,7 +478,7 @@ describe('reflection: packets to the shared address that are no session\'s', () 
   });
 
   // An echo request is never a reply: the machine answers pings to its own address.
-  it('an echo request from a remote is the machine\'s, even when its identifier is a shared session\'s mapped one', () => {
+  it("an echo request from a remote is the machine's, even when its identifier is a shared session's mapped one", () => {
     const nat = makeNat();
     const e = ident(send(nat, 1, echoPacket(INNER, REMOTE, 8, 77, 1)).out);
     const req = echoPacket(REMOTE, SHARED, 8, e, 1);
@@ -515,7 +530,7 @@ describe('ICMP errors and the shared address', () => {
     expect(nat.counters.icmpErrorsDropped).toBe(0);
   });
 
-  it('a quote cut to IP header + 8 bytes: address and port restored, the quoted UDP checksum is the original\'s', () => {
+  it("a quote cut to IP header + 8 bytes: address and port restored, the quoted UDP checksum is the original's", () => {
     const nat = makeNat();
     const orig = udpPacket(INNER, REMOTE, { sport: 5000, dport: 9999, data: enc.encode('a longer payload, cut from the quote') });
     const sent = leave(nat, 1, orig);
@@ -592,8 +607,14 @@ describe('ICMP errors and the shared address', () => {
     const bad: [string, Uint8Array][] = [
       ['another remote port', icmpErrorPacket(REMOTE, SHARED, 3, 3, udpPacket(SHARED, REMOTE, { sport: p, dport: 9998 }))],
       ['another outer port', icmpErrorPacket(REMOTE, SHARED, 3, 3, udpPacket(SHARED, REMOTE, { sport: p + 1, dport: 9999 }))],
-      ['the quoted source is not the shared address', icmpErrorPacket(REMOTE, SHARED, 3, 3, udpPacket(VIP(3), REMOTE, { sport: p, dport: 9999 }))],
-      ['TCP where the flow is UDP', icmpErrorPacket(REMOTE, SHARED, 3, 3, tcpPacket(SHARED, REMOTE, { sport: p, dport: 9999, flags: SYN }))],
+      [
+        'the quoted source is not the shared address',
+        icmpErrorPacket(REMOTE, SHARED, 3, 3, udpPacket(VIP(3), REMOTE, { sport: p, dport: 9999 })),
+      ],
+      [
+        'TCP where the flow is UDP',
+        icmpErrorPacket(REMOTE, SHARED, 3, 3, tcpPacket(SHARED, REMOTE, { sport: p, dport: 9999, flags: SYN })),
+      ],
       ['a quote too short', icmpErrorPacket(REMOTE, SHARED, 3, 3, sent, 27)],
     ];
     for (const [what, pkt] of bad) {
@@ -617,7 +638,10 @@ describe('ICMP errors and the shared address', () => {
     // Session 1 talks to REMOTE:53 from 5000; session 2 the same, to get a different outer port.
     const p1 = sport(leave(nat, 1, udpPacket(INNER, REMOTE, { sport: 5000, dport: 53 })));
     const p2 = sport(leave(nat, 2, udpPacket(INNER, REMOTE, { sport: 5000, dport: 53 })));
-    for (const [k, p] of [[1, p1], [2, p2]] as const) {
+    for (const [k, p] of [
+      [1, p1],
+      [2, p2],
+    ] as const) {
       // A reply arrives, the session's socket is gone, its kernel sends port unreachable quoting the reply.
       const arrived = udpPacket(REMOTE, SHARED, { sport: 53, dport: p, data: enc.encode(`late ${k}`) });
       const got = recv(nat, arrived);
@@ -664,7 +688,10 @@ describe('ICMP errors and the shared address', () => {
 
 describe('hairpin through the shared address', () => {
   it('a shared session reaching a VIP session, and that session answering to the shared address and outer port', () => {
-    for (const [k, addrK] of [[3, INNER], [4, VIP(4)]] as const) {
+    for (const [k, addrK] of [
+      [3, INNER],
+      [4, VIP(4)],
+    ] as const) {
       const nat = makeNat();
       const dst = k === 3 ? VIP(3) : VIP(4);
       const data = enc.encode(`to ${k}`);
@@ -704,7 +731,7 @@ describe('hairpin through the shared address', () => {
     }
   });
 
-  it('between two shared sessions: once each has sent to the other\'s outer port, both directions are delivered', () => {
+  it("between two shared sessions: once each has sent to the other's outer port, both directions are delivered", () => {
     const nat = makeNat();
     // Each session has a mapping from inner port 5000, made by talking to a remote.
     const p1 = sport(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 5000, dport: 3478 })).out);
@@ -788,7 +815,11 @@ describe('expiry, session removal and exhaustion release and reuse ports', () =>
     expect([a, b].sort()).toEqual([61000, 61001]);
     expect(inUse(nat)).toEqual([0, 2, 0]);
     const flowsBefore = nat.flows.count;
-    for (const [k, ip] of [[1, 2], [2, 2], [1, 61000]] as const) {
+    for (const [k, ip] of [
+      [1, 2],
+      [2, 2],
+      [1, 61000],
+    ] as const) {
       const r = send(nat, k, u(k, ip));
       expect(r.v).toBe(DROP);
     }
@@ -822,7 +853,7 @@ describe('expiry, session removal and exhaustion release and reuse ports', () =>
     expect(recv(nat, udpPacket(REMOTE, SHARED, { sport: 53, dport: sport(d.out) }), later).v).toBe(2);
   });
 
-  it('removeSession releases the session\'s ports (all protocols) and no one else\'s', () => {
+  it("removeSession releases the session's ports (all protocols) and no one else's", () => {
     const nat = makeNat();
     const mine = [
       sport(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 5000, dport: 53 })).out),
@@ -1012,7 +1043,9 @@ describe('churn: seeded random traffic against a model of mappings and flows', (
         const flags = proto === TCP ? rng.pick([SYN | ACK, ACK, RST]) : 0;
         const pkt = build(proto, r, SHARED, rp, p, flags, false);
         const v = recv(nat, pkt, now);
-        const f = [...flows.values()].find((x) => x.proto === proto && x.r === r && x.rp === rp && maps.get(mkey(x.s, x.proto, x.ip))!.port === p);
+        const f = [...flows.values()].find(
+          (x) => x.proto === proto && x.r === r && x.rp === rp && maps.get(mkey(x.s, x.proto, x.ip))!.port === p,
+        );
         if (f) {
           deliveredIn++;
           if (proto === TCP) f.st = nextTcp(f.st, flags, false);
@@ -1049,7 +1082,9 @@ describe('churn: seeded random traffic against a model of mappings and flows', (
           const n = nat.flows.lookupInner(f.s, f.proto, INNER, f.ip, f.r, f.rp);
           const port = maps.get(mkey(f.s, f.proto, f.ip))!.port;
           if (n === NO_FLOW || nat.flows.outerPortOf(n) !== port || nat.flows.deadlineOf(n) !== f.deadline) {
-            problems.push(`${i}: flow ${fkey(f.s, f.proto, f.ip, f.r, f.rp)}: table ${n}, port ${n === NO_FLOW ? '-' : nat.flows.outerPortOf(n)} (${port}), deadline ${n === NO_FLOW ? '-' : nat.flows.deadlineOf(n)} (${f.deadline})`);
+            problems.push(
+              `${i}: flow ${fkey(f.s, f.proto, f.ip, f.r, f.rp)}: table ${n}, port ${n === NO_FLOW ? '-' : nat.flows.outerPortOf(n)} (${port}), deadline ${n === NO_FLOW ? '-' : nat.flows.deadlineOf(n)} (${f.deadline})`,
+            );
           }
         }
       }
@@ -1117,7 +1152,10 @@ describe('fuzz: random and mutated packets to the shared address never throw', (
         [k, ipv4({ src: INNER, dst: REMOTE, proto: UDP, fragOffset: 64 }, data)],
       );
     }
-    out.push([3, udpPacket(INNER, SHARED, { sport: 7, dport: 61000 })], [4, tcpPacket(VIP(4), SHARED, { sport: 7, dport: 61001, flags: ACK })]);
+    out.push(
+      [3, udpPacket(INNER, SHARED, { sport: 7, dport: 61000 })],
+      [4, tcpPacket(VIP(4), SHARED, { sport: 7, dport: 61001, flags: ACK })],
+    );
 
     const problems: string[] = [];
     const run = (what: string, id: number, p: Uint8Array, now: number, fromSession: boolean): void => {
@@ -1125,7 +1163,8 @@ describe('fuzz: random and mutated packets to the shared address never throw', (
         const r = fromSession ? send(nat, id, p, now) : recv(nat, p, now);
         if (!(r.v === DROP || r.v === TO_UPLINK || (r.v >= 1 && r.v <= 8))) problems.push(`${what}: verdict ${r.v}`);
         if (!r.clean) problems.push(`${what}: wrote outside the packet`);
-        if (r.v !== DROP && validity(p) !== validity(r.out)) problems.push(`${what}: checksum validity ${validity(p)} -> ${validity(r.out)}: ${toHex(p)}`);
+        if (r.v !== DROP && validity(p) !== validity(r.out))
+          problems.push(`${what}: checksum validity ${validity(p)} -> ${validity(r.out)}: ${toHex(p)}`);
         // From the uplink, a packet handed back must be exactly what came in.
         if (!fromSession && r.v === TO_UPLINK && toHex(r.out) !== toHex(p)) problems.push(`${what}: reflected but changed: ${toHex(p)}`);
       } catch (e) {
@@ -1173,14 +1212,18 @@ describe('fuzz: random and mutated packets to the shared address never throw', (
     for (let f = 0; f < t.capacity; f++) {
       if (t.stateOf(f) === 0) continue;
       live++;
-      if (t.lookupInner(t.sessionOf(f), t.protoOf(f), t.innerAddrOf(f), t.innerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)) !== f) problems.push(`flow ${f}: not found from inside`);
-      if (t.lookupOuter(t.protoOf(f), t.outerAddrOf(f), t.outerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)) !== f) problems.push(`flow ${f}: not found from outside`);
+      if (t.lookupInner(t.sessionOf(f), t.protoOf(f), t.innerAddrOf(f), t.innerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)) !== f)
+        problems.push(`flow ${f}: not found from inside`);
+      if (t.lookupOuter(t.protoOf(f), t.outerAddrOf(f), t.outerPortOf(f), t.remoteAddrOf(f), t.remotePortOf(f)) !== f)
+        problems.push(`flow ${f}: not found from outside`);
       if (t.outerAddrOf(f) !== SHARED) continue;
       const slot = t.protoOf(f) === TCP ? 0 : t.protoOf(f) === UDP ? 1 : 2;
       const key = `${t.sessionOf(f)}/${t.innerPortOf(f)}`;
       const port = t.outerPortOf(f);
-      if (mapping[slot]!.has(key) && mapping[slot]!.get(key) !== port) problems.push(`mapping ${slot}/${key}: ports ${mapping[slot]!.get(key)} and ${port}`);
-      if (portOwner[slot]!.has(port) && portOwner[slot]!.get(port) !== key) problems.push(`port ${slot}/${port}: ${portOwner[slot]!.get(port)} and ${key}`);
+      if (mapping[slot]!.has(key) && mapping[slot]!.get(key) !== port)
+        problems.push(`mapping ${slot}/${key}: ports ${mapping[slot]!.get(key)} and ${port}`);
+      if (portOwner[slot]!.has(port) && portOwner[slot]!.get(port) !== key)
+        problems.push(`port ${slot}/${port}: ${portOwner[slot]!.get(port)} and ${key}`);
       mapping[slot]!.set(key, port);
       portOwner[slot]!.set(port, key);
     }

@@ -1,6 +1,17 @@
 // Unit tests for translator state in shared memory: flow tables, the port allocator and whole translators opened by several "threads" over one buffer.
 import { describe, it, expect } from 'vitest';
-import { FlowTable, FlowTable6, NO_FLOW, Nat, natMemory, PORTS_TCP, PORTS_UDP, PortAllocator, TO_UPLINK, type NatOptions } from '../../src/nat/index.js';
+import {
+  FlowTable,
+  FlowTable6,
+  NO_FLOW,
+  Nat,
+  natMemory,
+  PORTS_TCP,
+  PORTS_UDP,
+  PortAllocator,
+  TO_UPLINK,
+  type NatOptions,
+} from '../../src/nat/index.js';
 import { ACK, Rng, SYN, addr, allOk, parse, tcpPacket, u16, udpPacket } from './packets.js';
 import { recv, send } from './harness.js';
 

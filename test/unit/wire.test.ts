@@ -93,7 +93,19 @@ describe('byte helpers', () => {
     expect(parseIpv4('0.0.0.0')).toBe(0);
     expect(formatIpv4(0xc0a8010a)).toBe('192.168.1.10');
     expect(formatIpv4(0xffffffff)).toBe('255.255.255.255');
-    for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.-4', 'a.b.c.d', '1..2.3', ' 1.2.3.4', '1.2.3.4 ', '1e2.1.1.1']) {
+    for (const bad of [
+      '',
+      '1.2.3',
+      '1.2.3.4.5',
+      '256.1.1.1',
+      '01.2.3.4',
+      '1.2.3.-4',
+      'a.b.c.d',
+      '1..2.3',
+      ' 1.2.3.4',
+      '1.2.3.4 ',
+      '1e2.1.1.1',
+    ]) {
       expect(parseIpv4(bad), bad).toBe(-1);
     }
     const rng = new Rng(11);
@@ -199,7 +211,12 @@ describe('reference IPv4+UDP', () => {
   });
 
   it('is built again byte for byte', () => {
-    const built = udpPacket(addr('10.0.2.100'), addr('8.8.8.8'), { sport: 5353, dport: 53, data: te.encode('hello vipnat') }, { ident: 0xbeef, ttl: 128 });
+    const built = udpPacket(
+      addr('10.0.2.100'),
+      addr('8.8.8.8'),
+      { sport: 5353, dport: 53, data: te.encode('hello vipnat') },
+      { ident: 0xbeef, ttl: 128 },
+    );
     expect(toHex(built)).toBe(toHex(REF_UDP));
   });
 
@@ -328,7 +345,12 @@ describe('IPv4 options (IHL > 5)', () => {
   });
 
   it('is built again byte for byte', () => {
-    const built = udpPacket(addr('172.16.0.1'), addr('224.0.0.22'), { sport: 1234, dport: 4321, data: te.encode('abc') }, { ident: 1, ttl: 1, options: [0x94, 0x04, 0, 0] });
+    const built = udpPacket(
+      addr('172.16.0.1'),
+      addr('224.0.0.22'),
+      { sport: 1234, dport: 4321, data: te.encode('abc') },
+      { ident: 1, ttl: 1, options: [0x94, 0x04, 0, 0] },
+    );
     expect(toHex(built)).toBe(toHex(REF_OPTS));
   });
 

@@ -152,10 +152,39 @@ describe('IPv6 text (RFC 5952 / RFC 4291)', () => {
 
   it('parseIpv6 refuses junk and leaves the output alone', () => {
     const bad = [
-      '', ':', ':::', '1::2::3', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7::8', '::1:2:3:4:5:6:7:8',
-      '12345::', 'g::', '::g', '1:2:3:4:5:6:7:8%eth0', 'fe80::1%1', '::1/128', '[::1]', ' ::1', '::1 ',
-      '1.2.3.4', '::1.2.3', '::256.1.1.1', '::01.2.3.4', '1.2.3.4::', '::1.2.3.4:5', ':1::', '1::2:', ':1:2:3:4:5:6:7:8',
-      '1:2:3:4:5:6:7:8:', '1:2:3:4:5:6:7:1.2.3.4', '-1::', '+1::', '0x1::', '1 ::', '::ffff:1.2.3.4.5',
+      '',
+      ':',
+      ':::',
+      '1::2::3',
+      '1:2:3:4:5:6:7',
+      '1:2:3:4:5:6:7:8:9',
+      '1:2:3:4:5:6:7::8',
+      '::1:2:3:4:5:6:7:8',
+      '12345::',
+      'g::',
+      '::g',
+      '1:2:3:4:5:6:7:8%eth0',
+      'fe80::1%1',
+      '::1/128',
+      '[::1]',
+      ' ::1',
+      '::1 ',
+      '1.2.3.4',
+      '::1.2.3',
+      '::256.1.1.1',
+      '::01.2.3.4',
+      '1.2.3.4::',
+      '::1.2.3.4:5',
+      ':1::',
+      '1::2:',
+      ':1:2:3:4:5:6:7:8',
+      '1:2:3:4:5:6:7:8:',
+      '1:2:3:4:5:6:7:1.2.3.4',
+      '-1::',
+      '+1::',
+      '0x1::',
+      '1 ::',
+      '::ffff:1.2.3.4.5',
     ];
     const out = new Uint32Array(4).fill(7);
     for (const text of bad) {
@@ -323,7 +352,12 @@ describe('reference IPv6+UDP', () => {
   });
 
   it('is built again byte for byte', () => {
-    const built = udp6Packet(addr6('fd00:0:0:2::64'), addr6('2001:4860:4860::8888'), { sport: 5353, dport: 53, data: te.encode('hello vipnat') }, { hopLimit: 128 });
+    const built = udp6Packet(
+      addr6('fd00:0:0:2::64'),
+      addr6('2001:4860:4860::8888'),
+      { sport: 5353, dport: 53, data: te.encode('hello vipnat') },
+      { hopLimit: 128 },
+    );
     expect(toHex(built)).toBe(toHex(REF6_UDP));
   });
 
@@ -395,7 +429,10 @@ describe('reference ICMPv6 echo', () => {
   });
 
   it('is built again byte for byte', () => {
-    const built = echo6Packet(addr6('fd00:0:0:2::64'), addr6('2606:4700:4700::1111'), 128, 0x1234, 1, te.encode('abcdefgh'), { flowLabel: 0xabcde, hopLimit: 64 });
+    const built = echo6Packet(addr6('fd00:0:0:2::64'), addr6('2606:4700:4700::1111'), 128, 0x1234, 1, te.encode('abcdefgh'), {
+      flowLabel: 0xabcde,
+      hopLimit: 64,
+    });
     expect(toHex(built)).toBe(toHex(REF6_ICMP));
   });
 
@@ -568,8 +605,15 @@ describe('IPv6 extension headers', () => {
     expect(udp.srcPort).toBe(4000);
 
     // Middle and last fragments: the bytes after the Fragment header are data, whatever Next Header says.
-    for (const [offset, more] of [[56, true], [0xfff8, false], [8, false]] as const) {
-      const later = ipv6({ src, dst, proto: DEST_OPTIONS, ext: [{ kind: 'frag', offset, more, ident: 0xffffffff }] }, whole.subarray(56, 56 + 8));
+    for (const [offset, more] of [
+      [56, true],
+      [0xfff8, false],
+      [8, false],
+    ] as const) {
+      const later = ipv6(
+        { src, dst, proto: DEST_OPTIONS, ext: [{ kind: 'frag', offset, more, ident: 0xffffffff }] },
+        whole.subarray(56, 56 + 8),
+      );
       expect(ip.attach(later, 0, later.length), `offset ${offset}`).toBe(true);
       expect(ip.isFragment).toBe(true);
       expect(ip.fragmentOffset).toBe(offset);
@@ -582,7 +626,10 @@ describe('IPv6 extension headers', () => {
     }
 
     // The reserved bits around the offset are ignored.
-    const odd = ipv6({ src, dst, proto: 17, ext: [{ kind: 'raw', type: FRAGMENT, bytes: [0xff, 0x00, 0x0e, 0, 0, 0, 1] }] }, new Uint8Array(8));
+    const odd = ipv6(
+      { src, dst, proto: 17, ext: [{ kind: 'raw', type: FRAGMENT, bytes: [0xff, 0x00, 0x0e, 0, 0, 0, 1] }] },
+      new Uint8Array(8),
+    );
     expect(ip.attach(odd, 0, odd.length)).toBe(true);
     expect(ip.fragmentOffset).toBe(8);
     expect(ip.moreFragments).toBe(false);
@@ -603,7 +650,8 @@ describe('IPv6 extension headers', () => {
         const r = rng.int(k === 0 ? 4 : 3);
         if (r === 3) ext.push({ kind: 'hbh', options: Array.from(rng.bytes(rng.int(20))) });
         else if (r === 0) ext.push({ kind: 'dst', options: Array.from(rng.bytes(rng.int(20))) });
-        else if (r === 1) ext.push({ kind: 'routing', routingType: rng.u8(), segmentsLeft: 0, data: Array.from(rng.bytes(4 + 16 * rng.int(3))) });
+        else if (r === 1)
+          ext.push({ kind: 'routing', routingType: rng.u8(), segmentsLeft: 0, data: Array.from(rng.bytes(4 + 16 * rng.int(3))) });
         else if (!frag) {
           frag = true;
           ext.push({ kind: 'frag', offset: 0, more: false, ident: rng.u32() });
@@ -726,7 +774,10 @@ describe('IPv6 extension headers', () => {
       expect(ip.attach(p, 0, p.length), `hdr ext len ${claimed}`).toBe(claimed === 1); // 16 bytes: ends exactly at the end
     }
     // Payload Length 0 with a Hop-by-Hop header (a Jumbo Payload) is not supported.
-    const jumbo = ipv6({ src, dst, proto: 17, ext: [{ kind: 'hbh', options: [0xc2, 4, 0, 0, 0x10, 0] }], payloadLength: 0 }, new Uint8Array(0x1000));
+    const jumbo = ipv6(
+      { src, dst, proto: 17, ext: [{ kind: 'hbh', options: [0xc2, 4, 0, 0, 0x10, 0] }], payloadLength: 0 },
+      new Uint8Array(0x1000),
+    );
     expect(ip.attach(jumbo, 0, jumbo.length)).toBe(false);
     const zero = ipv6({ src, dst, proto: IPV6_NO_NEXT_HEADER }, new Uint8Array(0));
     expect(ip.attach(zero, 0, zero.length)).toBe(true);
@@ -882,7 +933,12 @@ describe('malformed and truncated IPv6 input', () => {
     const src = addr6('2001:db8::1');
     const dst = addr6('2001:db8::2');
     for (let i = 0; i < 3000; i++) {
-      const ext: Ext6[] = [{ kind: 'hbh' }, { kind: 'routing', data: Array.from(rng.bytes(20)) }, { kind: 'frag', more: rng.bool() }, { kind: 'dst' }];
+      const ext: Ext6[] = [
+        { kind: 'hbh' },
+        { kind: 'routing', data: Array.from(rng.bytes(20)) },
+        { kind: 'frag', more: rng.bool() },
+        { kind: 'dst' },
+      ];
       const p = udp6Packet(src, dst, { sport: 1, dport: 2, data: rng.bytes(rng.int(30)) }, { ext: ext.slice(rng.int(4)) });
       for (let k = 1 + rng.int(4); k > 0; k--) p[rng.int(p.length)] = rng.u8();
       const n = rng.int(p.length + 1);
@@ -902,7 +958,12 @@ describe('the IPv6 builder itself', () => {
     for (let i = 0; i < 100; i++) {
       const src = rng.bytes(16);
       const dst = rng.bytes(16);
-      const p = tcp6Packet(src, dst, { sport: rng.u16(), dport: rng.u16(), flags: rng.u8(), data: rng.bytes(rng.int(50)) }, { ext: rng.bool() ? [{ kind: 'dst' }] : [] });
+      const p = tcp6Packet(
+        src,
+        dst,
+        { sport: rng.u16(), dport: rng.u16(), flags: rng.u8(), data: rng.bytes(rng.int(50)) },
+        { ext: rng.bool() ? [{ kind: 'dst' }] : [] },
+      );
       expect(l4Ok6(p)).toBe(true);
       expect(ip.attach(p, 0, p.length)).toBe(true);
       expect(ip.transportOffset).toBe(parse6(p).l4);
