@@ -11,8 +11,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-build: node_modules/.installed
+build: node_modules/.installed dist/vipnat-init
 	npx tsc -p tsconfig.json
+
+# The helper that runs each session's program in a PID namespace that dies with vipnat.
+dist/vipnat-init: native/vipnat-init.c
+	@mkdir -p dist
+	@command -v cc >/dev/null || { echo "build: no C compiler (cc): install gcc (apt-get install gcc libc6-dev)" >&2; exit 1; }
+	cc -O2 -Wall -Wextra -Werror -o $@ $<
 
 # Without root, in under a minute: types of src, tests and bench, lint (with the layer rules), format, unit tests.
 check: node_modules/.installed

@@ -9,6 +9,8 @@ needs=(
   ping:iputils-ping
   nsenter:util-linux
   setpriv:util-linux
+  cc:gcc
+  getent:libc-bin
   unshare:util-linux
   pgrep:procps
   traceroute:traceroute
@@ -21,6 +23,8 @@ for pair in "${needs[@]}"; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# vipnat-init is built with cc, which needs the C library's headers too.
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 [ -e /dev/net/tun ] || echo "setup: warning: /dev/net/tun is missing (modprobe tun)" >&2
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 // vipnat's command-line entry: parse, run the gateway, print events, exit with its status.
 import { readFileSync } from 'node:fs';
-import { run, UserError } from '../gateway.js';
+import { run, UserError } from '../gateway/index.js';
 import { parseArgs, USAGE, UsageError } from './args.js';
 import { formatEvent } from './output.js';
 
@@ -12,7 +12,7 @@ function version(): string {
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs(argv);
+    parsed = parseArgs(argv, process.env);
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`vipnat: ${e.message}\n`);
@@ -38,8 +38,12 @@ async function main(argv: string[]): Promise<number> {
       mtu: parsed.mtu,
       flowCapacity: parsed.maxFlows,
       ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
+      ...(parsed.user !== undefined ? { user: parsed.user } : {}),
       program: parsed.program,
       args: parsed.args,
+      env: process.env,
+      // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
+      offload: process.env['VIPNAT_OFFLOAD'] !== '0',
       onEvent: (e) => process.stdout.write(`${formatEvent(e, json)}\n`),
     });
   } catch (e) {

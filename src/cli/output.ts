@@ -1,5 +1,5 @@
 // How gateway events are shown: one readable line each, or one JSON object per line.
-import type { DataplaneStats, GatewayEvent } from '../gateway.js';
+import type { DataplaneStats, GatewayEvent } from '../gateway/index.js';
 
 /**
  * The dataplane's counters as `--json` shows them: one flat object of numbers,
@@ -21,7 +21,17 @@ export function formatEvent(e: GatewayEvent, json: boolean): string {
         ? `session ${e.id} shared ${e.vip} loopback ${e.loopback} pid ${e.pid}`
         : `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
     case 'no-vip':
-      return `session ${e.id} ${e.message}`;
+      return e.to === undefined
+        ? `session ${e.id} ${e.message}`
+        : `sessions ${e.id}-${e.to}: no VIP either (${e.count} more session${e.count === 1 ? '' : 's'} not started)`;
+    case 'recovered': {
+      const parts = [
+        ...(e.sysctls.length > 0 ? [`restored ${e.sysctls.join(', ')}`] : []),
+        ...(e.rules > 0 ? [`removed ${e.rules} rule${e.rules === 1 ? '' : 's'}`] : []),
+        ...(e.namespaces > 0 ? [`removed ${e.namespaces} session namespace${e.namespaces === 1 ? '' : 's'}`] : []),
+      ];
+      return `vipnat: cleaned up after vipnat ${e.pid}, which did not exit cleanly: ${parts.join('; ') || 'nothing was left'}${e.skipped ? ` (${e.skipped})` : ''}`;
+    }
     case 'exit':
       return `session ${e.id} exited ${e.signal ? `by ${e.signal}` : `with status ${e.code}`} (${e.shared ? 'shared address' : `vip ${e.vip} released`})`;
     case 'stopping':

@@ -1,13 +1,13 @@
 // One session's life: a network namespace with a TUN eth0 holding its address, a hosts file, a program.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import {
   close,
   ipBatch,
   ip,
   killNetnsProcesses,
-  listNetns,
   noQueueDiscipline,
   openTunQueues,
   pendingTcp,
@@ -15,6 +15,25 @@ import {
   writeNetnsHosts,
 } from '../linux/index.js';
 import { loopbackFor } from '../pool/index.js';
+
+/**
+ * The helper that runs a session's program in a PID namespace that dies with
+ * vipnat (native/vipnat-init.c, built by `make build` next to the compiled code).
+ */
+export const INIT_PATH = fileURLToPath(new URL('../vipnat-init', import.meta.url));
+
+export function initHelperExists(): boolean {
+  return existsSync(INIT_PATH);
+}
+
+/** Who a session's program runs as (--user): that uid and gid, no capabilities, no way to gain privileges. */
+export interface RunAs {
+  uid: number;
+  gid: number;
+  /** The user's name, when it has one: its supplementary groups come with it. */
+  name: string | null;
+  home: string;
+}
 
 /** One address family of a session: what the network sees, and what eth0 holds. */
 export interface SessionAddress {
@@ -49,8 +68,6 @@ export function netnsName(id: number, pid: number = process.pid): string {
 
 /** Transmit queue of every TUN (the kernel's default for a TUN is 500 packets). */
 export const TXQUEUELEN = 5000;
-
-const NETNS_PATTERN = /^vipnat-(\d+)-(\d+)$/;
 
 /** The TUN's name while it is still in the uplink namespace: short (IFNAMSIZ) and unique per gateway. */
 function tempIfName(id: number): string {
@@ -128,12 +145,36 @@ export class Session {
     }
   }
 
-  /** Starts `program` inside the namespace (with the session's /etc/hosts) and returns its process. */
-  start(program: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', this.netns, program, ...args], {
-      stdio: 'inherit',
+  /** The program's pid as this namespace sees it (not vipnat-init's), once start() resolved; -1 if unknown. */
+  pid = -1;
+  /** Set if the helper could not be spawned. */
+  spawnError: Error | null = null;
+  /** Whether stop() has sent the program its SIGTERM (it gets one, once). */
+  private signaled = false;
+
+  /**
+   * Starts `program` inside the namespace (with the session's /etc/hosts),
+   * under vipnat-init: in a PID namespace of its own, in a process session of
+   * its own (a terminal's ^C reaches vipnat, which stops the program once),
+   * as `runAs` when given. Resolves once the program's process exists; the
+   * returned child (vipnat-init) ends exactly as the program does.
+   */
+  start(program: string, args: string[], env: NodeJS.ProcessEnv, runAs: RunAs | null = null): Promise<ChildProcess> {
+    const argv = ['ip', 'netns', 'exec', this.netns];
+    if (runAs) {
+      // Unprivileged ping (ICMP datagram sockets) for every group, in this namespace only; then drop to the user.
+      argv.push('sh', '-c', 'echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range; exec "$@"', 'sh');
+      argv.push('setpriv', `--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, runAs.name ? '--init-groups' : '--clear-groups');
+      // No capabilities now, and none to gain: with no_new_privs an exec ignores setuid bits and file capabilities
+      // (clearing the bounding set too would make the kernel refuse to exec binaries with file capabilities, like ping).
+      argv.push('--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--');
+    }
+    const child = spawn(INIT_PATH, ['--parent', String(process.pid), '--pid-fd', '3', '--', ...argv, program, ...args], {
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+      detached: true,
       env: {
         ...env,
+        ...(runAs ? { HOME: runAs.home, USER: runAs.name ?? String(runAs.uid), LOGNAME: runAs.name ?? String(runAs.uid) } : {}),
         VIPNAT_SESSION_ID: String(this.spec.id),
         VIPNAT_VIP: primaryVip(this.spec),
         ...(this.spec.v4 && this.spec.v6 ? { VIPNAT_VIP6: this.spec.v6.vip } : {}),
@@ -143,7 +184,39 @@ export class Session {
       },
     });
     this.child = child;
-    return child;
+    // A helper that cannot be spawned says so here, maybe before the caller listens.
+    child.once('error', (e) => (this.spawnError ??= e));
+    return new Promise((resolve) => {
+      const pipe = child.stdio[3] as NodeJS.ReadableStream | null;
+      let text = '';
+      const done = (): void => {
+        const pid = Number(text.trim());
+        this.pid = Number.isInteger(pid) && pid > 0 ? pid : (child.pid ?? -1);
+        resolve(child);
+      };
+      if (!pipe) {
+        done();
+        return;
+      }
+      pipe.setEncoding('utf8');
+      pipe.on('data', (d: string) => (text += d));
+      // The helper closes it once the program's process exists, or when it fails.
+      pipe.once('close', done);
+      pipe.once('error', done);
+    });
+  }
+
+  /** Asks the program to end: SIGTERM, once, however often this is called. */
+  stop(): void {
+    if (this.signaled || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.signaled = true;
+    this.child.kill('SIGTERM');
+  }
+
+  /** Ends the program at once (its whole PID namespace goes with vipnat-init). */
+  kill(): void {
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGKILL');
   }
 
   /**
@@ -173,32 +246,5 @@ export class Session {
       this.netnsMade = false;
     }
     removeNetnsEtc(this.netns);
-  }
-}
-
-/**
- * Removes namespaces left by vipnat processes that died without cleaning up
- * (SIGKILL, power loss). A namespace whose owner is still running is kept.
- */
-export async function sweepStale(): Promise<string[]> {
-  const removed: string[] = [];
-  for (const name of listNetns()) {
-    const m = NETNS_PATTERN.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    if (pid === process.pid || isVipnat(pid)) continue;
-    await killNetnsProcesses(name, 'SIGKILL');
-    await ip(['netns', 'del', name]).catch(() => undefined);
-    removeNetnsEtc(name);
-    removed.push(name);
-  }
-  return removed;
-}
-
-function isVipnat(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('vipnat');
-  } catch {
-    return false;
   }
 }

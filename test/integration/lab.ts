@@ -9,7 +9,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const VIPNAT = `${ROOT}bin/vipnat`;
 export const LAB_SH = `${ROOT}scripts/lab.sh`;
 export const BACKEND = '198.18.0.2';
-export const LAB_PREFIX = 'vnlab-';
+export const LAB_PREFIX = 'vnt-';
 
 function run(cmd: string, args: string[], input?: string): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input });
@@ -50,7 +50,8 @@ export class Lab {
 
   /** Builds a lab; `routed` puts a router namespace between gateway and backend, with `mtu` on the gateway-router link. */
   static up(opts: { routed?: boolean; mtu?: number } = {}): Lab {
-    const lab = new Lab(`${LAB_PREFIX}${randomBytes(3).toString('hex')}`);
+    // The test process's pid is in the name: sweepLabs() removes only labs whose test process is gone.
+    const lab = new Lab(`${LAB_PREFIX}${process.pid}-${randomBytes(2).toString('hex')}`);
     sh(LAB_SH, ['up', lab.name, opts.routed ? 'routed' : 'direct', String(opts.mtu ?? 1500)]);
     return lab;
   }
@@ -105,7 +106,8 @@ export class Lab {
       gwRules: noLinkLocal(sh('ip', ['-n', this.gw, 'rule']) + sh('ip', ['-n', this.gw, 'route', 'show', 'table', 'all'])),
       gwSysctls: this.exec(this.gw, ['sysctl', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.rp_filter']).stdout,
       gwForward: this.exec(this.gw, ['cat', '/proc/sys/net/ipv4/ip_forward']).stdout.trim(),
-      etcNetns: existsSync('/etc/netns') ? readdirSync('/etc/netns').sort() : ['(none)'],
+      // Only this lab's: other runs on the machine keep theirs in /etc/netns meanwhile.
+      etcNetns: existsSync('/etc/netns') ? readdirSync('/etc/netns').filter(ours).sort() : [],
     };
   }
 
@@ -183,8 +185,29 @@ export class VipnatRun {
 }
 
 /** Removes labs left by an interrupted earlier run. */
+/**
+ * Removes labs left by test processes that died (vnt-PID-XXXX whose PID is
+ * gone), never those of test runs still going on beside this one.
+ */
 export function sweepLabs(): void {
-  sh(LAB_SH, ['sweep', LAB_PREFIX]);
+  const names = new Set(
+    sh('ip', ['netns', 'list'])
+      .split('\n')
+      .map((l) => l.split(' ')[0]!)
+      .map((n) => /^(vnt-(\d+)-[0-9a-f]+)-(gw|be|rt)$/.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null && !processAlive(Number(m[2])))
+      .map((m) => m[1]!),
+  );
+  for (const name of names) sh(LAB_SH, ['down', name]);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function isRoot(): boolean {
