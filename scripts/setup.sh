@@ -16,6 +16,7 @@ needs=(
   traceroute:traceroute
   hping3:hping3
   tcpdump:tcpdump
+  strace:strace
 )
 
 missing=()
