@@ -42,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       program: parsed.program,
       args: parsed.args,
       env: process.env,
+      ...(process.env['VIPNAT_RUN_DIR'] ? { runDir: process.env['VIPNAT_RUN_DIR'] } : {}),
       // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
       offload: process.env['VIPNAT_OFFLOAD'] !== '0',
       onEvent: (e) => process.stdout.write(`${formatEvent(e, json)}\n`),

@@ -1,14 +1,18 @@
-// Public surface of the gateway layer: running sessions through a gateway, its options, events and errors.
+// Public surface of the gateway layer: the Gateway and its sessions, `run`, their options, events and errors.
 export {
   DEFAULT_MAX_FLOWS,
   DEFAULT_SHARED_INNER,
-  defaultWorkers,
-  MAX_DEFAULT_WORKERS,
+  Gateway,
+  GatewaySession,
   MAX_LIVE_SESSIONS,
-  MAX_WORKERS,
-  run,
-} from './run.js';
-export type { GatewayEvent, RunOptions } from './run.js';
+  NoVipError,
+  type ExitStatus,
+  type GatewayEvent,
+  type GatewayOptions,
+  type SessionState,
+  type StartOptions,
+} from './gateway.js';
+export { defaultWorkers, MAX_DEFAULT_WORKERS, MAX_WORKERS, run, type RunOptions } from './run.js';
 export { EXIT_NO_VIP, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE, UserError } from './errors.js';
 export { preflight } from './checks.js';
 export { UPLINK_NAME } from './uplink.js';

@@ -116,6 +116,7 @@ export class Journal {
 
   /** Starts this process's journal (the directory is root's alone). */
   static open(dir: string = RUN_DIR): Journal {
+    // Created 0700: only root reads what vipnat changed, and only root may leave a journal for it to undo.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const start = processStart('self');
     const j = new Journal(`${dir}/${process.pid}-${start}${SUFFIX}`);

@@ -16,6 +16,10 @@ export const NO_VIP_MESSAGE = 'No virtual IP address is available for this sessi
  * Moving the cursor down leaves heap entries whose address is no longer in
  * `released`; they are skipped when popped, and the heap is rebuilt when they
  * outnumber the live ones, so both operations stay O(log n) amortized.
+ *
+ * An address asked for by name (takeValue) that lies at or above the cursor
+ * goes into `claimed`; the cursor steps over claimed addresses as it reaches
+ * them, so memory stays proportional to what is taken there too.
  */
 class FamilyPool {
   readonly ranges: AddressRange[];
@@ -30,6 +34,8 @@ class FamilyPool {
   private readonly released = new Set<bigint>();
   /** Min-heap over `released`, possibly with stale entries (see above). */
   private heap: bigint[] = [];
+  /** Addresses at or above the cursor taken by name. */
+  private readonly claimed = new Set<bigint>();
 
   constructor(ranges: AddressRange[]) {
     this.ranges = [...ranges].sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
@@ -44,6 +50,30 @@ class FamilyPool {
       const low = this.popHeap();
       if (this.released.delete(low)) return low;
     }
+    for (;;) {
+      const value = this.advance();
+      if (value === null) return null;
+      // A claimed address is taken already; now below the cursor, it counts as issued.
+      if (!this.claimed.delete(value)) return value;
+    }
+  }
+
+  /** Takes `value`, an address of this pool, by name; false if it is taken already. */
+  takeValue(value: bigint): boolean {
+    if (this.isTaken(value)) return false;
+    if (this.released.delete(value)) return true; // its heap entry goes stale
+    if (this.idx < this.ranges.length && value === this.next) {
+      this.advance();
+      // The cursor may now stand on claimed addresses: step over them.
+      while (this.idx < this.ranges.length && this.claimed.delete(this.next)) this.advance();
+    } else {
+      this.claimed.add(value);
+    }
+    return true;
+  }
+
+  /** Hands out the cursor's address for the first time and moves the cursor on; null when every address was. */
+  private advance(): bigint | null {
     const r = this.ranges[this.idx];
     if (r === undefined) return null;
     const value = this.next;
@@ -75,11 +105,12 @@ class FamilyPool {
   isTaken(value: bigint): boolean {
     // Ranges are sorted, so any pool address below `next` is in ranges[idx] or an earlier one.
     const belowCursor = this.idx >= this.ranges.length || value < this.next;
-    return belowCursor && !this.released.has(value);
+    return (belowCursor && !this.released.has(value)) || this.claimed.has(value);
   }
 
   /** Gives back a taken address; the caller checked isTaken. */
   release(value: bigint): void {
+    if (this.claimed.delete(value)) return;
     if (value !== this.previous()) {
       this.released.add(value);
       this.pushHeap(value);
@@ -151,7 +182,7 @@ class FamilyPool {
   }
 
   free(): bigint {
-    return this.total - this.issued + BigInt(this.released.size);
+    return this.total - this.issued + BigInt(this.released.size) - BigInt(this.claimed.size);
   }
 }
 
@@ -192,6 +223,23 @@ export class VipPool {
   take(family: Family): string | null {
     const value = this.pools[family].take();
     return value === null ? null : formatAddress(family, value);
+  }
+
+  /** Takes this address of the pool (for a session that asks for it); false if it is taken. */
+  takeAddress(addr: string): boolean {
+    const parsed = parseAddress(addr.trim());
+    if (parsed === null) throw new PoolError(`take ${JSON.stringify(addr)}: not an IPv4 or IPv6 address`);
+    const pool = this.pools[parsed.family];
+    if (pool.rangeOf(parsed.value) < 0) throw new PoolError(`take ${JSON.stringify(addr)}: not an address of this pool`);
+    return pool.takeValue(parsed.value);
+  }
+
+  /** Whether this address of the pool is taken now. */
+  isTaken(addr: string): boolean {
+    const parsed = parseAddress(addr.trim());
+    if (parsed === null) return false;
+    const pool = this.pools[parsed.family];
+    return pool.rangeOf(parsed.value) >= 0 && pool.isTaken(parsed.value);
   }
 
   release(addr: string): void {

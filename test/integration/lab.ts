@@ -70,8 +70,11 @@ export class Lab {
   }
 
   /** Runs the real CLI with the gateway namespace as its uplink (nsenter keeps /run/netns shared). */
-  vipnat(args: string[]): VipnatRun {
-    const c = spawn('nsenter', [`--net=/run/netns/${this.gw}`, VIPNAT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  vipnat(args: string[], env?: NodeJS.ProcessEnv): VipnatRun {
+    const c = spawn('nsenter', [`--net=/run/netns/${this.gw}`, VIPNAT, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     this.children.add(c);
     if (c.pid) this.vipnatPids.add(c.pid); // nsenter execs vipnat: same pid
     c.once('exit', () => this.children.delete(c));

@@ -1,6 +1,6 @@
 // The gateway on its users' worst day: SIGKILL and the next start, signals in every phase, huge --sessions, bad input, --user.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -46,7 +46,10 @@ describe.skipIf(!isRoot())('after SIGKILL', () => {
     lab = Lab.up();
     const before = lab.snapshot();
     expect(before.gwForward).toBe('0');
-    const first = lab.vipnat(['run', ...flags, '--', 'sh', '-c', 'sleep 300 & sleep 301']);
+    // A journal directory of this test's own: another vipnat starting on the machine meanwhile
+    // would (rightly) undo what the killed one left, before the second start here could.
+    const env = { VIPNAT_RUN_DIR: mkdtempSync(join(tmpdir(), 'vipnat-run-')) };
+    const first = lab.vipnat(['run', ...flags, '--', 'sh', '-c', 'sleep 300 & sleep 301'], env);
     await first.waitFor(/^session 3 (vip|shared)/);
     const pids = programPids(first);
     expect(pids).toHaveLength(3);
@@ -65,7 +68,7 @@ describe.skipIf(!isRoot())('after SIGKILL', () => {
     expect(lab.snapshot().gwForward).toBe('1');
 
     // The next start, of the same mode, starts (shared: rules 1-6 are free again) and cleans up first.
-    const second = lab.vipnat(['run', ...flags.filter((f, i, a) => f !== '--sessions' && a[i - 1] !== '--sessions'), '--', 'true']);
+    const second = lab.vipnat(['run', ...flags.filter((f, i, a) => f !== '--sessions' && a[i - 1] !== '--sessions'), '--', 'true'], env);
     expect((await second.done).code).toBe(0);
     expect(second.lines.join('\n')).toMatch(
       new RegExp(`cleaned up after vipnat ${first.child.pid}, which did not exit cleanly: restored net.ipv4.ip_forward=0`),
@@ -73,6 +76,8 @@ describe.skipIf(!isRoot())('after SIGKILL', () => {
     expect(second.lines.join('\n')).toMatch(/removed 3 session namespaces/);
     // And on its own exit it restores the true original (0), not the 1 the dead one left.
     expect(lab.snapshot()).toEqual(before);
+    expect(readdirSync(env.VIPNAT_RUN_DIR)).toEqual([]);
+    rmSync(env.VIPNAT_RUN_DIR, { recursive: true, force: true });
   });
 });
 

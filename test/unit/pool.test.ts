@@ -1,4 +1,5 @@
 // Unit tests for pool specs (parseRanges, rangeCidrs) and the VIP pool's allocation order.
+import fc from 'fast-check';
 import { describe, it, expect } from 'vitest';
 import { Address6 } from 'ip-address';
 import {
@@ -387,5 +388,67 @@ describe('VipPool', () => {
 
   it('carries the message for an empty pool', () => {
     expect(NO_VIP_MESSAGE).toBe('No virtual IP address is available for this session, please contact your administrator.');
+  });
+});
+
+describe('VipPool.takeAddress: taking an address by name', () => {
+  it('takes a named address once, and take() then steps over it', () => {
+    const pool = new VipPool(parseRanges('198.19.7.1-198.19.7.5'));
+    expect(pool.takeAddress('198.19.7.3')).toBe(true);
+    expect(pool.takeAddress('198.19.7.3')).toBe(false);
+    expect(pool.isTaken('198.19.7.3')).toBe(true);
+    expect(pool.free(4)).toBe(4);
+    expect([pool.take(4), pool.take(4), pool.take(4), pool.take(4), pool.take(4)]).toEqual([
+      '198.19.7.1',
+      '198.19.7.2',
+      '198.19.7.4',
+      '198.19.7.5',
+      null,
+    ]);
+    pool.release('198.19.7.3');
+    expect(pool.take(4)).toBe('198.19.7.3');
+  });
+
+  it('refuses addresses outside the pool', () => {
+    const pool = new VipPool(parseRanges('198.19.7.0/28'));
+    expect(() => pool.takeAddress('198.19.8.1')).toThrow(/not an address of this pool/);
+    expect(() => pool.takeAddress('bogus')).toThrow(/not an IPv4 or IPv6 address/);
+  });
+
+  it('keeps memory to what is taken, even far into a /64', () => {
+    const pool = new VipPool(parseRanges('fd00:77::/64'));
+    expect(pool.takeAddress('fd00:77::ffff:ffff:ffff:fff0')).toBe(true);
+    expect(pool.take(6)).toBe('fd00:77::1');
+    expect(pool.isTaken('fd00:77::ffff:ffff:ffff:fff0')).toBe(true);
+  });
+
+  // Random take / takeAddress / release against a model that lists every address.
+  it('agrees with a set of taken addresses over random operations', () => {
+    const spec = '198.19.7.1-198.19.7.6,198.19.7.10,198.19.7.20-198.19.7.23';
+    const all = ['1', '2', '3', '4', '5', '6', '10', '20', '21', '22', '23'].map((h) => `198.19.7.${h}`);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('take', 'name', 'release'), fc.nat(all.length - 1)), { maxLength: 80 }), (ops) => {
+        const pool = new VipPool(parseRanges(spec));
+        const taken = new Set<string>();
+        for (const [op, k] of ops) {
+          const a = all[k]!;
+          if (op === 'take') {
+            const got = pool.take(4);
+            const lowest = all.find((x) => !taken.has(x)) ?? null;
+            expect(got).toBe(lowest);
+            if (got) taken.add(got);
+          } else if (op === 'name') {
+            expect(pool.takeAddress(a)).toBe(!taken.has(a));
+            taken.add(a);
+          } else if (taken.has(a)) {
+            pool.release(a);
+            taken.delete(a);
+          }
+          expect(pool.free(4)).toBe(all.length - taken.size);
+          for (const x of all) expect(pool.isTaken(x)).toBe(taken.has(x));
+        }
+      }),
+      { seed: 7, numRuns: 300 },
+    );
   });
 });

@@ -1,0 +1,546 @@
+// The Gateway: an uplink, a dataplane and a pool that sessions join and leave at any time, then close.
+//
+// open() checks everything it can before it changes anything, undoes what a
+// dead vipnat left (the journal), then sets up the uplink (vipnat0, routes,
+// sysctls, the shared fallback's rules) and starts the dataplane. Sessions
+// come and go with startSession() and stopSession(); a session whose program
+// exits is torn down by itself (a logoff) and its VIP goes back to the pool.
+// close() stops every session and leaves the machine as it found it.
+//
+// A Gateway owns no process-wide state: no signal handlers, no environment
+// reads, no exit codes. The CLI and the API's users own those.
+import { Dataplane, type DataplaneStats } from '../dataplane/index.js';
+import { etcNetnsExists, removeEtcNetnsIfEmpty, which } from '../linux/index.js';
+import {
+  loopbackFor,
+  MAX_SESSION_ID,
+  NO_VIP_MESSAGE,
+  parseAddress,
+  parseRanges,
+  PoolError,
+  VipPool,
+  type AddressRange,
+  type Family,
+} from '../pool/index.js';
+import { initHelperExists, primaryVip, type RunAs, Session } from '../session/index.js';
+import { parseIpv4 } from '../wire/index.js';
+import { checkMtu, checkPoolUnused, parseInnerAddresses, parseUser, preflight, resolveProgram } from './checks.js';
+import { EXIT_NO_VIP, EXIT_USAGE, UserError } from './errors.js';
+import { Journal, recover, type Recovered } from './journal.js';
+import { sharedPortRange, Uplink, uplinkAddress } from './uplink.js';
+
+/** IPv4 flow table capacity unless the options say otherwise (52 bytes a flow). */
+export const DEFAULT_MAX_FLOWS = 1 << 18;
+/** Most sessions alive at once (each is a namespace, a TUN and processes): the dataplane's session slots. */
+export const MAX_LIVE_SESSIONS = 65535;
+/** The inner address of shared sessions when the options give none (slirp's 10.0.2.x convention). */
+export const DEFAULT_SHARED_INNER = '10.0.2.100';
+const DEFAULT_DRAIN_MS = 3000;
+const DEFAULT_KILL_GRACE_MS = 5000;
+
+export interface GatewayOptions {
+  /** The VIPs: comma-separated CIDRs, START-END ranges or addresses, IPv4, IPv6 or both. */
+  pool: string;
+  /** NAT mode: every session's eth0 holds this address (one per family, comma-separated), translated to its VIP. */
+  innerAddress?: string;
+  /** What a session without a VIP does: not start (refuse, the default), or run on the uplink's own address (shared). */
+  onExhausted?: 'refuse' | 'shared';
+  /** MTU of the sessions' eth0 and of vipnat0 (default 1500). */
+  mtu?: number;
+  /** IPv4 flow table capacity (default DEFAULT_MAX_FLOWS). */
+  flowCapacity?: number;
+  /** Dataplane worker threads (default 1); every TUN gets a queue per worker. */
+  workers?: number;
+  /** TUNs with offloads (virtio-net header, TSO, checksum offload). Default true. */
+  offload?: boolean;
+  /** Run session programs as this user (USER[:GROUP]), without capabilities. */
+  user?: string;
+  /** Most sessions alive at once (default: as many as the pool has VIPs, or MAX_LIVE_SESSIONS with the shared fallback). */
+  maxSessions?: number;
+  /** Grace period between SIGTERM and SIGKILL when stopping a session (default 5 s). */
+  killGraceMs?: number;
+  /** How long a session's TCP data in flight may take to drain after its program exits (default 3 s). */
+  drainMs?: number;
+  /** Where the journal lives (default /run/vipnat); only vipnats sharing it undo each other's. */
+  runDir?: string;
+}
+
+/** How a program ended: its exit code, or the signal that killed it. */
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export type SessionState = 'starting' | 'running' | 'stopping' | 'exited';
+
+export interface StartOptions {
+  /** The session id (1-MAX_SESSION_ID); default the lowest free one. */
+  id?: number;
+  /** A VIP of the pool to take instead of the lowest free one (IPv4 or IPv6). */
+  vip?: string;
+  program: string;
+  args?: string[];
+  /** The program's environment (vipnat adds VIPNAT_*). Default: empty. */
+  env?: NodeJS.ProcessEnv;
+  labels?: Record<string, string>;
+  /**
+   * Launch the program only once this settles: sessions prepared side by
+   * side (namespaces and TUNs take a while) still start in the order wanted.
+   */
+  after?: Promise<unknown>;
+}
+
+export type GatewayEvent =
+  | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string; pid: number; netns: string }
+  /** A session left without a VIP; with `to` and `count`, every session from `id` to `to` (a run too long to list). */
+  | { event: 'no-vip'; id: number; to?: number; count?: number; message: string }
+  | { event: 'exit'; id: number; vip: string; shared?: boolean; code: number | null; signal: string | null }
+  | { event: 'stopping'; signal: string }
+  /** What an earlier vipnat left behind when it died without cleaning up, undone at this start. */
+  | ({ event: 'recovered' } & Recovered)
+  | {
+      event: 'summary';
+      sessions: number;
+      started: number;
+      noVip: number;
+      failed: number;
+      exitCode: number;
+      durationMs: number;
+      /** Null when the dataplane could not report (it failed). */
+      dataplane: DataplaneStats | null;
+    };
+
+/** The pool had no VIP for a session (and the gateway has no shared fallback). */
+export class NoVipError extends UserError {
+  constructor() {
+    super(NO_VIP_MESSAGE, EXIT_NO_VIP);
+    this.name = 'NoVipError';
+  }
+}
+
+/** Dataplane session numbers: a session id can be anything up to MAX_SESSION_ID; its slot is small and reused. */
+class Slots {
+  private readonly free: number[] = [];
+  private next = 1;
+  constructor(readonly count: number) {}
+  take(): number {
+    if (this.free.length > 0) return this.free.pop()!;
+    return this.next <= this.count ? this.next++ : -1;
+  }
+  release(slot: number): void {
+    this.free.push(slot);
+  }
+}
+
+/** One session of a gateway, as its users see it. */
+export class GatewaySession {
+  state: SessionState = 'starting';
+  readonly startedAt = new Date();
+  /** Resolves when the program has exited and the session is torn down (its VIP back in the pool). */
+  readonly exited: Promise<ExitStatus>;
+  private settle: (s: ExitStatus) => void = () => undefined;
+  private killTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    /** @internal */ readonly inner: Session,
+    readonly labels: Record<string, string>,
+    private readonly killGraceMs: number,
+  ) {
+    this.exited = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  get id(): number {
+    return this.inner.spec.id;
+  }
+  /** The session's main VIP (its IPv4 one when it has both; the shared address for a shared session). */
+  get vip(): string {
+    return primaryVip(this.inner.spec);
+  }
+  get vip6(): string | null {
+    return this.inner.spec.v6?.vip ?? null;
+  }
+  get shared(): boolean {
+    return this.inner.spec.shared;
+  }
+  get loopback(): string {
+    return loopbackFor(this.id);
+  }
+  get netns(): string {
+    return this.inner.netns;
+  }
+  /** The program's pid, as the gateway's namespace sees it. */
+  get pid(): number {
+    return this.inner.pid;
+  }
+
+  /** A logoff: SIGTERM once, SIGKILL after the grace period; resolves with how the program ended, once torn down. */
+  stop(): Promise<ExitStatus> {
+    if (this.state === 'starting' || this.state === 'running') {
+      this.state = 'stopping';
+      this.inner.stop();
+      this.killTimer = setTimeout(() => this.inner.kill(), this.killGraceMs);
+    }
+    return this.exited;
+  }
+
+  /** @internal Ends the program at once. */
+  kill(): void {
+    this.inner.kill();
+  }
+
+  /** @internal The session is gone. */
+  ended(status: ExitStatus): void {
+    if (this.killTimer) clearTimeout(this.killTimer);
+    this.state = 'exited';
+    this.settle(status);
+  }
+}
+
+/** Why a gateway cannot go on: a dataplane worker died. */
+export type FailureListener = (e: Error) => void;
+
+export class Gateway implements AsyncDisposable {
+  /** Called with every event: sessions started and exited, sessions refused, recoveries. */
+  onEvent: (e: GatewayEvent) => void = () => undefined;
+  /** Called once if the dataplane fails; the gateway then stops every session. */
+  onFailure: FailureListener | null = null;
+
+  private readonly live = new Map<number, GatewaySession>();
+  /** Ids being set up or torn down, not yet (or no longer) in `live`. */
+  private readonly busy = new Set<number>();
+  private closing: Promise<DataplaneStats | null> | null = null;
+  private failure: Error | null = null;
+
+  private constructor(
+    private readonly opts: Required<Pick<GatewayOptions, 'mtu' | 'offload' | 'killGraceMs' | 'drainMs'>> & GatewayOptions,
+    private readonly pool: VipPool,
+    private readonly inner: { v4: string | null; v6: string | null },
+    private readonly runAs: RunAs | null,
+    private readonly slots: Slots,
+    private readonly journal: Journal,
+    private readonly uplink: Uplink,
+    private readonly workers: number,
+    private readonly etcNetnsWasThere: boolean,
+    private dataplane: Dataplane | null,
+    private readonly sharedAddr: { address: string; portLo: number; portHi: number } | null,
+  ) {}
+
+  /**
+   * Opens a gateway in the network namespace this process runs in. Checks
+   * come first (a bad pool or flag throws a UserError before anything
+   * changes); `onEvent` hears of what a dead vipnat left and was undone.
+   */
+  /**
+   * The checks of open() that need nothing of the machine (pool, addresses,
+   * MTU, user): a UserError with exit status 2 for what is wrong.
+   */
+  static check(options: GatewayOptions): {
+    pool: VipPool;
+    ranges: AddressRange[];
+    inner: { v4: string | null; v6: string | null };
+    runAs: RunAs | null;
+  } {
+    const { pool, ranges } = parsePool(options.pool);
+    const inner = parseInnerAddresses(options.innerAddress, pool);
+    checkMtu(options.mtu ?? 1500, pool);
+    const runAs = options.user === undefined ? null : parseUser(options.user);
+    return { pool, ranges, inner, runAs };
+  }
+
+  static async open(options: GatewayOptions, onEvent: (e: GatewayEvent) => void = () => undefined): Promise<Gateway> {
+    const opts = { mtu: 1500, offload: true, killGraceMs: DEFAULT_KILL_GRACE_MS, drainMs: DEFAULT_DRAIN_MS, ...options };
+    const { pool, ranges, inner, runAs } = Gateway.check(opts);
+    preflight();
+    const workers = opts.workers ?? 1;
+    if (workers > 1 && !which('tc')) {
+      throw new UserError(
+        "the 'tc' command (iproute2) was not found in PATH: install iproute2 (apt-get install iproute2), or use 1 worker",
+      );
+    }
+    if (runAs && !which('setpriv')) throw new UserError("--user needs the 'setpriv' command (util-linux) in PATH: install util-linux");
+    if (!initHelperExists()) {
+      throw new UserError('vipnat-init is missing next to the compiled code: run `make build` in the vipnat checkout (it needs cc)');
+    }
+    const shared = opts.onExhausted === 'shared';
+    const vips = Math.min(...pool.families().map((f) => pool.size(f)));
+    const slots = new Slots(Math.max(1, Math.min(opts.maxSessions ?? (shared ? MAX_LIVE_SESSIONS : vips), MAX_LIVE_SESSIONS)));
+
+    const journal = Journal.open(opts.runDir);
+    const uplink = new Uplink(journal);
+    const etcNetnsWasThere = etcNetnsExists();
+    let dataplane: Dataplane | null = null;
+    try {
+      for (const r of await recover(opts.runDir)) onEvent({ event: 'recovered', ...r });
+      await checkPoolUnused(opts.pool, ranges);
+      if (!etcNetnsWasThere) journal.record({ op: 'etc-netns' });
+      await uplink.open(opts.mtu, pool.routes(), pool.families().includes(6), opts.offload, workers);
+      let sharedAddr: { address: string; portLo: number; portHi: number } | null = null;
+      if (shared) {
+        const address = await uplinkAddress();
+        const [portLo, portHi] = sharedPortRange();
+        await uplink.enableShared(address, portLo, portHi);
+        sharedAddr = { address, portLo, portHi };
+      }
+      dataplane = await Dataplane.start({
+        uplinkFds: uplink.fds,
+        maxSession: slots.count,
+        flowCapacity: opts.flowCapacity ?? DEFAULT_MAX_FLOWS,
+        offload: opts.offload,
+        shared: sharedAddr && { address: parseIpv4(sharedAddr.address), portLo: sharedAddr.portLo, portHi: sharedAddr.portHi },
+      });
+      const gw = new Gateway(opts, pool, inner, runAs, slots, journal, uplink, workers, etcNetnsWasThere, dataplane, sharedAddr);
+      gw.onEvent = onEvent;
+      dataplane.onFailure = (e) => gw.fail(e);
+      return gw;
+    } catch (e) {
+      if (dataplane) await dataplane.stop().catch(() => null);
+      await uplink.close(dataplane !== null);
+      if (!etcNetnsWasThere) removeEtcNetnsIfEmpty();
+      journal.close();
+      throw e;
+    }
+  }
+
+  /** Whether every family of the pool has a VIP left. */
+  hasFreeVip(): boolean {
+    return this.pool.families().every((f) => this.pool.free(f) > 0);
+  }
+
+  /** Whether sessions without a VIP run on the uplink's own address. */
+  get sharedFallback(): boolean {
+    return this.sharedAddr !== null;
+  }
+
+  /** Set once the dataplane failed: the gateway stops every session and should be closed. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  session(id: number): GatewaySession | undefined {
+    return this.live.get(id);
+  }
+
+  /** Live sessions, in id order. */
+  sessions(): GatewaySession[] {
+    return [...this.live.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /**
+   * A logon: takes a VIP, makes the session's namespace and TUN, hands them
+   * to the dataplane and starts the program. Throws NoVipError when the pool
+   * is empty (unless the gateway has the shared fallback), a UserError for a
+   * bad id, VIP or program. The returned session tears itself down when its
+   * program exits; `exited` says how it ended.
+   */
+  async startSession(o: StartOptions): Promise<GatewaySession> {
+    if (this.closing) throw new UserError('the gateway is closing');
+    if (this.failure) throw new UserError(`the gateway failed: ${this.failure.message}`);
+    const id = o.id ?? this.freeId();
+    if (!Number.isInteger(id) || id < 1 || id > MAX_SESSION_ID)
+      throw new UserError(`session id ${id}: must be 1-${MAX_SESSION_ID}`, EXIT_USAGE);
+    if (this.live.has(id) || this.busy.has(id)) throw new UserError(`session ${id} already exists`, EXIT_USAGE);
+    resolveProgram(o.program, this.runAs);
+    this.busy.add(id);
+    let vips: { v4: string | null; v6: string | null } | null;
+    try {
+      vips = this.takeVips(o.vip);
+    } catch (e) {
+      this.busy.delete(id);
+      throw e;
+    }
+    if (vips === null && !this.sharedAddr) {
+      this.busy.delete(id);
+      throw new NoVipError();
+    }
+    const slot = this.slots.take();
+    if (slot < 0) {
+      this.giveBack(vips);
+      this.busy.delete(id);
+      throw new UserError(`session ${id}: ${this.slots.count} sessions are running, the most this gateway takes at once`);
+    }
+    const s = new Session(this.specFor(id, vips));
+    const gs = new GatewaySession(s, { ...o.labels }, this.opts.killGraceMs);
+    // Journaled before it exists, so that a vipnat killed half-way through still has it removed.
+    const seq = this.journal.record({ op: 'netns', name: s.netns });
+    try {
+      await s.create();
+      const fds = s.fds;
+      s.fds = []; // the dataplane owns them from here, whether adding succeeds or not
+      await this.dataplane!.addSession(slot, fds, {
+        shared: s.spec.shared,
+        inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
+        vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
+        inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
+        vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
+      });
+      if (o.after) await o.after.catch(() => undefined);
+      if (this.closing || this.failure) throw new UserError('the gateway is closing');
+      const child = await s.start(o.program, o.args ?? [], o.env ?? {}, this.runAs);
+      if (s.spawnError) throw new UserError(`session ${id}: cannot start ${o.program}: ${s.spawnError.message}`);
+      this.busy.delete(id);
+      this.live.set(id, gs);
+      gs.state = 'running';
+      const status = new Promise<ExitStatus>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+        else child.once('exit', (code, signal) => resolve({ code, signal }));
+      });
+      void status.then((st) => this.logoff(gs, slot, seq, vips, st));
+      this.onEvent({
+        event: 'session',
+        id,
+        vip: gs.vip,
+        ...(s.spec.v4 && s.spec.v6 ? { vip6: s.spec.v6.vip } : {}),
+        ...(s.spec.shared ? { shared: true } : {}),
+        loopback: gs.loopback,
+        pid: s.pid,
+        netns: s.netns,
+      });
+      return gs;
+    } catch (e) {
+      s.kill();
+      await this.teardown(s, slot, seq, vips);
+      this.busy.delete(id);
+      throw e;
+    }
+  }
+
+  /** A logoff of session `id`; resolves with how its program ended. */
+  stopSession(id: number): Promise<ExitStatus> {
+    const s = this.live.get(id);
+    if (!s) return Promise.reject(new UserError(`no session ${id}`, EXIT_USAGE));
+    return s.stop();
+  }
+
+  /** Stops every session (one SIGTERM each, SIGKILL after the grace period). */
+  stopAll(): void {
+    for (const s of this.live.values()) void s.stop();
+  }
+
+  /** The dataplane's counters now. */
+  async stats(): Promise<DataplaneStats | null> {
+    return this.dataplane ? this.dataplane.stats().catch(() => null) : null;
+  }
+
+  /** Stops every session, then takes the uplink and dataplane down; resolves with the dataplane's last counters. */
+  close(): Promise<DataplaneStats | null> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private async shutdown(): Promise<DataplaneStats | null> {
+    this.stopAll();
+    await Promise.all([...this.live.values()].map((s) => s.exited));
+    // Sessions still being set up see `closing` and tear themselves down.
+    while (this.busy.size > 0) await new Promise((r) => setTimeout(r, 10));
+    const stats = this.dataplane ? await this.dataplane.stop().catch(() => null) : null;
+    await this.uplink.close(this.dataplane !== null);
+    this.dataplane = null;
+    // /etc/netns goes if vipnat made it and nothing else put files in it since.
+    if (!this.etcNetnsWasThere) removeEtcNetnsIfEmpty();
+    this.journal.close();
+    return stats;
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    this.stopAll();
+    this.onFailure?.(e);
+  }
+
+  /** After the program exited: drain, tear down, give the VIP back, tell. */
+  private async logoff(
+    gs: GatewaySession,
+    slot: number,
+    seq: number,
+    vips: { v4: string | null; v6: string | null } | null,
+    st: ExitStatus,
+  ): Promise<void> {
+    const s = gs.inner;
+    this.busy.add(gs.id);
+    this.live.delete(gs.id);
+    // Let TCP data the program left in flight reach its peer first (not when stopping).
+    if (gs.state !== 'stopping' && !this.closing) await s.drain(this.opts.drainMs);
+    await this.teardown(s, slot, seq, vips);
+    this.busy.delete(gs.id);
+    this.onEvent({ event: 'exit', id: gs.id, vip: gs.vip, ...(gs.shared ? { shared: true } : {}), code: st.code, signal: st.signal });
+    gs.ended(st);
+  }
+
+  private async teardown(s: Session, slot: number, seq: number, vips: { v4: string | null; v6: string | null } | null): Promise<void> {
+    try {
+      if (this.dataplane) await this.dataplane.removeSession(slot);
+    } catch {
+      // A dead dataplane has closed nothing; the process exit closes the fd.
+    }
+    await s.destroy().catch(() => undefined);
+    this.journal.done(seq);
+    this.slots.release(slot);
+    this.giveBack(vips);
+  }
+
+  private freeId(): number {
+    for (let id = 1; id <= MAX_SESSION_ID; id++) if (!this.live.has(id) && !this.busy.has(id)) return id;
+    throw new UserError(`every session id (1-${MAX_SESSION_ID}) is in use`);
+  }
+
+  /** One VIP of every family the pool has (`want`, if given, for its family), or null when a family is empty. */
+  private takeVips(want?: string): { v4: string | null; v6: string | null } | null {
+    const families = this.pool.families();
+    let wanted: { family: Family; text: string } | null = null;
+    if (want !== undefined) {
+      const a = parseAddress(want.trim());
+      if (!a || !this.pool.contains(want)) throw new UserError(`--vip ${want}: not an address of the pool (${this.opts.pool})`, EXIT_USAGE);
+      if (!this.pool.takeAddress(want)) throw new UserError(`--vip ${want}: already taken by another session`, EXIT_USAGE);
+      wanted = { family: a.family, text: want.trim() };
+    }
+    const take = (f: Family): string | null => (wanted?.family === f ? wanted.text : families.includes(f) ? this.pool.take(f) : null);
+    const v4 = take(4);
+    const v6 = take(6);
+    if ((families.includes(4) && v4 === null) || (families.includes(6) && v6 === null)) {
+      this.giveBack({ v4, v6 });
+      return null;
+    }
+    return { v4, v6 };
+  }
+
+  private giveBack(vips: { v4: string | null; v6: string | null } | null): void {
+    if (vips?.v4) this.pool.release(vips.v4);
+    if (vips?.v6) this.pool.release(vips.v6);
+  }
+
+  private specFor(id: number, vips: { v4: string | null; v6: string | null } | null): Session['spec'] {
+    const common = { id, mtu: this.opts.mtu, offload: this.opts.offload, queues: this.workers };
+    if (vips === null) {
+      // Shared fallback: IPv4 only, from the uplink's own address.
+      return { ...common, v4: { vip: this.sharedAddr!.address, inner: this.inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true };
+    }
+    return {
+      ...common,
+      v4: vips.v4 === null ? null : { vip: vips.v4, inner: this.inner.v4 ?? vips.v4 },
+      v6: vips.v6 === null ? null : { vip: vips.v6, inner: this.inner.v6 ?? vips.v6 },
+      shared: false,
+    };
+  }
+}
+
+function parsePool(spec: string): { pool: VipPool; ranges: AddressRange[] } {
+  try {
+    const ranges = parseRanges(spec);
+    return { pool: new VipPool(ranges), ranges };
+  } catch (e) {
+    if (e instanceof PoolError) throw new UserError(e.message, EXIT_USAGE);
+    throw e;
+  }
+}
+
+/** An IPv6 address as four unsigned 32-bit words, the dataplane's form. */
+function ipv6Words(text: string): number[] {
+  const a = parseAddress(text);
+  if (!a || a.family !== 6) throw new Error(`not an IPv6 address: ${text}`);
+  return [3, 2, 1, 0].map((k) => Number((a.value >> BigInt(32 * k)) & 0xffffffffn));
+}
