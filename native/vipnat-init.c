@@ -16,9 +16,15 @@
  * ends the same way P did (the same exit code, or the same signal), so
  * vipnat sees exactly what the program returned.
  *
- * Usage: vipnat-init [--parent PID] [--pid-fd FD] -- PROGRAM [ARGS...]
+ * With --join PID, H instead joins the PID namespace of process PID (a
+ * session's program) and runs PROGRAM there as its own child: a second
+ * program of a running session (`vipnat exec`), which dies with the session
+ * and with vipnat, and whose status H mirrors the same way.
+ *
+ * Usage: vipnat-init [--parent PID] [--pid-fd FD] [--join PID] -- PROGRAM [ARGS...]
  *   --parent PID  exit at once unless our parent is PID (it may have died before PR_SET_PDEATHSIG)
  *   --pid-fd FD   write P's pid (as seen from vipnat's namespace) and a newline to FD, then close it
+ *   --join PID    run PROGRAM in the PID namespace of process PID instead of a new one
  * Exit status 125 with a "vipnat-init:" line on stderr when it cannot set up.
  */
 #define _GNU_SOURCE
@@ -167,6 +173,41 @@ static void run_init(char **argv, int status_fd, int life_fd) {
   }
 }
 
+/* --join: P is H's own child, in the joined namespace; H forwards signals to it and ends as it does. */
+static void run_joined(char **argv, long target, int pid_fd) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/ns/pid", target);
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) die("open the session's PID namespace");
+  if (setns(ns, CLONE_NEWPID) < 0) die("setns(CLONE_NEWPID)");
+  close(ns);
+  sigset_t all;
+  take_signals(&all);
+  pid_t p = fork();
+  if (p < 0) die("fork into the session's PID namespace");
+  if (p == 0) {
+    if (pid_fd >= 0) close(pid_fd);
+    run_program(argv);
+  }
+  if (pid_fd >= 0) {
+    char line[32];
+    int n = snprintf(line, sizeof line, "%ld\n", (long)p);
+    full_write(pid_fd, line, (size_t)n);
+    close(pid_fd);
+  }
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(&all, &si);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      if (forwarded(sig)) kill(p, sig);
+      continue;
+    }
+    int st;
+    if (waitpid(p, &st, WNOHANG) == p) mirror(st);
+  }
+}
+
 /* Writes P's pid as vipnat sees it: the only child of I. */
 static void report_pid(int fd, pid_t init) {
   char path[64];
@@ -184,7 +225,7 @@ static void report_pid(int fd, pid_t init) {
 }
 
 int main(int argc, char **argv) {
-  long parent = -1;
+  long parent = -1, join = -1;
   int pid_fd = -1;
   int i = 1;
   for (; i < argc; i++) {
@@ -195,8 +236,10 @@ int main(int argc, char **argv) {
       parent = strtol(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--pid-fd") == 0 && i + 1 < argc) {
       pid_fd = (int)strtol(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--join") == 0 && i + 1 < argc) {
+      join = strtol(argv[++i], NULL, 10);
     } else {
-      fprintf(stderr, "vipnat-init: unknown argument %s\nusage: vipnat-init [--parent PID] [--pid-fd FD] -- PROGRAM [ARGS...]\n", argv[i]);
+      fprintf(stderr, "vipnat-init: unknown argument %s\nusage: vipnat-init [--parent PID] [--pid-fd FD] [--join PID] -- PROGRAM [ARGS...]\n", argv[i]);
       return SETUP_FAILED;
     }
   }
@@ -208,6 +251,7 @@ int main(int argc, char **argv) {
   if (pid_fd >= 0) fcntl(pid_fd, F_SETFD, FD_CLOEXEC);
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl(PR_SET_PDEATHSIG)");
   if (parent > 0 && getppid() != (pid_t)parent) _exit(SETUP_FAILED);
+  if (join > 0) run_joined(program, join, pid_fd);
 
   int status[2], life[2];
   if (pipe2(status, O_CLOEXEC) < 0 || pipe2(life, O_CLOEXEC) < 0) die("pipe2");

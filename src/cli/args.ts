@@ -1,15 +1,8 @@
-// Command-line parsing for `vipnat`: flags (or their VIPNAT_* environment variables), their checks, and the usage text.
+// Command-line parsing for `vipnat`: commands, their flags (or VIPNAT_* environment variables), their checks, and the usage text.
 import { DEFAULT_MAX_FLOWS, MAX_DEFAULT_WORKERS, MAX_SESSION_ID, MAX_WORKERS } from '../gateway/index.js';
 
-export const USAGE = `usage: vipnat run --pool RANGES [--sessions N] [--inner-address ADDR[,ADDR6]] [--on-exhausted refuse|shared]
-                  [--user USER[:GROUP]] [--mtu BYTES] [--max-flows N] [--workers N] [--json] -- PROGRAM [ARGS...]
-
-Runs PROGRAM in N sessions, each in its own network namespace with its own
-virtual IP address (VIP) from the pool, through a userspace NAT gateway.
-
-  --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
+const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
                     START-END ranges or single addresses
-  --sessions N      how many sessions to start (default 1)
   --inner-address ADDR[,ADDR6]
                     NAT mode: every session's eth0 holds ADDR (as identical
                     containers would) and vipnat translates it to the VIP
@@ -24,7 +17,34 @@ virtual IP address (VIP) from the pool, through a userspace NAT gateway.
   --max-flows N     size of the IPv4 flow table (default 262144; IPv6 gets a quarter)
   --workers N       dataplane threads, each with its own queue of every TUN
                     (default: one per two CPUs, at least 1, at most ${MAX_DEFAULT_WORKERS})
-  --json            print events as one JSON object per line
+  --json            print events as one JSON object per line`;
+
+export const USAGE = `usage: vipnat run   --pool RANGES [--sessions N] [GATEWAY FLAGS] -- PROGRAM [ARGS...]
+       vipnat up    [--name NAME] --pool RANGES [GATEWAY FLAGS]
+       vipnat start [--name NAME] [--id N] [--vip ADDR] [--label KEY=VALUE]... [--wait] [--json] -- PROGRAM [ARGS...]
+       vipnat exec  [--name NAME] ID -- PROGRAM [ARGS...]
+       vipnat stop  [--name NAME] [--json] ID... | --all
+       vipnat ls    [--name NAME] [--json]
+       vipnat pool  [--name NAME] [--json]
+       vipnat down  [--name NAME]
+
+run    runs PROGRAM in N sessions, each in its own network namespace with its
+       own virtual IP address (VIP) from the pool, through a userspace NAT
+       gateway, until every program has exited.
+up     opens a gateway that sessions join and leave, and serves it at
+       /run/vipnat/NAME.sock (NAME: default) until SIGINT, SIGTERM or down.
+start  logs a session on to it: the lowest free VIP (or --vip), PROGRAM in it;
+       with --wait, PROGRAM's input and output are this command's, and its
+       exit status is this command's.
+exec   runs another program in a running session, with its VIP.
+stop   logs sessions off: SIGTERM, a grace period, SIGKILL; the VIP goes back.
+ls     shows the sessions; pool shows the addresses; down stops the gateway.
+
+Gateway flags (run and up):
+  --sessions N      (run) how many sessions to start (default 1)
+${GATEWAY_FLAGS}
+
+  --name NAME       which gateway (default: default)
   -h, --help        show this help
   --version         print the version
 
@@ -39,23 +59,65 @@ export class UsageError extends Error {
   }
 }
 
-export interface RunArgs {
-  command: 'run';
+/** What `run` and `up` take to open a gateway. */
+export interface GatewayArgs {
   pool: string;
   innerAddress: string | undefined;
   onExhausted: 'refuse' | 'shared';
-  sessions: number;
   mtu: number;
   maxFlows: number;
   /** undefined: the default (one per two CPUs, capped). */
   workers: number | undefined;
   user: string | undefined;
   json: boolean;
+}
+
+export interface RunArgs extends GatewayArgs {
+  command: 'run';
+  sessions: number;
   program: string;
   args: string[];
 }
 
-export type Parsed = RunArgs | { command: 'help' } | { command: 'version' };
+export interface UpArgs extends GatewayArgs {
+  command: 'up';
+  name: string;
+}
+
+export interface StartArgs {
+  command: 'start';
+  name: string;
+  id: number | undefined;
+  vip: string | undefined;
+  labels: Record<string, string>;
+  wait: boolean;
+  json: boolean;
+  program: string;
+  args: string[];
+}
+
+export interface ExecArgs {
+  command: 'exec';
+  name: string;
+  id: number;
+  program: string;
+  args: string[];
+}
+
+export interface StopArgs {
+  command: 'stop';
+  name: string;
+  ids: number[] | 'all';
+  json: boolean;
+}
+
+export interface QueryArgs {
+  command: 'ls' | 'pool' | 'down';
+  name: string;
+  json: boolean;
+}
+
+export type Parsed = RunArgs | UpArgs | StartArgs | ExecArgs | StopArgs | QueryArgs | { command: 'help' } | { command: 'version' };
 
 function integer(flag: string, text: string, min: number, max: number): number {
   if (!/^[0-9]+$/.test(text)) throw new UsageError(`${flag} "${text}": must be a whole number from ${min} to ${max}`);
@@ -64,17 +126,40 @@ function integer(flag: string, text: string, min: number, max: number): number {
   return n;
 }
 
-/** The flags of `run`, each with what a missing value should say (null: the flag takes none). */
-const RUN_FLAGS: Record<string, string | null> = {
-  '--pool': '--pool needs a value, e.g. --pool 198.19.7.0/28',
-  '--inner-address': '--inner-address needs a value, e.g. --inner-address 10.0.2.100',
-  '--on-exhausted': '--on-exhausted needs a value: refuse or shared',
-  '--sessions': '--sessions needs a value',
-  '--mtu': '--mtu needs a value',
-  '--max-flows': '--max-flows needs a value',
-  '--workers': '--workers needs a value',
-  '--user': '--user needs a value, e.g. --user nobody',
-  '--json': null,
+/** A command's flags, each with what a missing value should say (null: the flag takes no value); `many` may repeat. */
+type FlagTable = Record<string, { missing: string | null; many?: boolean }>;
+
+const value = (missing: string): { missing: string } => ({ missing });
+const SWITCH = { missing: null };
+
+const GATEWAY: FlagTable = {
+  '--pool': value('--pool needs a value, e.g. --pool 198.19.7.0/28'),
+  '--inner-address': value('--inner-address needs a value, e.g. --inner-address 10.0.2.100'),
+  '--on-exhausted': value('--on-exhausted needs a value: refuse or shared'),
+  '--mtu': value('--mtu needs a value'),
+  '--max-flows': value('--max-flows needs a value'),
+  '--workers': value('--workers needs a value'),
+  '--user': value('--user needs a value, e.g. --user nobody'),
+  '--json': SWITCH,
+};
+const NAME = { '--name': value('--name needs a value, e.g. --name default') };
+
+const FLAGS: Record<string, FlagTable> = {
+  run: { ...GATEWAY, '--sessions': value('--sessions needs a value') },
+  up: { ...GATEWAY, ...NAME },
+  start: {
+    ...NAME,
+    '--id': value('--id needs a value'),
+    '--vip': value('--vip needs a value, e.g. --vip 198.19.7.5'),
+    '--label': { missing: '--label needs KEY=VALUE', many: true },
+    '--wait': SWITCH,
+    '--json': SWITCH,
+  },
+  exec: { ...NAME },
+  stop: { ...NAME, '--all': SWITCH, '--json': SWITCH },
+  ls: { ...NAME, '--json': SWITCH },
+  pool: { ...NAME, '--json': SWITCH },
+  down: { ...NAME },
 };
 
 /** The environment variable that stands for a flag: --max-flows is VIPNAT_MAX_FLOWS. */
@@ -82,9 +167,12 @@ export function envName(flag: string): string {
   return `VIPNAT_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`;
 }
 
-/** Reads flags up to PROGRAM (or "--"): each at most once, with its value. Returns them and where PROGRAM starts. */
-function readFlags(rest: string[], known: Record<string, string | null>): { flags: Map<string, string>; at: number } | 'help' {
-  const flags = new Map<string, string>();
+/**
+ * Reads flags up to the first word that is not one (or "--"): each at most
+ * once unless it may repeat. Returns them and where the rest starts.
+ */
+function readFlags(rest: string[], known: FlagTable): { flags: Map<string, string[]>; at: number } | 'help' {
+  const flags = new Map<string, string[]>();
   let i = 0;
   for (; i < rest.length; i++) {
     const a = rest[i]!;
@@ -92,31 +180,105 @@ function readFlags(rest: string[], known: Record<string, string | null>): { flag
       i++;
       break;
     }
-    if (!a.startsWith('-')) break; // PROGRAM without a "--" before it
+    if (!a.startsWith('-') || /^-\d/.test(a)) break; // PROGRAM (or an id) without a "--" before it
     if (a === '-h' || a === '--help') return 'help';
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
-    if (!(flag in known)) throw new UsageError(`unknown flag ${flag}`);
-    if (flags.has(flag)) throw new UsageError(`${flag} given twice: give it once`);
-    const missing = known[flag];
-    if (missing === null) {
+    const spec = known[flag];
+    if (!spec) throw new UsageError(`unknown flag ${flag}`);
+    if (flags.has(flag) && !spec.many) throw new UsageError(`${flag} given twice: give it once`);
+    let v: string;
+    if (spec.missing === null) {
       if (eq > 0) throw new UsageError(`${flag} takes no value`);
-      flags.set(flag, '1');
-      continue;
+      v = '1';
+    } else {
+      const given = eq > 0 ? a.slice(eq + 1) : rest[++i];
+      if (given === undefined || (eq < 0 && given.startsWith('--'))) throw new UsageError(spec.missing);
+      v = given;
     }
-    const v = eq > 0 ? a.slice(eq + 1) : rest[++i];
-    if (v === undefined || (eq < 0 && v.startsWith('--'))) throw new UsageError(missing ?? `${flag} needs a value`);
-    flags.set(flag, v);
+    flags.set(flag, [...(flags.get(flag) ?? []), v]);
   }
   return { flags, at: i };
 }
 
-/** A flag's value: the flag's own, else its environment variable's (named so in messages), else undefined. */
-function lookup(flags: Map<string, string>, env: NodeJS.ProcessEnv, flag: string): { value: string; name: string } | undefined {
-  const v = flags.get(flag);
-  if (v !== undefined) return { value: v, name: flag };
-  const e = env[envName(flag)];
-  return e === undefined || e === '' ? undefined : { value: e, name: envName(flag) };
+/** Reads one command's flags and environment. */
+class Flags {
+  constructor(
+    private readonly flags: Map<string, string[]>,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  /** A flag's value: the flag's own, else its environment variable's (named so in messages), else undefined. */
+  get(flag: string): { value: string; name: string } | undefined {
+    const v = this.flags.get(flag);
+    if (v !== undefined) return { value: v[0]!, name: flag };
+    const e = this.env[envName(flag)];
+    return e === undefined || e === '' ? undefined : { value: e, name: envName(flag) };
+  }
+
+  all(flag: string): string[] {
+    return this.flags.get(flag) ?? [];
+  }
+
+  num(flag: string, min: number, max: number): number | undefined {
+    const v = this.get(flag);
+    return v === undefined ? undefined : integer(v.name === flag ? flag : `${flag} (${v.name})`, v.value, min, max);
+  }
+
+  bool(flag: string): boolean {
+    const v = this.get(flag);
+    if (v === undefined) return false;
+    if (!['1', 'true', 'yes', '0', 'false', 'no'].includes(v.value)) throw new UsageError(`${v.name}="${v.value}": must be 1 or 0`);
+    return ['1', 'true', 'yes'].includes(v.value);
+  }
+
+  name(): string {
+    const n = this.get('--name')?.value ?? 'default';
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n)) {
+      throw new UsageError(`--name "${n}": use letters, digits, dot, dash and underscore (up to 64)`);
+    }
+    return n;
+  }
+}
+
+function gatewayArgs(f: Flags): GatewayArgs {
+  const pool = f.get('--pool')?.value;
+  if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
+  const onExhausted = f.get('--on-exhausted');
+  if (onExhausted && onExhausted.value !== 'refuse' && onExhausted.value !== 'shared') {
+    throw new UsageError(`--on-exhausted "${onExhausted.value}": must be refuse or shared`);
+  }
+  return {
+    pool,
+    innerAddress: f.get('--inner-address')?.value,
+    onExhausted: (onExhausted?.value ?? 'refuse') as 'refuse' | 'shared',
+    mtu: f.num('--mtu', 576, 65535) ?? 1500,
+    maxFlows: f.num('--max-flows', 1024, 1 << 24) ?? DEFAULT_MAX_FLOWS,
+    workers: f.num('--workers', 1, MAX_WORKERS),
+    user: f.get('--user')?.value,
+    json: f.bool('--json'),
+  };
+}
+
+function program(rest: string[], at: number): { program: string; args: string[] } {
+  const p = rest[at];
+  if (p === undefined || p === '') throw new UsageError('no PROGRAM given: put it after "--"');
+  return { program: p, args: rest.slice(at + 1) };
+}
+
+function sessionId(text: string | undefined, what: string): number {
+  if (text === undefined) throw new UsageError(`${what}: give a session id`);
+  return integer('session id', text, 1, MAX_SESSION_ID);
+}
+
+function labels(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of list) {
+    const eq = l.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--label "${l}": must be KEY=VALUE`);
+    out[l.slice(0, eq)] = l.slice(eq + 1);
+  }
+  return out;
 }
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
@@ -124,41 +286,45 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
   const [cmd, ...rest] = argv;
   if (cmd === '-h' || cmd === '--help' || cmd === 'help') return { command: 'help' };
   if (cmd === '--version' || cmd === 'version') return { command: 'version' };
-  if (cmd !== 'run') throw new UsageError(`unknown command "${cmd}" (the command is: vipnat run ...)`);
-
-  const read = readFlags(rest, RUN_FLAGS);
+  const table = cmd === undefined ? undefined : FLAGS[cmd];
+  if (!table) throw new UsageError(`unknown command "${cmd}" (commands: run, up, start, exec, stop, ls, pool, down)`);
+  const read = readFlags(rest, table);
   if (read === 'help') return { command: 'help' };
-  const { flags, at } = read;
-  const get = (flag: string) => lookup(flags, env, flag);
-  const num = (flag: string, min: number, max: number, dflt: number): number => {
-    const v = get(flag);
-    return v === undefined ? dflt : integer(v.name === flag ? flag : `${flag} (${v.name})`, v.value, min, max);
-  };
-
-  const pool = get('--pool')?.value;
-  const onExhausted = get('--on-exhausted');
-  if (onExhausted && onExhausted.value !== 'refuse' && onExhausted.value !== 'shared') {
-    throw new UsageError(`--on-exhausted "${onExhausted.value}": must be refuse or shared`);
+  const f = new Flags(read.flags, env);
+  const { at } = read;
+  switch (cmd) {
+    case 'run':
+      return { command: 'run', ...gatewayArgs(f), sessions: f.num('--sessions', 1, MAX_SESSION_ID) ?? 1, ...program(rest, at) };
+    case 'up':
+      if (rest[at] !== undefined) throw new UsageError(`up takes no PROGRAM ("${rest[at]}"): start sessions with vipnat start`);
+      return { command: 'up', ...gatewayArgs(f), name: f.name() };
+    case 'start':
+      return {
+        command: 'start',
+        name: f.name(),
+        id: f.num('--id', 1, MAX_SESSION_ID),
+        vip: f.get('--vip')?.value,
+        labels: labels(f.all('--label')),
+        wait: f.bool('--wait'),
+        json: f.bool('--json'),
+        ...program(rest, at),
+      };
+    case 'exec': {
+      const id = sessionId(rest[at], 'exec');
+      const afterId = rest[at + 1] === '--' ? at + 2 : at + 1;
+      return { command: 'exec', name: f.name(), id, ...program(rest, afterId) };
+    }
+    case 'stop': {
+      const words = rest.slice(at);
+      if (f.bool('--all')) {
+        if (words.length > 0) throw new UsageError('stop: give session ids or --all, not both');
+        return { command: 'stop', name: f.name(), ids: 'all', json: f.bool('--json') };
+      }
+      if (words.length === 0) throw new UsageError('stop: give session ids, or --all');
+      return { command: 'stop', name: f.name(), ids: words.map((w) => sessionId(w, 'stop')), json: f.bool('--json') };
+    }
+    default:
+      if (rest[at] !== undefined) throw new UsageError(`${cmd} takes no arguments ("${rest[at]}")`);
+      return { command: cmd as 'ls' | 'pool' | 'down', name: f.name(), json: f.bool('--json') };
   }
-  const json = get('--json');
-  if (json && !['1', 'true', 'yes', '0', 'false', 'no'].includes(json.value))
-    throw new UsageError(`${json.name}="${json.value}": must be 1 or 0`);
-  const workers = get('--workers');
-  const parsed: RunArgs = {
-    command: 'run',
-    pool: pool ?? '',
-    innerAddress: get('--inner-address')?.value,
-    onExhausted: (onExhausted?.value ?? 'refuse') as 'refuse' | 'shared',
-    sessions: num('--sessions', 1, MAX_SESSION_ID, 1),
-    mtu: num('--mtu', 576, 65535, 1500),
-    maxFlows: num('--max-flows', 1024, 1 << 24, DEFAULT_MAX_FLOWS),
-    workers: workers === undefined ? undefined : num('--workers', 1, MAX_WORKERS, 1),
-    user: get('--user')?.value,
-    json: json !== undefined && ['1', 'true', 'yes'].includes(json.value),
-    program: rest[at] ?? '',
-    args: rest.slice(at + 1),
-  };
-  if (pool === undefined) throw new UsageError('--pool is required, e.g. --pool 198.19.7.0/28');
-  if (parsed.program === '') throw new UsageError('no PROGRAM given: put it after "--"');
-  return parsed;
 }

@@ -1,53 +1,58 @@
-// vipnat's command-line entry: parse, run the gateway, print events, exit with its status.
+// vipnat's command-line entry: parse, dispatch to the command, print its errors in one line, exit with its status.
 import { readFileSync } from 'node:fs';
-import { run, UserError } from '../gateway/index.js';
+import { RUN_DIR, UserError } from '../gateway/index.js';
 import { parseArgs, USAGE, UsageError } from './args.js';
-import { formatEvent } from './output.js';
+import { down, ls, pool, stop } from './commands/query.js';
+import { exec, start } from './commands/start.js';
+import { run } from './commands/run.js';
+import { up } from './commands/up.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
+/** Where vipnat keeps its journal and control sockets (VIPNAT_RUN_DIR, for tests and private setups). */
+export function runDir(): string {
+  return process.env['VIPNAT_RUN_DIR'] || RUN_DIR;
+}
+
+async function dispatch(argv: string[]): Promise<number> {
+  const parsed = parseArgs(argv, process.env);
+  switch (parsed.command) {
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    case 'version':
+      process.stdout.write(`vipnat ${version()}\n`);
+      return 0;
+    case 'run':
+      return run(parsed, runDir());
+    case 'up':
+      return up(parsed, runDir(), version());
+    case 'start':
+      return start(parsed, runDir());
+    case 'exec':
+      return exec(parsed, runDir());
+    case 'stop':
+      return stop(parsed, runDir());
+    case 'ls':
+      return ls(parsed, runDir());
+    case 'pool':
+      return pool(parsed, runDir());
+    case 'down':
+      return down(parsed, runDir());
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
-  let parsed;
   try {
-    parsed = parseArgs(argv, process.env);
+    return await dispatch(argv);
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`vipnat: ${e.message}\n`);
       return 2;
     }
-    throw e;
-  }
-  if (parsed.command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  if (parsed.command === 'version') {
-    process.stdout.write(`vipnat ${version()}\n`);
-    return 0;
-  }
-  const { json } = parsed;
-  try {
-    return await run({
-      pool: parsed.pool,
-      innerAddress: parsed.innerAddress,
-      onExhausted: parsed.onExhausted,
-      sessions: parsed.sessions,
-      mtu: parsed.mtu,
-      flowCapacity: parsed.maxFlows,
-      ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
-      ...(parsed.user !== undefined ? { user: parsed.user } : {}),
-      program: parsed.program,
-      args: parsed.args,
-      env: process.env,
-      ...(process.env['VIPNAT_RUN_DIR'] ? { runDir: process.env['VIPNAT_RUN_DIR'] } : {}),
-      // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
-      offload: process.env['VIPNAT_OFFLOAD'] !== '0',
-      onEvent: (e) => process.stdout.write(`${formatEvent(e, json)}\n`),
-    });
-  } catch (e) {
     if (e instanceof UserError) {
       process.stderr.write(`vipnat: ${e.message}\n`);
       return e.exitCode;

@@ -30,9 +30,18 @@ export class ForwarderCounters {
   reflected = 0;
 }
 
+/** Per-session counters in a Float64Array: packets and bytes out (from the session), then in (to it). */
+export const SESSION_COUNTERS = 4;
+const S_PACKETS_OUT = 0;
+const S_BYTES_OUT = 1;
+const S_PACKETS_IN = 2;
+const S_BYTES_IN = 3;
+
 export class Forwarder {
   readonly counters = new ForwarderCounters();
   private readonly devices: (Device | null)[];
+  /** SESSION_COUNTERS numbers per session id (the gateway reads them from its thread). */
+  readonly perSession: Float64Array;
 
   /**
    * `hdrLen` is the virtio_net_hdr in front of every packet (VNET_HDR_LEN when
@@ -46,8 +55,10 @@ export class Forwarder {
     maxSession: number,
     private readonly hdrLen = 0,
     private readonly guard: Lock = NO_LOCK,
+    perSession?: Float64Array,
   ) {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
+    this.perSession = perSession ?? new Float64Array((maxSession + 1) * SESSION_COUNTERS);
   }
 
   /**
@@ -79,6 +90,7 @@ export class Forwarder {
     else if (vip >= 0) this.nat.addSession(id, inner, vip);
     if (inner6 && vip6) this.nat.addSession6(id, inner6, vip6);
     this.devices[id] = dev;
+    this.perSession.fill(0, id * SESSION_COUNTERS, (id + 1) * SESSION_COUNTERS);
   }
 
   /** Stops forwarding for session `id`; `dropFlows` false leaves its flows for Nat.dropFlows() (see Nat.removeSession). */
@@ -100,9 +112,14 @@ export class Forwarder {
       }
     }
     if (v === TO_UPLINK) {
-      if (this.uplink.write(buf, 0, len)) this.counters.toUplink++;
-      else this.counters.writeErrors++;
+      if (this.uplink.write(buf, 0, len)) {
+        this.counters.toUplink++;
+        this.countOut(id, len);
+      } else {
+        this.counters.writeErrors++;
+      }
     } else if (v > 0) {
+      this.countOut(id, len);
       this.toSession(v, buf, len);
     } else {
       this.counters.dropped++;
@@ -132,12 +149,24 @@ export class Forwarder {
     }
   }
 
+  /** A packet of session `id` went on its way: counted as the session's, without its virtio header. */
+  private countOut(id: number, len: number): void {
+    const c = this.perSession;
+    const at = id * SESSION_COUNTERS;
+    c[at + S_PACKETS_OUT]!++;
+    c[at + S_BYTES_OUT]! += len - this.hdrLen;
+  }
+
   private toSession(id: number, buf: Uint8Array, len: number): void {
     const dev = this.devices[id];
     if (!dev) {
       this.counters.noDevice++;
     } else if (dev.write(buf, 0, len)) {
       this.counters.toSession++;
+      const c = this.perSession;
+      const at = id * SESSION_COUNTERS;
+      c[at + S_PACKETS_IN]!++;
+      c[at + S_BYTES_IN]! += len - this.hdrLen;
     } else {
       this.counters.writeErrors++;
     }

@@ -2,6 +2,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { natMemory } from '../nat/index.js';
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } from '../linux/index.js';
+import { SESSION_COUNTERS } from './forwarder.js';
 import { Mutex } from './lock.js';
 import {
   GAUGES,
@@ -13,7 +14,7 @@ import {
   type WorkerStats,
 } from './protocol.js';
 
-export { Forwarder, ForwarderCounters, NO_LOCK, type Device, type Lock } from './forwarder.js';
+export { Forwarder, ForwarderCounters, NO_LOCK, SESSION_COUNTERS, type Device, type Lock } from './forwarder.js';
 export { Mutex } from './lock.js';
 export type { DataplaneGauges, DataplaneStats, SessionAddresses, WorkerStats } from './protocol.js';
 
@@ -53,7 +54,23 @@ export class Dataplane {
   /** Called once if a worker dies; the gateway then shuts down. */
   onFailure: ((e: Error) => void) | null = null;
 
+  /** Every worker's per-session counters, read here while the workers write them. */
+  private readonly counters: Float64Array[] = [];
+
   private constructor(private readonly handles: Handle[]) {}
+
+  /** Session `slot`'s packets and bytes, summed over the workers, since it was added. */
+  sessionCounters(slot: number): { packets: { in: number; out: number }; bytes: { in: number; out: number } } {
+    const out = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } };
+    const at = slot * SESSION_COUNTERS;
+    for (const c of this.counters) {
+      out.packets.out += c[at]!;
+      out.bytes.out += c[at + 1]!;
+      out.packets.in += c[at + 2]!;
+      out.bytes.in += c[at + 3]!;
+    }
+    return out;
+  }
 
   /** Workers running: each TUN needs this many queues. */
   get workers(): number {
@@ -79,6 +96,8 @@ export class Dataplane {
         const wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (wakeFd < 0) throw new Error(`eventfd: ${strerror(errno())}`);
         const { port1, port2 } = new MessageChannel();
+        const sessionCounters = new SharedArrayBuffer((opts.maxSession + 1) * SESSION_COUNTERS * 8);
+        dp.counters.push(new Float64Array(sessionCounters));
         const init: WorkerInit & { port: MessagePort } = {
           index,
           workers: n,
@@ -91,6 +110,7 @@ export class Dataplane {
           epoch,
           offload: opts.offload,
           shared: opts.shared,
+          sessionCounters,
           port: port2,
         };
         const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2] });

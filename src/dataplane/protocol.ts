@@ -22,6 +22,8 @@ export interface WorkerInit {
   offload: boolean;
   /** The shared fallback's address (IPv4 as a number) and port range, if enabled. */
   shared: { address: number; portLo: number; portHi: number } | null;
+  /** This worker's per-session packet and byte counters (Forwarder.perSession), which the gateway reads. */
+  sessionCounters: SharedArrayBuffer;
 }
 
 /** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */

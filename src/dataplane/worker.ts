@@ -47,7 +47,7 @@ function main(port: MessagePort, init: WorkerInit): void {
   const uplink = new TunDevice(init.uplinkFd);
   // One worker has the translator state to itself; several share it, one packet at a time.
   const guard = init.workers > 1 ? new Mutex(new Int32Array(init.lock)) : NO_LOCK;
-  const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0, guard);
+  const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0, guard, new Float64Array(init.sessionCounters));
   const locked = (f: () => void): void => {
     guard.lock();
     try {

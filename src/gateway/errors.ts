@@ -19,3 +19,19 @@ export const EXIT_NO_VIP = 3;
 export const EXIT_NOT_EXECUTABLE = 126;
 /** Exit status when PROGRAM is not found. */
 export const EXIT_NOT_FOUND = 127;
+
+/** No such session (HTTP 404 on the control socket). */
+export class NotFoundError extends UserError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = 'NotFoundError';
+  }
+}
+
+/** Something is taken already: a session id, a VIP, a gateway name (HTTP 409 on the control socket). */
+export class ConflictError extends UserError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = 'ConflictError';
+  }
+}

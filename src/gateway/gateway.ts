@@ -10,7 +10,7 @@
 // A Gateway owns no process-wide state: no signal handlers, no environment
 // reads, no exit codes. The CLI and the API's users own those.
 import { Dataplane, type DataplaneStats } from '../dataplane/index.js';
-import { etcNetnsExists, removeEtcNetnsIfEmpty, which } from '../linux/index.js';
+import { etcNetnsExists, pidsByNetns, removeEtcNetnsIfEmpty, which } from '../linux/index.js';
 import {
   loopbackFor,
   MAX_SESSION_ID,
@@ -22,10 +22,11 @@ import {
   type AddressRange,
   type Family,
 } from '../pool/index.js';
-import { initHelperExists, primaryVip, type RunAs, Session } from '../session/index.js';
+import type { ChildProcess } from 'node:child_process';
+import { initHelperExists, primaryVip, type RunAs, Session, type Stdio } from '../session/index.js';
 import { parseIpv4 } from '../wire/index.js';
 import { checkMtu, checkPoolUnused, parseInnerAddresses, parseUser, preflight, resolveProgram } from './checks.js';
-import { EXIT_NO_VIP, EXIT_USAGE, UserError } from './errors.js';
+import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
 import { Journal, recover, type Recovered } from './journal.js';
 import { sharedPortRange, Uplink, uplinkAddress } from './uplink.js';
 
@@ -88,6 +89,17 @@ export interface StartOptions {
    * side (namespaces and TUNs take a while) still start in the order wanted.
    */
   after?: Promise<unknown>;
+  /** The program's standard input, output and error: this process's (default), or pipes on `session.process`. */
+  stdio?: Stdio;
+}
+
+/** A second program running in a session (`exec`). */
+export interface ExecProcess {
+  /** Its helper process: with stdio 'pipe', its stdin, stdout and stderr are the program's. */
+  child: ChildProcess;
+  /** The program's pid, as the gateway's namespace sees it. */
+  pid: number;
+  exited: Promise<ExitStatus>;
 }
 
 export type GatewayEvent =
@@ -109,6 +121,17 @@ export type GatewayEvent =
       /** Null when the dataplane could not report (it failed). */
       dataplane: DataplaneStats | null;
     };
+
+/** What `pool` shows: see PoolInfo in the control protocol, which is this. */
+export interface PoolReport {
+  ranges: { range: string; family: Family; total: number; used: number; free: number; holders: { address: string; session: number }[] }[];
+  families: { family: Family; total: number; used: number; free: number }[];
+  shared: { address: string; sessions: number[] } | null;
+}
+
+function capped(n: bigint): number {
+  return n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n);
+}
 
 /** The pool had no VIP for a session (and the gateway has no shared fallback). */
 export class NoVipError extends UserError {
@@ -145,6 +168,9 @@ export class GatewaySession {
     /** @internal */ readonly inner: Session,
     readonly labels: Record<string, string>,
     private readonly killGraceMs: number,
+    private readonly runAs: RunAs | null,
+    /** @internal What the gateway holds for it: its dataplane slot, VIPs, journal entry. */
+    readonly own: { slot: number; vips: { v4: string | null; v6: string | null } | null; seq?: number; attached?: boolean },
   ) {
     this.exited = new Promise((resolve) => (this.settle = resolve));
   }
@@ -173,9 +199,36 @@ export class GatewaySession {
     return this.inner.pid;
   }
 
+  /** The program's helper process (vipnat-init): with stdio 'pipe', its stdin, stdout and stderr are the program's. */
+  get process(): ChildProcess | null {
+    return this.inner.child;
+  }
+
+  /** Programs running in the session besides its own, by pid. */
+  readonly execs = new Map<number, ExecProcess>();
+
+  /** Runs another program in this session: its VIP, its namespaces, its user; it dies with the session. */
+  async exec(program: string, args: string[] = [], opts: { env?: NodeJS.ProcessEnv; stdio?: Stdio } = {}): Promise<ExecProcess> {
+    if (this.state !== 'running') throw new UserError(`session ${this.id} is ${this.state}`);
+    resolveProgram(program, this.runAs);
+    const { child, pid } = await this.inner.exec(program, args, opts.env ?? {}, this.runAs, opts.stdio ?? 'inherit');
+    if (this.inner.spawnError) throw new UserError(`session ${this.id}: cannot run ${program}: ${this.inner.spawnError.message}`);
+    const exited = new Promise<ExitStatus>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+      else child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    const e: ExecProcess = { child, pid, exited };
+    this.execs.set(pid, e);
+    void exited.then(() => this.execs.delete(pid));
+    return e;
+  }
+
   /** A logoff: SIGTERM once, SIGKILL after the grace period; resolves with how the program ended, once torn down. */
   stop(): Promise<ExitStatus> {
-    if (this.state === 'starting' || this.state === 'running') {
+    if (this.state === 'starting') {
+      // Its program gets the SIGTERM once it exists (see Gateway.startSession).
+      this.state = 'stopping';
+    } else if (this.state === 'running' || (this.state === 'stopping' && !this.killTimer)) {
       this.state = 'stopping';
       this.inner.stop();
       this.killTimer = setTimeout(() => this.inner.kill(), this.killGraceMs);
@@ -205,15 +258,15 @@ export class Gateway implements AsyncDisposable {
   /** Called once if the dataplane fails; the gateway then stops every session. */
   onFailure: FailureListener | null = null;
 
-  private readonly live = new Map<number, GatewaySession>();
-  /** Ids being set up or torn down, not yet (or no longer) in `live`. */
-  private readonly busy = new Set<number>();
+  /** Every session from the moment its start is asked for until it is torn down. */
+  private readonly all = new Map<number, GatewaySession>();
   private closing: Promise<DataplaneStats | null> | null = null;
   private failure: Error | null = null;
 
   private constructor(
     private readonly opts: Required<Pick<GatewayOptions, 'mtu' | 'offload' | 'killGraceMs' | 'drainMs'>> & GatewayOptions,
     private readonly pool: VipPool,
+    private readonly ranges: AddressRange[],
     private readonly inner: { v4: string | null; v6: string | null },
     private readonly runAs: RunAs | null,
     private readonly slots: Slots,
@@ -288,7 +341,7 @@ export class Gateway implements AsyncDisposable {
         offload: opts.offload,
         shared: sharedAddr && { address: parseIpv4(sharedAddr.address), portLo: sharedAddr.portLo, portHi: sharedAddr.portHi },
       });
-      const gw = new Gateway(opts, pool, inner, runAs, slots, journal, uplink, workers, etcNetnsWasThere, dataplane, sharedAddr);
+      const gw = new Gateway(opts, pool, ranges, inner, runAs, slots, journal, uplink, workers, etcNetnsWasThere, dataplane, sharedAddr);
       gw.onEvent = onEvent;
       dataplane.onFailure = (e) => gw.fail(e);
       return gw;
@@ -299,6 +352,38 @@ export class Gateway implements AsyncDisposable {
       journal.close();
       throw e;
     }
+  }
+
+  /**
+   * The pool as Citrix's monitor shows it: per range and per family, total,
+   * used and free addresses, and which session holds each used one.
+   */
+  poolInfo(): PoolReport {
+    const held: { family: Family; value: bigint; address: string; session: number }[] = [];
+    const sharedIds: number[] = [];
+    for (const s of this.sessions()) {
+      if (s.shared) sharedIds.push(s.id);
+      for (const a of [s.shared ? null : s.inner.spec.v4?.vip, s.inner.spec.v6?.vip]) {
+        const p = a ? parseAddress(a) : null;
+        if (p && a) held.push({ family: p.family, value: p.value, address: a, session: s.id });
+      }
+    }
+    const ranges = this.ranges.map((r) => {
+      const holders = held.filter((h) => h.family === r.family && h.value >= r.first && h.value <= r.last);
+      const total = capped(r.last - r.first + 1n);
+      return {
+        range: r.text,
+        family: r.family,
+        total,
+        used: holders.length,
+        free: total - holders.length,
+        holders: holders.map((h) => ({ address: h.address, session: h.session })),
+      };
+    });
+    const families = this.pool
+      .families()
+      .map((f) => ({ family: f, total: this.pool.size(f), used: this.pool.size(f) - this.pool.free(f), free: this.pool.free(f) }));
+    return { ranges, families, shared: this.sharedAddr ? { address: this.sharedAddr.address, sessions: sharedIds } : null };
   }
 
   /** Whether every family of the pool has a VIP left. */
@@ -317,12 +402,12 @@ export class Gateway implements AsyncDisposable {
   }
 
   session(id: number): GatewaySession | undefined {
-    return this.live.get(id);
+    return this.all.get(id);
   }
 
-  /** Live sessions, in id order. */
+  /** Every session (starting, running or stopping), in id order. */
   sessions(): GatewaySession[] {
-    return [...this.live.values()].sort((a, b) => a.id - b.id);
+    return [...this.all.values()].sort((a, b) => a.id - b.id);
   }
 
   /**
@@ -336,84 +421,98 @@ export class Gateway implements AsyncDisposable {
     if (this.closing) throw new UserError('the gateway is closing');
     if (this.failure) throw new UserError(`the gateway failed: ${this.failure.message}`);
     const id = o.id ?? this.freeId();
-    if (!Number.isInteger(id) || id < 1 || id > MAX_SESSION_ID)
+    if (!Number.isInteger(id) || id < 1 || id > MAX_SESSION_ID) {
       throw new UserError(`session id ${id}: must be 1-${MAX_SESSION_ID}`, EXIT_USAGE);
-    if (this.live.has(id) || this.busy.has(id)) throw new UserError(`session ${id} already exists`, EXIT_USAGE);
+    }
+    if (this.all.has(id)) throw new ConflictError(`session ${id} already exists`);
     resolveProgram(o.program, this.runAs);
-    this.busy.add(id);
-    let vips: { v4: string | null; v6: string | null } | null;
-    try {
-      vips = this.takeVips(o.vip);
-    } catch (e) {
-      this.busy.delete(id);
-      throw e;
-    }
-    if (vips === null && !this.sharedAddr) {
-      this.busy.delete(id);
-      throw new NoVipError();
-    }
+    // Everything up to the session's entry in `all` is synchronous: two starts at once never share an id or a VIP.
+    const vips = this.takeVips(o.vip);
+    if (vips === null && !this.sharedAddr) throw new NoVipError();
     const slot = this.slots.take();
     if (slot < 0) {
       this.giveBack(vips);
-      this.busy.delete(id);
       throw new UserError(`session ${id}: ${this.slots.count} sessions are running, the most this gateway takes at once`);
     }
     const s = new Session(this.specFor(id, vips));
-    const gs = new GatewaySession(s, { ...o.labels }, this.opts.killGraceMs);
+    const gs = new GatewaySession(s, { ...o.labels }, this.opts.killGraceMs, this.runAs, { slot, vips });
+    this.all.set(id, gs);
     // Journaled before it exists, so that a vipnat killed half-way through still has it removed.
-    const seq = this.journal.record({ op: 'netns', name: s.netns });
+    gs.own.seq = this.journal.record({ op: 'netns', name: s.netns });
     try {
-      await s.create();
-      const fds = s.fds;
-      s.fds = []; // the dataplane owns them from here, whether adding succeeds or not
-      await this.dataplane!.addSession(slot, fds, {
-        shared: s.spec.shared,
-        inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
-        vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
-        inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
-        vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
-      });
+      await this.attach(gs);
       if (o.after) await o.after.catch(() => undefined);
       if (this.closing || this.failure) throw new UserError('the gateway is closing');
-      const child = await s.start(o.program, o.args ?? [], o.env ?? {}, this.runAs);
+      await s.start(o.program, o.args ?? [], o.env ?? {}, this.runAs, o.stdio ?? 'inherit');
       if (s.spawnError) throw new UserError(`session ${id}: cannot start ${o.program}: ${s.spawnError.message}`);
-      this.busy.delete(id);
-      this.live.set(id, gs);
-      gs.state = 'running';
-      const status = new Promise<ExitStatus>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
-        else child.once('exit', (code, signal) => resolve({ code, signal }));
-      });
-      void status.then((st) => this.logoff(gs, slot, seq, vips, st));
-      this.onEvent({
-        event: 'session',
-        id,
-        vip: gs.vip,
-        ...(s.spec.v4 && s.spec.v6 ? { vip6: s.spec.v6.vip } : {}),
-        ...(s.spec.shared ? { shared: true } : {}),
-        loopback: gs.loopback,
-        pid: s.pid,
-        netns: s.netns,
-      });
-      return gs;
     } catch (e) {
       s.kill();
-      await this.teardown(s, slot, seq, vips);
-      this.busy.delete(id);
+      await this.teardown(gs);
+      this.all.delete(id);
+      gs.ended({ code: null, signal: null });
       throw e;
     }
+    const child = s.child!;
+    const wasStopped = gs.state === 'stopping';
+    gs.state = 'running';
+    // A stop asked for while it was starting: the program gets its SIGTERM now.
+    if (wasStopped) void gs.stop();
+    const status = new Promise<ExitStatus>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+      else child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    void status.then((st) => this.logoff(gs, st));
+    this.onEvent({
+      event: 'session',
+      id,
+      vip: gs.vip,
+      ...(s.spec.v4 && s.spec.v6 ? { vip6: s.spec.v6.vip } : {}),
+      ...(s.spec.shared ? { shared: true } : {}),
+      loopback: gs.loopback,
+      pid: s.pid,
+      netns: s.netns,
+    });
+    return gs;
+  }
+
+  /** Makes the session's namespace and TUN and hands its queues to the dataplane. */
+  private async attach(gs: GatewaySession): Promise<void> {
+    const s = gs.inner;
+    await s.create();
+    const fds = s.fds;
+    s.fds = []; // the dataplane owns them from here, whether adding succeeds or not
+    gs.own.attached = true;
+    await this.dataplane!.addSession(gs.own.slot, fds, {
+      shared: s.spec.shared,
+      inner4: s.spec.v4 ? parseIpv4(s.spec.v4.inner) : null,
+      vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
+      inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
+      vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
+    });
   }
 
   /** A logoff of session `id`; resolves with how its program ended. */
   stopSession(id: number): Promise<ExitStatus> {
-    const s = this.live.get(id);
-    if (!s) return Promise.reject(new UserError(`no session ${id}`, EXIT_USAGE));
+    const s = this.all.get(id);
+    if (!s) return Promise.reject(new NotFoundError(`no session ${id}`));
     return s.stop();
   }
 
   /** Stops every session (one SIGTERM each, SIGKILL after the grace period). */
   stopAll(): void {
-    for (const s of this.live.values()) void s.stop();
+    for (const s of this.all.values()) void s.stop();
+  }
+
+  /** The processes of each session (its namespace's), from one pass over /proc. */
+  sessionPids(sessions: GatewaySession[]): Map<number, number[]> {
+    const byNetns = pidsByNetns(sessions.map((s) => s.netns));
+    return new Map(sessions.map((s) => [s.id, byNetns.get(s.netns) ?? []]));
+  }
+
+  /** Each session's packets and bytes in and out, as a function of the session (zeros once the dataplane is gone). */
+  sessionCounters(): (s: GatewaySession) => { packets: { in: number; out: number }; bytes: { in: number; out: number } } {
+    const dp = this.dataplane;
+    return (s) => (dp && s.own.attached ? dp.sessionCounters(s.own.slot) : { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } });
   }
 
   /** The dataplane's counters now. */
@@ -433,9 +532,8 @@ export class Gateway implements AsyncDisposable {
 
   private async shutdown(): Promise<DataplaneStats | null> {
     this.stopAll();
-    await Promise.all([...this.live.values()].map((s) => s.exited));
-    // Sessions still being set up see `closing` and tear themselves down.
-    while (this.busy.size > 0) await new Promise((r) => setTimeout(r, 10));
+    // Sessions still being set up see `closing` and tear themselves down; the others end.
+    await Promise.all([...this.all.values()].map((s) => s.exited));
     const stats = this.dataplane ? await this.dataplane.stop().catch(() => null) : null;
     await this.uplink.close(this.dataplane !== null);
     this.dataplane = null;
@@ -453,38 +551,31 @@ export class Gateway implements AsyncDisposable {
   }
 
   /** After the program exited: drain, tear down, give the VIP back, tell. */
-  private async logoff(
-    gs: GatewaySession,
-    slot: number,
-    seq: number,
-    vips: { v4: string | null; v6: string | null } | null,
-    st: ExitStatus,
-  ): Promise<void> {
-    const s = gs.inner;
-    this.busy.add(gs.id);
-    this.live.delete(gs.id);
+  private async logoff(gs: GatewaySession, st: ExitStatus): Promise<void> {
     // Let TCP data the program left in flight reach its peer first (not when stopping).
-    if (gs.state !== 'stopping' && !this.closing) await s.drain(this.opts.drainMs);
-    await this.teardown(s, slot, seq, vips);
-    this.busy.delete(gs.id);
+    if (gs.state !== 'stopping' && !this.closing) await gs.inner.drain(this.opts.drainMs);
+    await this.teardown(gs);
+    this.all.delete(gs.id);
     this.onEvent({ event: 'exit', id: gs.id, vip: gs.vip, ...(gs.shared ? { shared: true } : {}), code: st.code, signal: st.signal });
     gs.ended(st);
   }
 
-  private async teardown(s: Session, slot: number, seq: number, vips: { v4: string | null; v6: string | null } | null): Promise<void> {
+  private async teardown(gs: GatewaySession): Promise<void> {
+    const own = gs.own;
     try {
-      if (this.dataplane) await this.dataplane.removeSession(slot);
+      if (this.dataplane && own.attached) await this.dataplane.removeSession(own.slot);
     } catch {
       // A dead dataplane has closed nothing; the process exit closes the fd.
     }
-    await s.destroy().catch(() => undefined);
-    this.journal.done(seq);
-    this.slots.release(slot);
-    this.giveBack(vips);
+    for (const e of gs.execs.values()) e.child.kill('SIGKILL');
+    await gs.inner.destroy().catch(() => undefined);
+    if (own.seq !== undefined) this.journal.done(own.seq);
+    this.slots.release(own.slot);
+    this.giveBack(own.vips);
   }
 
   private freeId(): number {
-    for (let id = 1; id <= MAX_SESSION_ID; id++) if (!this.live.has(id) && !this.busy.has(id)) return id;
+    for (let id = 1; id <= MAX_SESSION_ID; id++) if (!this.all.has(id)) return id;
     throw new UserError(`every session id (1-${MAX_SESSION_ID}) is in use`);
   }
 
@@ -495,7 +586,7 @@ export class Gateway implements AsyncDisposable {
     if (want !== undefined) {
       const a = parseAddress(want.trim());
       if (!a || !this.pool.contains(want)) throw new UserError(`--vip ${want}: not an address of the pool (${this.opts.pool})`, EXIT_USAGE);
-      if (!this.pool.takeAddress(want)) throw new UserError(`--vip ${want}: already taken by another session`, EXIT_USAGE);
+      if (!this.pool.takeAddress(want)) throw new ConflictError(`--vip ${want}: already taken by another session`);
       wanted = { family: a.family, text: want.trim() };
     }
     const take = (f: Family): string | null => (wanted?.family === f ? wanted.text : families.includes(f) ? this.pool.take(f) : null);

@@ -13,9 +13,11 @@ export {
   type StartOptions,
 } from './gateway.js';
 export { defaultWorkers, MAX_DEFAULT_WORKERS, MAX_WORKERS, run, type RunOptions } from './run.js';
-export { EXIT_NO_VIP, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE, UserError } from './errors.js';
+export { ConflictError, EXIT_NO_VIP, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
 export { preflight } from './checks.js';
 export { UPLINK_NAME } from './uplink.js';
+// For the control server, which checks its peers and reaches the OS only through this layer.
+export { peerCredentials } from '../linux/index.js';
 export { RUN_DIR } from './journal.js';
 export { MAX_SESSION_ID, NO_VIP_MESSAGE, parseRanges, PoolError } from '../pool/index.js';
 export type { DataplaneStats } from '../dataplane/index.js';

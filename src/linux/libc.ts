@@ -109,3 +109,22 @@ export class SysError extends Error {
     this.errno = e;
   }
 }
+
+const getsockopt = lib.func('int getsockopt(int fd, int level, int name, void *value, _Inout_ unsigned int *len)') as (
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array,
+  len: number[],
+) => number;
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+
+/** The pid, uid and gid of the process at the other end of a unix socket (SO_PEERCRED), or null. */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } | null {
+  const cred = new Uint8Array(12);
+  const len = [12];
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) < 0) return null;
+  const dv = new DataView(cred.buffer, cred.byteOffset, cred.byteLength);
+  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+}

@@ -1,5 +1,5 @@
 // Named network namespaces (/run/netns, as `ip netns` keeps them) and their per-namespace /etc files.
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { ip } from './ip.js';
 
@@ -96,4 +96,39 @@ export function pendingTcp(name: string): Promise<number> {
       resolve(n);
     });
   });
+}
+
+/**
+ * The processes in each of the named namespaces, from one pass over /proc
+ * (what `ip netns pids` does for one name), keyed by name.
+ */
+export function pidsByNetns(names: string[]): Map<string, number[]> {
+  const byInode = new Map<number, string>();
+  for (const n of names) {
+    try {
+      byInode.set(statSync(`${NETNS_RUN_DIR}/${n}`).ino, n);
+    } catch {
+      // Gone already.
+    }
+  }
+  const out = new Map<string, number[]>(names.map((n) => [n, []]));
+  if (byInode.size === 0) return out;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    let ino: number;
+    try {
+      ino = statSync(`/proc/${e}/ns/net`).ino;
+    } catch {
+      continue;
+    }
+    const name = byInode.get(ino);
+    if (name !== undefined) out.get(name)!.push(Number(e));
+  }
+  return out;
 }

@@ -26,6 +26,9 @@ export function initHelperExists(): boolean {
   return existsSync(INIT_PATH);
 }
 
+/** The program's standard input, output and error: vipnat's own, or pipes the caller reads and writes. */
+export type Stdio = 'inherit' | 'pipe' | 'ignore';
+
 /** Who a session's program runs as (--user): that uid and gid, no capabilities, no way to gain privileges. */
 export interface RunAs {
   uid: number;
@@ -159,7 +162,48 @@ export class Session {
    * as `runAs` when given. Resolves once the program's process exists; the
    * returned child (vipnat-init) ends exactly as the program does.
    */
-  start(program: string, args: string[], env: NodeJS.ProcessEnv, runAs: RunAs | null = null): Promise<ChildProcess> {
+  start(
+    program: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    runAs: RunAs | null = null,
+    stdio: Stdio = 'inherit',
+  ): Promise<ChildProcess> {
+    return this.launch([], program, args, env, runAs, stdio).then(({ child, pid }) => {
+      this.child = child;
+      this.pid = pid;
+      return child;
+    });
+  }
+
+  /**
+   * Runs another program in the running session (`vipnat exec`): in its
+   * network namespace, its PID namespace (it dies with the session) and as
+   * its user. Resolves with the helper's process, which ends as the program
+   * does, and the program's pid.
+   */
+  exec(
+    program: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    runAs: RunAs | null,
+    stdio: Stdio,
+  ): Promise<{ child: ChildProcess; pid: number }> {
+    if (this.pid <= 0 || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) {
+      return Promise.reject(new Error(`session ${this.spec.id} is not running`));
+    }
+    return this.launch(['--join', String(this.pid)], program, args, env, runAs, stdio);
+  }
+
+  /** vipnat-init, then `ip netns exec` (mounts the session's /etc/hosts), then setpriv for a user, then the program. */
+  private launch(
+    initArgs: string[],
+    program: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    runAs: RunAs | null,
+    stdio: Stdio,
+  ): Promise<{ child: ChildProcess; pid: number }> {
     const argv = ['ip', 'netns', 'exec', this.netns];
     if (runAs) {
       // Unprivileged ping (ICMP datagram sockets) for every group, in this namespace only; then drop to the user.
@@ -169,8 +213,8 @@ export class Session {
       // (clearing the bounding set too would make the kernel refuse to exec binaries with file capabilities, like ping).
       argv.push('--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--');
     }
-    const child = spawn(INIT_PATH, ['--parent', String(process.pid), '--pid-fd', '3', '--', ...argv, program, ...args], {
-      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    const child = spawn(INIT_PATH, ['--parent', String(process.pid), '--pid-fd', '3', ...initArgs, '--', ...argv, program, ...args], {
+      stdio: [stdio, stdio, stdio, 'pipe'],
       detached: true,
       env: {
         ...env,
@@ -183,7 +227,6 @@ export class Session {
         VIPNAT_NETNS: this.netns,
       },
     });
-    this.child = child;
     // A helper that cannot be spawned says so here, maybe before the caller listens.
     child.once('error', (e) => (this.spawnError ??= e));
     return new Promise((resolve) => {
@@ -191,8 +234,7 @@ export class Session {
       let text = '';
       const done = (): void => {
         const pid = Number(text.trim());
-        this.pid = Number.isInteger(pid) && pid > 0 ? pid : (child.pid ?? -1);
-        resolve(child);
+        resolve({ child, pid: Number.isInteger(pid) && pid > 0 ? pid : (child.pid ?? -1) });
       };
       if (!pipe) {
         done();

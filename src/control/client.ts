@@ -1,0 +1,155 @@
+// The control client: asks a long-running gateway over its unix socket, and attaches to programs' standard streams.
+import { request } from 'node:http';
+import type { Socket } from 'node:net';
+import { UserError } from '../gateway/index.js';
+import {
+  API_PREFIX,
+  ATTACH_PROTOCOL,
+  FRAME_ERROR,
+  FRAME_EXIT,
+  FRAME_HELLO,
+  FRAME_STDERR,
+  FRAME_STDOUT,
+  FrameReader,
+  socketPath,
+  type ErrorBody,
+  type ExitInfo,
+} from './protocol.js';
+
+export class ControlClient {
+  readonly path: string;
+
+  constructor(
+    runDir: string,
+    readonly name: string,
+  ) {
+    this.path = socketPath(runDir, name);
+  }
+
+  /** What a failed connection means to the user. */
+  private connectError(e: NodeJS.ErrnoException): UserError {
+    if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+      return new UserError(`no gateway named "${this.name}" is running (nothing answers at ${this.path}): start one with vipnat up`);
+    }
+    if (e.code === 'EACCES' || e.code === 'EPERM') return new UserError(`the gateway's socket ${this.path} is root's: run this as root`);
+    return new UserError(`cannot reach the gateway at ${this.path}: ${e.message}`);
+  }
+
+  /** One request; resolves with the JSON answer, or throws the gateway's error as a UserError with its exit status. */
+  call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          socketPath: this.path,
+          method,
+          path: `${API_PREFIX}${path}`,
+          headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) },
+        },
+        (res) => {
+          let data = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (data += d));
+          res.on('end', () => {
+            let parsed: unknown;
+            try {
+              parsed = data ? JSON.parse(data) : null;
+            } catch {
+              reject(new UserError(`the gateway answered ${res.statusCode} with something that is not JSON`));
+              return;
+            }
+            if ((res.statusCode ?? 500) >= 400) {
+              const err = parsed as ErrorBody | null;
+              reject(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
+            } else {
+              resolve(parsed as T);
+            }
+          });
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => reject(this.connectError(e)));
+      req.end(text);
+    });
+  }
+
+  /**
+   * A request whose program's standard streams come over the connection
+   * (start --wait, exec): `stdin` is copied to it, its output to `stdout`
+   * and `stderr`. Resolves with the first frame's JSON once it arrives
+   * (`hello`), and with how the program ended (`exit`).
+   */
+  attach(
+    path: string,
+    body: unknown,
+    io: { stdin: NodeJS.ReadableStream | null; stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+  ): { hello: Promise<unknown>; exit: Promise<ExitInfo> } {
+    const text = JSON.stringify(body);
+    let helloResolve: (v: unknown) => void = () => undefined;
+    let helloReject: (e: Error) => void = () => undefined;
+    const hello = new Promise<unknown>((res, rej) => {
+      helloResolve = res;
+      helloReject = rej;
+    });
+    hello.catch(() => undefined);
+    const exit = new Promise<ExitInfo>((resolve, reject) => {
+      const fail = (e: Error): void => {
+        helloReject(e);
+        reject(e);
+      };
+      const req = request({
+        socketPath: this.path,
+        method: 'POST',
+        path: `${API_PREFIX}${path}`,
+        headers: {
+          'Content-Type': 'application/json',
+          'Content-Length': Buffer.byteLength(text),
+          Connection: 'Upgrade',
+          Upgrade: ATTACH_PROTOCOL,
+        },
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => fail(this.connectError(e)));
+      // Not upgraded: an error answer.
+      req.on('response', (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (data += d));
+        res.on('end', () => {
+          let err: ErrorBody | null = null;
+          try {
+            err = JSON.parse(data) as ErrorBody;
+          } catch {
+            // not JSON
+          }
+          fail(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
+        });
+      });
+      req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+        let finished = false;
+        const reader = new FrameReader((type, payload) => {
+          if (type === FRAME_HELLO) helloResolve(JSON.parse(payload.toString('utf8')));
+          else if (type === FRAME_STDOUT) io.stdout.write(payload);
+          else if (type === FRAME_STDERR) io.stderr.write(payload);
+          else if (type === FRAME_EXIT || type === FRAME_ERROR) {
+            finished = true;
+            const info = JSON.parse(payload.toString('utf8')) as ExitInfo & ErrorBody;
+            if (type === FRAME_EXIT) resolve(info);
+            else fail(new UserError(info.message, info.exitCode));
+          }
+        });
+        if (head.length > 0) reader.push(head);
+        socket.on('data', (d: Buffer) => reader.push(d));
+        socket.on('close', () => {
+          if (!finished) fail(new UserError('the gateway closed the connection before the program ended'));
+        });
+        if (io.stdin) {
+          io.stdin.on('data', (d: Buffer) => socket.write(d));
+          io.stdin.on('end', () => socket.end());
+        } else {
+          socket.end();
+        }
+      });
+      req.end(text);
+    });
+    return { hello, exit };
+  }
+}
