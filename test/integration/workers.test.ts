@@ -1,7 +1,7 @@
 // Several dataplane workers: multi-queue TUNs spread a session's flows over threads that share one translator state.
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, listening, parseJson, retry, ROOT, sweepLabs } from './lab.js';
+import { BACKEND, isRoot, Lab, listening, parseJson, ROOT, sweepLabs } from './lab.js';
 
 const POOL = '198.19.7.0/28';
 const ECHO = `${ROOT}test/fixtures/tcp-echo.mjs`;
@@ -102,12 +102,10 @@ describe.skipIf(!isRoot())('several dataplane workers', () => {
     lab = Lab.up();
     const run = lab.vipnat(['run', '--json', '--workers', '2', '--pool', POOL, '--', 'node', ECHO, '7300']);
     const [, vip] = await run.waitFor(/"vip":"([0-9.]+)"/);
-    const r = await retry(() => {
-      const x = lab.exec(lab.be, ['node', PARALLEL, vip!, '7300', '32', String(256 * 1024)]);
-      if (x.status !== 0) throw new Error(x.stdout + x.stderr);
-      return x;
-    });
-    expect(r.stdout).toContain('echo ok 32');
+    // Connect once the echo server listens: a refused try would make flows of its own.
+    await run.waitFor(/^listening 7300$/);
+    const r = lab.exec(lab.be, ['node', PARALLEL, vip!, '7300', '32', String(256 * 1024)]);
+    expect(r.stdout + r.stderr).toContain('echo ok 32');
     run.child.kill('SIGTERM');
     await run.done;
     const dp = parseJson(run).summary.dataplane;
