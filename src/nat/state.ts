@@ -1,14 +1,29 @@
 // Flow states, timeouts, counters and verdicts shared by the IPv4 and IPv6 translators.
 //
-// TCP states (numbers stored in the flow table; "out" = from the session):
+// TCP states (numbers stored in the flow table; "out" = from the session,
+// "in" = from the network). A state follows the three-way handshake, as RFC
+// 5382 and Linux conntrack do: a flow is ESTABLISHED only once the side that
+// sent the first SYN has acknowledged the other side's SYN-ACK.
 //
-//   new --SYN out--> SYN_OUT --SYN in--> ESTABLISHED --FIN out--> FIN_OUT --FIN in--> CLOSING
-//   new --SYN in---> SYN_IN  --SYN out-> ESTABLISHED --FIN in---> FIN_IN  --FIN out-> CLOSING
-//   new --other----> ESTABLISHED (picked up mid-stream)
-//   any --RST------> CLOSED;   CLOSED/CLOSING --SYN--> SYN_OUT/SYN_IN (port reused)
+//   new --SYN out--> SYN_OUT --SYN+ACK in--> SYN_ACK_IN  --ACK out--> ESTABLISHED
+//   new --SYN in---> SYN_IN  --SYN+ACK out-> SYN_ACK_OUT --ACK in---> ESTABLISHED
+//   SYN_OUT --SYN in--> SYN_BOTH <--SYN out-- SYN_IN      (simultaneous open)
+//   SYN_BOTH --SYN+ACK out--> SYN_ACK_OUT;  SYN_BOTH --SYN+ACK in--> SYN_ACK_IN
+//   ESTABLISHED --FIN out--> FIN_OUT --FIN in--> CLOSING
+//   ESTABLISHED --FIN in---> FIN_IN  --FIN out-> CLOSING
+//   new --other----> ESTABLISHED (picked up mid-stream, e.g. after the table lost it)
+//   any --RST------> CLOSED;   CLOSED/CLOSING --SYN--> SYN_OUT/SYN_IN (port reuse)
+//
+// "ACK" is any segment with ACK set (a SYN-ACK too, which is what completes a
+// simultaneous open); one carrying a FIN goes on to FIN_OUT/FIN_IN at once.
+// Everything else leaves the state as it is.
 //
 // Timeouts follow RFC 5382 (established 2 h 4 min, transitory 4 min) and
-// RFC 4787 (UDP 5 min, refreshed by traffic either way).
+// RFC 4787 (UDP 5 min, refreshed by traffic either way). Every state but
+// ESTABLISHED and CLOSED is transitory, the half-open SYN_ACK_* included:
+// conntrack gives SYN_RECV 60 s, but REQ-5 puts every transitory state at 4
+// min or more, and a flood of half-open flows is met by eviction (they go
+// first when the table is full), not by a shorter timeout.
 
 import { type FlowTableBase, R_DEADLINE, R_OUTER } from './flows.js';
 import { PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/index.js';
@@ -27,8 +42,28 @@ export const TCP_CLOSING = 6;
 export const TCP_CLOSED = 7;
 export const UDP_ACTIVE = 8;
 export const ICMP_ACTIVE = 9;
+/** The remote answered the session's SYN: waiting for the session's ACK. */
+export const TCP_SYN_ACK_IN = 10;
+/** The session answered the remote's SYN: waiting for the remote's ACK. */
+export const TCP_SYN_ACK_OUT = 11;
+/** SYNs both ways (simultaneous open): waiting for a SYN-ACK. */
+export const TCP_SYN_BOTH = 12;
 
-export const STATE_NAMES = ['free', 'syn-out', 'syn-in', 'established', 'fin-out', 'fin-in', 'closing', 'closed', 'udp', 'icmp'] as const;
+export const STATE_NAMES = [
+  'free',
+  'syn-out',
+  'syn-in',
+  'established',
+  'fin-out',
+  'fin-in',
+  'closing',
+  'closed',
+  'udp',
+  'icmp',
+  'syn-ack-in',
+  'syn-ack-out',
+  'syn-both',
+] as const;
 
 /** Idle timeouts in seconds. */
 export interface Timeouts {
@@ -96,14 +131,21 @@ export function advance(table: FlowTableBase, f: number, proto: number, flags: n
 /** The TCP state machine of the header comment. `out` is true for packets from the session. */
 export function nextTcpState(s: number, flags: number, out: boolean): number {
   if (flags & TCP_RST) return TCP_CLOSED;
-  const syn = (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
+  const synAck = flags & (TCP_SYN | TCP_ACK);
+  const syn = synAck === TCP_SYN;
   switch (s) {
     case STATE_FREE:
       return syn ? (out ? TCP_SYN_OUT : TCP_SYN_IN) : TCP_ESTABLISHED;
     case TCP_SYN_OUT:
-      return !out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
+      return out ? s : synAck === (TCP_SYN | TCP_ACK) ? TCP_SYN_ACK_IN : syn ? TCP_SYN_BOTH : s;
     case TCP_SYN_IN:
-      return out && flags & TCP_SYN ? TCP_ESTABLISHED : s;
+      return !out ? s : synAck === (TCP_SYN | TCP_ACK) ? TCP_SYN_ACK_OUT : syn ? TCP_SYN_BOTH : s;
+    case TCP_SYN_BOTH:
+      return synAck === (TCP_SYN | TCP_ACK) ? (out ? TCP_SYN_ACK_OUT : TCP_SYN_ACK_IN) : s;
+    case TCP_SYN_ACK_IN:
+      return out && flags & TCP_ACK ? (flags & TCP_FIN ? TCP_FIN_OUT : TCP_ESTABLISHED) : s;
+    case TCP_SYN_ACK_OUT:
+      return !out && flags & TCP_ACK ? (flags & TCP_FIN ? TCP_FIN_IN : TCP_ESTABLISHED) : s;
     case TCP_ESTABLISHED:
       return flags & TCP_FIN ? (out ? TCP_FIN_OUT : TCP_FIN_IN) : s;
     case TCP_FIN_OUT:

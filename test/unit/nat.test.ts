@@ -13,6 +13,9 @@ import {
   TCP_ESTABLISHED,
   TCP_FIN_IN,
   TCP_FIN_OUT,
+  TCP_SYN_ACK_IN,
+  TCP_SYN_ACK_OUT,
+  TCP_SYN_BOTH,
   TCP_SYN_IN,
   TCP_SYN_OUT,
   TO_UPLINK,
@@ -104,6 +107,9 @@ describe('sessions', () => {
     expect(STATE_NAMES[TCP_CLOSED]).toBe('closed');
     expect(STATE_NAMES[UDP_ACTIVE]).toBe('udp');
     expect(STATE_NAMES[ICMP_ACTIVE]).toBe('icmp');
+    expect(STATE_NAMES[TCP_SYN_ACK_IN]).toBe('syn-ack-in');
+    expect(STATE_NAMES[TCP_SYN_ACK_OUT]).toBe('syn-ack-out');
+    expect(STATE_NAMES[TCP_SYN_BOTH]).toBe('syn-both');
   });
 });
 
@@ -134,6 +140,10 @@ describe('address mode (inner == VIP)', () => {
       expect(toHex(r.out)).toBe(toHex(p));
     }
     expect(nat.flows.count).toBe(4);
+    // Half-open until the session acknowledges the SYN-ACK.
+    expect(nat.flows.stateOf(tcpFlow(nat, 4, VIP(4), 40000, REMOTE, 80))).toBe(TCP_SYN_ACK_IN);
+    const ack = tcpPacket(VIP(4), REMOTE, { sport: 40000, dport: 80, flags: ACK });
+    expect(toHex(send(nat, 4, ack).out)).toBe(toHex(ack));
     expect(nat.flows.stateOf(tcpFlow(nat, 4, VIP(4), 40000, REMOTE, 80))).toBe(TCP_ESTABLISHED);
   });
 });
@@ -269,10 +279,12 @@ describe('inbound connections', () => {
     expect(tcpFlow(nat, 2, INNER, 8080, REMOTE, 51000)).toBe(f);
     expect(nat.counters.flowsCreated).toBe(1);
 
-    // The listener answers; same flow, now established.
+    // The listener answers; same flow, half-open until the remote's ACK (RFC 5382), then established.
     const o = send(nat, 2, tcpPacket(INNER, REMOTE, { sport: 8080, dport: 51000, flags: SYN | ACK }));
     expect(o.v).toBe(TO_UPLINK);
     expect(toHex(o.out)).toBe(toHex(tcpPacket(VIP(2), REMOTE, { sport: 8080, dport: 51000, flags: SYN | ACK })));
+    expect(nat.flows.stateOf(f)).toBe(TCP_SYN_ACK_OUT);
+    expect(recv(nat, tcpPacket(REMOTE, VIP(2), { sport: 51000, dport: 8080, flags: ACK })).v).toBe(2);
     expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(nat.flows.count).toBe(1);
   });
@@ -346,6 +358,9 @@ describe('hairpin', () => {
     expect(synack.v).toBe(1);
     expect(toHex(synack.out)).toBe(toHex(tcpPacket(VIP(2), INNER, { sport: 80, dport: 41000, flags: SYN | ACK })));
     expect(nat.counters.hairpin).toBe(2);
+
+    // The handshake's last ACK.
+    expect(send(nat, 1, tcpPacket(INNER, VIP(2), { sport: 41000, dport: 80, flags: ACK })).v).toBe(2);
 
     // One flow per side: session 1's (out) and session 2's (in), both established.
     expect(nat.flows.count).toBe(2);
@@ -657,16 +672,37 @@ describe('TCP state machine', () => {
       [STATE_FREE, SA, false, TCP_ESTABLISHED],
       [STATE_FREE, F, true, TCP_ESTABLISHED],
       [STATE_FREE, RST, true, TCP_CLOSED],
-      // SYN_OUT waits for the SYN(-ACK) from outside
-      [TCP_SYN_OUT, SA, false, TCP_ESTABLISHED],
-      [TCP_SYN_OUT, S, false, TCP_ESTABLISHED], // simultaneous open
+      // SYN_OUT waits for the SYN-ACK from outside
+      [TCP_SYN_OUT, SA, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_OUT, S, false, TCP_SYN_BOTH], // simultaneous open
       [TCP_SYN_OUT, S, true, TCP_SYN_OUT], // retransmission
+      [TCP_SYN_OUT, SA, true, TCP_SYN_OUT],
       [TCP_SYN_OUT, A, false, TCP_SYN_OUT],
       [TCP_SYN_OUT, RST | ACK, false, TCP_CLOSED],
       // SYN_IN waits for the listener's SYN-ACK
-      [TCP_SYN_IN, SA, true, TCP_ESTABLISHED],
+      [TCP_SYN_IN, SA, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_IN, S, true, TCP_SYN_BOTH],
       [TCP_SYN_IN, S, false, TCP_SYN_IN],
+      [TCP_SYN_IN, SA, false, TCP_SYN_IN],
       [TCP_SYN_IN, A, true, TCP_SYN_IN],
+      // half-open: only the originator's ACK completes the handshake
+      [TCP_SYN_ACK_IN, A, true, TCP_ESTABLISHED],
+      [TCP_SYN_ACK_IN, F, true, TCP_FIN_OUT],
+      [TCP_SYN_ACK_IN, SA, true, TCP_ESTABLISHED], // simultaneous open: the session's SYN-ACK
+      [TCP_SYN_ACK_IN, S, true, TCP_SYN_ACK_IN],
+      [TCP_SYN_ACK_IN, SA, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_ACK_IN, A, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_ACK_OUT, A, false, TCP_ESTABLISHED],
+      [TCP_SYN_ACK_OUT, F, false, TCP_FIN_IN],
+      [TCP_SYN_ACK_OUT, S, false, TCP_SYN_ACK_OUT],
+      [TCP_SYN_ACK_OUT, A, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_ACK_OUT, SA, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_ACK_OUT, RST, false, TCP_CLOSED],
+      // simultaneous open waits for a SYN-ACK either way
+      [TCP_SYN_BOTH, SA, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_BOTH, SA, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_BOTH, S, true, TCP_SYN_BOTH],
+      [TCP_SYN_BOTH, A, false, TCP_SYN_BOTH],
       // ESTABLISHED
       [TCP_ESTABLISHED, A, true, TCP_ESTABLISHED],
       [TCP_ESTABLISHED, A | PSH, false, TCP_ESTABLISHED],
@@ -698,7 +734,8 @@ describe('TCP state machine', () => {
       expect(nextTcpState(s, flags, out), `${STATE_NAMES[s]} flags ${flags.toString(16)} ${out ? 'out' : 'in'}`).toBe(want);
     }
     // RST wins over everything, in every state and direction.
-    for (let s = 0; s <= 7; s++) for (const out of [true, false]) expect(nextTcpState(s, RST | SYN | FIN | ACK, out)).toBe(TCP_CLOSED);
+    for (const s of [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12])
+      for (const out of [true, false]) expect(nextTcpState(s, RST | SYN | FIN | ACK, out)).toBe(TCP_CLOSED);
   });
 
   it('flow state and deadline follow an outbound SYN/SYN-ACK/ACK/FIN/FIN/ACK exchange, RST and reuse', () => {
@@ -713,7 +750,7 @@ describe('TCP state machine', () => {
     expect(out(SYN, 100)).toBe(TO_UPLINK);
     expect(st()).toEqual(['syn-out', 100 + T.tcpTransitory]);
     expect(inn(SYN | ACK, 101)).toBe(1);
-    expect(st()).toEqual(['established', 101 + T.tcpEstablished]);
+    expect(st()).toEqual(['syn-ack-in', 101 + T.tcpTransitory]);
     expect(out(ACK, 102)).toBe(TO_UPLINK);
     expect(st()).toEqual(['established', 102 + T.tcpEstablished]);
     expect(inn(ACK | PSH, 103)).toBe(1);
@@ -740,8 +777,9 @@ describe('TCP state machine', () => {
     expect(inn(SYN)).toBe(3);
     expect(st()).toBe(TCP_SYN_IN);
     expect(out(SYN | ACK)).toBe(TO_UPLINK);
-    expect(st()).toBe(TCP_ESTABLISHED);
+    expect(st()).toBe(TCP_SYN_ACK_OUT);
     expect(inn(ACK)).toBe(3);
+    expect(st()).toBe(TCP_ESTABLISHED);
     expect(inn(FIN | ACK)).toBe(3);
     expect(st()).toBe(TCP_FIN_IN);
     expect(out(ACK)).toBe(TO_UPLINK);
@@ -767,6 +805,7 @@ describe('expiry', () => {
     send(nat, 1, echoPacket(INNER, REMOTE, 8, 1, 1), t0);
     send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 2, dport: 80, flags: SYN }), t0);
     recv(nat, tcpPacket(REMOTE, VIP(1), { sport: 80, dport: 2, flags: SYN | ACK }), t0);
+    send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 2, dport: 80, flags: ACK }), t0);
     send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 3, dport: 80, flags: SYN }), t0);
     send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 4, dport: 80, flags: SYN }), t0);
     recv(nat, tcpPacket(REMOTE, VIP(1), { sport: 80, dport: 4, flags: RST }), t0);

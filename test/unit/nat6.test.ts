@@ -13,6 +13,8 @@ import {
   TCP_ESTABLISHED,
   TCP_FIN_IN,
   TCP_FIN_OUT,
+  TCP_SYN_ACK_IN,
+  TCP_SYN_ACK_OUT,
   TCP_SYN_IN,
   TCP_SYN_OUT,
   TO_UPLINK,
@@ -267,6 +269,9 @@ describe('IPv6 address mode (inner == VIP)', () => {
       expect(r.clean).toBe(true);
     }
     expect(nat.v6.flows.count).toBe(4);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 4, TCP, 40000, REMOTE, 80, V))).toBe(TCP_SYN_ACK_IN);
+    const ack = tcp6Packet(V, REMOTE, { sport: 40000, dport: 80, flags: ACK });
+    expect(hx(send(nat, 4, ack).out)).toBe(hx(ack));
     expect(nat.v6.flows.stateOf(flowIn(nat, 4, TCP, 40000, REMOTE, 80, V))).toBe(TCP_ESTABLISHED);
     expect(nat.v6.flows.stateOf(flowIn(nat, 4, UDP, 5353, REMOTE, 53, V))).toBe(UDP_ACTIVE);
     expect(nat.v6.flows.stateOf(flowIn(nat, 4, ICMP6, 7, REMOTE, 0, V))).toBe(ICMP_ACTIVE);
@@ -472,10 +477,11 @@ describe('IPv6 TCP state machine', () => {
     expect(t.stateOf(f)).toBe(TCP_SYN_OUT);
     expect(t.deadlineOf(f)).toBe(NOW + T.tcpTransitory);
     inn(SYN | ACK, NOW + 1);
+    expect(t.stateOf(f)).toBe(TCP_SYN_ACK_IN);
+    expect(t.deadlineOf(f)).toBe(NOW + 1 + T.tcpTransitory);
+    out(ACK, NOW + 1);
     expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(t.deadlineOf(f)).toBe(NOW + 1 + T.tcpEstablished);
-    out(ACK);
-    expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     out(FIN | ACK, NOW + 2);
     expect(t.stateOf(f)).toBe(TCP_FIN_OUT);
     expect(t.deadlineOf(f)).toBe(NOW + 2 + T.tcpTransitory);
@@ -498,6 +504,8 @@ describe('IPv6 TCP state machine', () => {
     const f = flowOut(nat, TCP, VIP(1), 80, REMOTE, 50000);
     expect(t.stateOf(f)).toBe(TCP_SYN_IN);
     expect(send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 80, dport: 50000, flags: SYN | ACK })).v).toBe(TO_UPLINK);
+    expect(t.stateOf(f)).toBe(TCP_SYN_ACK_OUT);
+    expect(recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 50000, dport: 80, flags: ACK })).v).toBe(1);
     expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 50000, dport: 80, flags: FIN | ACK })).v).toBe(1);
     expect(t.stateOf(f)).toBe(TCP_FIN_IN);
@@ -522,7 +530,8 @@ describe('IPv6 expiry', () => {
     send(nat, 1, echo6Packet(INNER, REMOTE, 128, 1, 1));
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 2, dport: 80, flags: SYN })); // transitory
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 3, dport: 80, flags: SYN }));
-    recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 80, dport: 3, flags: SYN | ACK })); // established
+    recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 80, dport: 3, flags: SYN | ACK }));
+    send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 3, dport: 80, flags: ACK })); // established
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 4, dport: 80, flags: RST })); // closed
     send(nat, 2, udp6Packet(INNER, REMOTE, { sport: 1, dport: 53 }), NOW + 100); // refreshed later
     expect(nat.v6.flows.count).toBe(6);
@@ -1046,6 +1055,8 @@ describe('IPv6 hairpin', () => {
       hairpins += 2;
     }
     expect(nat.counters.hairpin).toBe(hairpins);
+    // The handshake's last ACK.
+    expect(send(nat, 2, tcp6Packet(INNER, VIP(1), { sport: 40000, dport: 80, flags: ACK })).v).toBe(1);
     // Both sides have their flows: session 2's outbound one and session 1's inbound one.
     const t = nat.v6.flows;
     const f2 = flowIn(nat, 2, TCP, 40000, VIP(1), 80);

@@ -10,6 +10,7 @@ import {
   TCP_CLOSING,
   TCP_ESTABLISHED,
   TCP_FIN_OUT,
+  TCP_SYN_ACK_IN,
   TCP_SYN_OUT,
   TO_UPLINK,
   UDP_ACTIVE,
@@ -301,9 +302,11 @@ describe('outbound from a shared session and the replies', () => {
       return r;
     };
     inn(SYN | ACK, NOW + 1);
-    expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
-    expect(nat.flows.deadlineOf(f)).toBe(NOW + 1 + T.tcpEstablished);
+    expect(nat.flows.stateOf(f)).toBe(TCP_SYN_ACK_IN);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + 1 + T.tcpTransitory);
     expect(sport(out(ACK | PSH, NOW + 2, data).out)).toBe(p);
+    expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
+    expect(nat.flows.deadlineOf(f)).toBe(NOW + 2 + T.tcpEstablished);
     inn(ACK, NOW + 3, data);
     out(FIN | ACK, NOW + 4);
     expect(nat.flows.stateOf(f)).toBe(TCP_FIN_OUT);
@@ -929,7 +932,7 @@ describe('churn: seeded random traffic against a model of mappings and flows', (
     const REMOTES = [REMOTE, REMOTE2, ROUTER];
     const RPORTS = [53, 80];
 
-    type St = 'syn' | 'est' | 'closed' | 'udp' | 'icmp';
+    type St = 'syn' | 'half' | 'est' | 'closed' | 'udp' | 'icmp';
     interface MFlow {
       s: number;
       proto: number;
@@ -946,13 +949,22 @@ describe('churn: seeded random traffic against a model of mappings and flows', (
     const mkey = (s: number, proto: number, ip: number): string => `${s}/${proto}/${ip}`;
     const T = DEFAULT_TIMEOUTS;
     const timeout = (st: St): number =>
-      st === 'syn' ? T.tcpTransitory : st === 'est' ? T.tcpEstablished : st === 'closed' ? T.tcpClosed : st === 'udp' ? T.udp : T.icmp;
+      st === 'syn' || st === 'half'
+        ? T.tcpTransitory
+        : st === 'est'
+          ? T.tcpEstablished
+          : st === 'closed'
+            ? T.tcpClosed
+            : st === 'udp'
+              ? T.udp
+              : T.icmp;
     /** The TCP transitions this test drives (SYN, ACK, RST out; SYN-ACK, ACK, RST in), written out independently of state.ts. */
     const nextTcp = (st: St | null, flags: number, out: boolean): St => {
       if (flags & RST) return 'closed';
       const bareSyn = (flags & (SYN | ACK)) === SYN;
       if (st === null) return bareSyn ? 'syn' : 'est';
-      if (st === 'syn') return !out && flags & SYN ? 'est' : 'syn';
+      if (st === 'syn') return !out && flags & SYN ? 'half' : 'syn';
+      if (st === 'half') return out && flags & ACK ? 'est' : 'half';
       if (st === 'closed') return bareSyn ? 'syn' : 'closed';
       return st;
     };
