@@ -18,6 +18,14 @@
 // simultaneous open); one carrying a FIN goes on to FIN_OUT/FIN_IN at once.
 // Everything else leaves the state as it is.
 //
+// Beside the state, a flow's state byte keeps two flags: traffic seen from
+// the session (SEEN_OUT) and from the network (SEEN_IN). A flow is assured,
+// and safe from eviction (flows.ts), when it is ESTABLISHED, UDP_ACTIVE or
+// ICMP_ACTIVE and has seen traffic both ways: a TCP connection past its
+// handshake, or picked up mid-stream and answered; a UDP flow or echo that
+// got a reply. Everything else is evictable, and leaving ESTABLISHED (a FIN,
+// a RST) makes a flow evictable again.
+//
 // Timeouts follow RFC 5382 (established 2 h 4 min, transitory 4 min) and
 // RFC 4787 (UDP 5 min, refreshed by traffic either way). Every state but
 // ESTABLISHED and CLOSED is transitory, the half-open SYN_ACK_* included:
@@ -25,7 +33,7 @@
 // min or more, and a flood of half-open flows is met by eviction (they go
 // first when the table is full), not by a shorter timeout.
 
-import { type FlowTableBase, R_DEADLINE, R_OUTER } from './flows.js';
+import { type FlowTableBase, R_DEADLINE, R_OUTER, STATE_MASK } from './flows.js';
 import { PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/index.js';
 
 /** Verdicts of fromSession/fromUplink besides a session id (> 0). */
@@ -48,6 +56,18 @@ export const TCP_SYN_ACK_IN = 10;
 export const TCP_SYN_ACK_OUT = 11;
 /** SYNs both ways (simultaneous open): waiting for a SYN-ACK. */
 export const TCP_SYN_BOTH = 12;
+
+/** State-byte flags: traffic seen from the session, from the network. */
+export const SEEN_OUT = 0x40;
+export const SEEN_IN = 0x80;
+const SEEN_BOTH = SEEN_OUT | SEEN_IN;
+/** The states in which a flow that has seen both ways is assured, one bit each. */
+const ASSURED_STATES = (1 << TCP_ESTABLISHED) | (1 << UDP_ACTIVE) | (1 << ICMP_ACTIVE);
+
+/** Whether a state byte (state and flags) is that of an assured flow. */
+export function isAssured(b: number): boolean {
+  return (b & SEEN_BOTH) === SEEN_BOTH && ((ASSURED_STATES >>> (b & STATE_MASK)) & 1) === 1;
+}
 
 export const STATE_NAMES = [
   'free',
@@ -104,15 +124,18 @@ export class NatCounters {
   reflected = 0;
   /** New flows of shared sessions refused because every shared port was taken. */
   portsExhausted = 0;
+  /** Evictable flows dropped to make room for a new flow (table full, or the session at its flow limit). */
+  flowsEvicted = 0;
 }
 
-/** Moves a flow's state on and refreshes its deadline. */
+/** Moves a flow's state on, notes the direction, refreshes its deadline, and tells the table when it becomes (or stops being) assured. */
 export function advance(table: FlowTableBase, f: number, proto: number, flags: number, out: boolean, now: number, t: Timeouts): void {
-  // Straight on the record (state in the top byte of R_OUTER): this runs for every packet.
+  // Straight on the record (state byte in the top of R_OUTER): this runs for every packet.
   const rec = table.rec;
   const at = f * table.stride;
   const w = rec[at + R_OUTER]!;
-  let s = w >>> 24;
+  const b = w >>> 24;
+  let s = b & STATE_MASK;
   let timeout: number;
   if (proto === PROTO_TCP) {
     s = nextTcpState(s, flags, out);
@@ -124,8 +147,11 @@ export function advance(table: FlowTableBase, f: number, proto: number, flags: n
     s = ICMP_ACTIVE;
     timeout = t.icmp;
   }
-  rec[at + R_OUTER] = (w & 0xffffff) | (s << 24);
+  const nb = s | (b & SEEN_BOTH) | (out ? SEEN_OUT : SEEN_IN);
+  rec[at + R_OUTER] = (w & 0xffffff) | (nb << 24);
   rec[at + R_DEADLINE] = now + timeout;
+  // Most packets leave the byte as it was.
+  if (nb !== b && isAssured(nb) !== isAssured(b)) table.setAssured(f, isAssured(nb));
 }
 
 /** The TCP state machine of the header comment. `out` is true for packets from the session. */

@@ -10,7 +10,7 @@
 //
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
 
-import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed } from './flows.js';
+import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed, ROOM_EVICTED, ROOM_TABLE_FULL } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import { Nat6 } from './translate6.js';
@@ -88,8 +88,8 @@ export function natMemory(opts: NatOptions): NatMemory {
     seed: opts.seed ?? randomSeed(),
     flowCapacity: opts.flowCapacity,
     flowCapacity6,
-    flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity)),
-    flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6)),
+    flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity, opts.maxSession)),
+    flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6, opts.maxSession)),
     ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytes) : null,
   };
   // Constructing a translator over the memory sets it up.
@@ -130,7 +130,9 @@ export class Nat {
   constructor(opts: NatOptions) {
     this.fast = opts.fastPath ?? true;
     const mem = opts.memory;
-    this.flows = mem ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows) : new FlowTable(opts.flowCapacity, opts.seed);
+    this.flows = mem
+      ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows, opts.maxSession)
+      : new FlowTable(opts.flowCapacity, opts.seed, undefined, opts.maxSession);
     this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
     this.v6 = mem
       ? new Nat6(opts.maxSession, mem.flowCapacity6, this.counters, this.timeouts, mem.seed, mem.flows6)
@@ -449,14 +451,15 @@ export class Nat {
         return NO_FLOW;
       }
     }
-    const f = this.flows.insert(id, proto, inner, lport, outer, oport, remote, rport, STATE_FREE, 0);
-    if (f === NO_FLOW) {
+    const room = this.flows.makeRoom(id, Infinity);
+    if (room === ROOM_TABLE_FULL) {
       c.tableFull++;
       if (this.sharedSession[id]) this.ports!.release(portSlot(proto), oport);
-    } else {
-      c.flowsCreated++;
+      return NO_FLOW;
     }
-    return f;
+    if (room === ROOM_EVICTED) c.flowsEvicted++;
+    c.flowsCreated++;
+    return this.flows.insert(id, proto, inner, lport, outer, oport, remote, rport, STATE_FREE, 0);
   }
 
   /**

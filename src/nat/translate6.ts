@@ -9,7 +9,7 @@
 // MLD reports from link-local addresses: a TUN needs none of them, so they are
 // counted and dropped.
 
-import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
+import { FlowTable6, NO_FLOW, ROOM_EVICTED, ROOM_TABLE_FULL, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
@@ -69,7 +69,7 @@ export class Nat6 {
     seed?: number,
     memory?: SharedArrayBuffer,
   ) {
-    this.flows = new FlowTable6(flowCapacity, seed, memory);
+    this.flows = new FlowTable6(flowCapacity, seed, memory, maxSession);
     this.inner = new Uint32Array((maxSession + 1) * 4);
     this.vip = new Uint32Array((maxSession + 1) * 4);
     this.active = new Uint8Array(maxSession + 1);
@@ -185,7 +185,15 @@ export class Nat6 {
   private newFlow(id: number, proto: number): number {
     const io = id * 4;
     const k = this.key;
-    const f = this.flows.insert(
+    const c = this.counters;
+    const room = this.flows.makeRoom(id, Infinity);
+    if (room === ROOM_TABLE_FULL) {
+      c.tableFull++;
+      return NO_FLOW;
+    }
+    if (room === ROOM_EVICTED) c.flowsEvicted++;
+    c.flowsCreated++;
+    return this.flows.insert(
       id,
       proto,
       this.inner,
@@ -200,9 +208,6 @@ export class Nat6 {
       STATE_FREE,
       0,
     );
-    if (f === NO_FLOW) this.counters.tableFull++;
-    else this.counters.flowsCreated++;
-    return f;
   }
 
   /**

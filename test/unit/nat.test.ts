@@ -247,15 +247,18 @@ describe('NAT mode (shared inner address, distinct VIPs)', () => {
     expect(nat.flows.count).toBe(0);
   });
 
-  it('still translates when the flow table is full (counters.tableFull)', () => {
+  it('still translates when the flow table is full of assured flows (counters.tableFull)', () => {
     const nat = makeNat({ flowCapacity: 2 });
     for (let p = 1; p <= 3; p++) {
       const o = send(nat, 1, udpPacket(INNER, REMOTE, { sport: p, dport: 53 }));
       expect(o.v).toBe(TO_UPLINK);
       expect(toHex(o.out)).toBe(toHex(udpPacket(VIP(1), REMOTE, { sport: p, dport: 53 })));
+      // Answered, so assured: not evicted to make room for the next.
+      if (p < 3) expect(recv(nat, udpPacket(REMOTE, VIP(1), { sport: 53, dport: p })).v).toBe(1);
     }
     expect(nat.flows.count).toBe(2);
     expect(nat.counters.flowsCreated).toBe(2);
+    expect(nat.counters.flowsEvicted).toBe(0);
     expect(nat.counters.tableFull).toBe(1);
     // A reply for the flow that did not fit is still delivered by VIP.
     const i = recv(nat, udpPacket(REMOTE, VIP(1), { sport: 53, dport: 3 }));

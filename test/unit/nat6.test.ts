@@ -414,12 +414,14 @@ describe('IPv6 NAT mode (shared inner address, distinct VIPs)', () => {
     expect(nat.v6.flows.count).toBe(0);
   });
 
-  it('still translates when the IPv6 flow table is full (counters.tableFull)', () => {
+  it('still translates when the IPv6 flow table is full of assured flows (counters.tableFull)', () => {
     const nat = makeNat({ flowCapacity6: 2 });
     for (let p = 1; p <= 3; p++) {
       const o = send(nat, 1, udp6Packet(INNER, REMOTE, { sport: p, dport: 53 }));
       expect(o.v).toBe(TO_UPLINK);
       expect(hx(o.out)).toBe(hx(udp6Packet(VIP(1), REMOTE, { sport: p, dport: 53 })));
+      // Answered, so assured: not evicted to make room for the next.
+      if (p < 3) expect(recv(nat, udp6Packet(REMOTE, VIP(1), { sport: 53, dport: p })).v).toBe(1);
     }
     expect(nat.v6.flows.count).toBe(2);
     expect(nat.counters.tableFull).toBe(1);

@@ -1,7 +1,26 @@
-// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake.
+// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction.
 import { describe, it, expect } from 'vitest';
-import { DEFAULT_TIMEOUTS, Nat, STATE_NAMES, TO_UPLINK, type NatOptions } from '../../src/nat/index.js';
-import { ACK, FIN, RST, SYN, TCP, addr, addr6, tcp6Packet, tcpPacket, words6 } from './packets.js';
+import { DEFAULT_TIMEOUTS, NO_FLOW, Nat, STATE_NAMES, TO_UPLINK, type NatOptions } from '../../src/nat/index.js';
+import {
+  ACK,
+  FIN,
+  ICMP,
+  ICMP6,
+  RST,
+  SYN,
+  TCP,
+  UDP,
+  addr,
+  addr6,
+  echo6Packet,
+  echoPacket,
+  tcp6Packet,
+  tcpPacket,
+  u16,
+  udp6Packet,
+  udpPacket,
+  words6,
+} from './packets.js';
 import { NOW, recv, send } from './harness.js';
 
 const INNER = addr('10.0.2.100');
@@ -137,4 +156,162 @@ describe('TCP state follows the handshake (RFC 5382, conntrack)', () => {
       expect(c.state()).toBe('closing');
     });
   }
+});
+
+/** Drives session `id`'s flows in one family; `udp` sends a datagram out (and its reply when `reply`). */
+function driver(nat: Nat, v6: boolean) {
+  let now = NOW;
+  const vip4 = (id: number): number => (id === 4 ? VIP(4) : VIP(id));
+  const in4 = (id: number): number => (id === 4 ? VIP(4) : INNER);
+  const in6 = (id: number): Uint8Array => (id === 4 ? VIP6(4) : INNER6);
+  const table = v6 ? nat.v6.flows : nat.flows;
+  return {
+    table,
+    tick(): number {
+      return ++now;
+    },
+    /** A UDP datagram from session `id`; the verdict. */
+    udpOut(id: number, lport: number, rport = 53): number {
+      const p = v6
+        ? udp6Packet(in6(id), REMOTE6, { sport: lport, dport: rport })
+        : udpPacket(in4(id), REMOTE, { sport: lport, dport: rport });
+      return send(nat, id, p, ++now).v;
+    },
+    udpIn(id: number, lport: number, rport = 53): number {
+      const p = v6
+        ? udp6Packet(REMOTE6, VIP6(id), { sport: rport, dport: lport })
+        : udpPacket(REMOTE, vip4(id), { sport: rport, dport: lport });
+      return recv(nat, p, ++now).v;
+    },
+    tcpOut(id: number, lport: number, flags: number, rport = 80): number {
+      const p = v6
+        ? tcp6Packet(in6(id), REMOTE6, { sport: lport, dport: rport, flags })
+        : tcpPacket(in4(id), REMOTE, { sport: lport, dport: rport, flags });
+      return send(nat, id, p, ++now).v;
+    },
+    tcpIn(id: number, lport: number, flags: number, rport = 80): number {
+      const p = v6
+        ? tcp6Packet(REMOTE6, VIP6(id), { sport: rport, dport: lport, flags })
+        : tcpPacket(REMOTE, vip4(id), { sport: rport, dport: lport, flags });
+      return recv(nat, p, ++now).v;
+    },
+    /** Session `id`'s flow with the remote, or NO_FLOW. */
+    flow(id: number, proto: number, lport: number, rport: number): number {
+      return v6
+        ? nat.v6.flows.lookupInner(id, proto, words6(in6(id)), 0, lport, words6(REMOTE6), 0, rport)
+        : nat.flows.lookupInner(id, proto, in4(id), lport, REMOTE, rport);
+    },
+    has(id: number, proto: number, lport: number, rport: number): boolean {
+      return this.flow(id, proto, lport, rport) !== NO_FLOW;
+    },
+  };
+}
+
+describe('eviction when the table is full (conntrack early drop)', () => {
+  for (const v6 of [false, true]) {
+    const fam = v6 ? 'IPv6' : 'IPv4';
+    it(`${fam}: the oldest evictable flow goes first, in the order flows became evictable; assured flows stay`, () => {
+      const nat = makeNat({ flowCapacity: 8, flowCapacity6: 8 });
+      const d = driver(nat, v6);
+      // Session 1: a TCP connection through its handshake, two replied UDP flows: assured.
+      d.tcpOut(1, 1, SYN);
+      d.tcpIn(1, 1, SYN | ACK);
+      d.tcpOut(1, 1, ACK);
+      for (const p of [2, 3]) {
+        d.udpOut(1, p);
+        d.udpIn(1, p);
+      }
+      // Session 2: four datagrams nobody answers: evictable, oldest first.
+      for (const p of [10, 11, 12, 13]) d.udpOut(2, p);
+      // Session 1 closes its connection: evictable from now, after port 13.
+      d.tcpOut(1, 1, FIN | ACK);
+      d.udpOut(2, 14);
+      expect(d.table.count).toBe(8);
+      // Each new flow of session 3 evicts the oldest evictable one.
+      const evicted: string[] = [];
+      const before = (): string[] => [
+        ...[10, 11, 12, 13, 14].filter((p) => d.has(2, UDP, p, 53)).map((p) => `udp ${p}`),
+        ...(d.has(1, TCP, 1, 80) ? ['tcp 1'] : []),
+      ];
+      let left = before();
+      for (let k = 0; k < 5; k++) {
+        expect(d.udpOut(3, 100 + k)).toBe(TO_UPLINK);
+        const now = before();
+        evicted.push(...left.filter((x) => !now.includes(x)));
+        left = now;
+      }
+      expect(evicted).toEqual(['udp 10', 'udp 11', 'udp 12', 'udp 13', 'tcp 1']);
+      expect(nat.counters.flowsEvicted).toBe(5);
+      expect(nat.counters.tableFull).toBe(0);
+      expect(d.table.count).toBe(8);
+      expect(d.has(1, UDP, 2, 53) && d.has(1, UDP, 3, 53) && d.has(2, UDP, 14, 53)).toBe(true);
+      for (let k = 0; k < 5; k++) expect(d.has(3, UDP, 100 + k, 53)).toBe(true);
+
+      // Once every flow is assured, a new one is refused as before; a VIP session still gets through.
+      d.udpIn(2, 14);
+      for (let k = 0; k < 5; k++) d.udpIn(3, 100 + k);
+      expect(d.udpOut(3, 200)).toBe(TO_UPLINK);
+      expect(nat.counters.tableFull).toBe(1);
+      expect(nat.counters.flowsEvicted).toBe(5);
+      expect(d.has(3, UDP, 200, 53)).toBe(false);
+    });
+
+    it(`${fam}: unreplied, half-open, FIN and RST-closed flows are evictable; replied UDP/echo and established TCP are not`, () => {
+      const nat = makeNat({ flowCapacity: 16, flowCapacity6: 16 });
+      const d = driver(nat, v6);
+      const t = d.table;
+      const ev = (id: number, proto: number, lport: number, rport: number): boolean => {
+        const f = d.flow(id, proto, lport, rport);
+        expect(f).not.toBe(NO_FLOW);
+        return t.evictable(f);
+      };
+      d.udpOut(1, 1);
+      expect(ev(1, UDP, 1, 53)).toBe(true); // unreplied
+      d.udpIn(1, 1);
+      expect(ev(1, UDP, 1, 53)).toBe(false); // replied: assured
+      d.udpIn(1, 2); // unsolicited, to a listener maybe
+      expect(ev(1, UDP, 2, 53)).toBe(true);
+      d.udpOut(1, 2);
+      expect(ev(1, UDP, 2, 53)).toBe(false);
+      d.tcpIn(1, 3, SYN);
+      expect(ev(1, TCP, 3, 80)).toBe(true); // SYN in
+      d.tcpOut(1, 3, SYN | ACK);
+      expect(ev(1, TCP, 3, 80)).toBe(true); // half-open
+      d.tcpIn(1, 3, ACK);
+      expect(ev(1, TCP, 3, 80)).toBe(false); // established
+      d.tcpIn(1, 3, FIN | ACK);
+      expect(ev(1, TCP, 3, 80)).toBe(true); // FIN in
+      d.tcpOut(1, 4, ACK); // picked up mid-stream: established, but seen one way only
+      expect(STATE_NAMES[t.stateOf(d.flow(1, TCP, 4, 80))]).toBe('established');
+      expect(ev(1, TCP, 4, 80)).toBe(true);
+      d.tcpIn(1, 4, ACK);
+      expect(ev(1, TCP, 4, 80)).toBe(false); // now both ways
+      d.tcpIn(1, 4, RST);
+      expect(ev(1, TCP, 4, 80)).toBe(true); // closed by RST
+      d.tcpOut(1, 5, SYN);
+      expect(ev(1, TCP, 5, 80)).toBe(true); // SYN out
+      const icmp = v6 ? ICMP6 : ICMP;
+      send(nat, 1, v6 ? echo6Packet(INNER6, REMOTE6, 128, 77, 1) : echoPacket(INNER, REMOTE, 8, 77, 1));
+      expect(ev(1, icmp, 77, 0)).toBe(true); // an unanswered ping
+      recv(nat, v6 ? echo6Packet(REMOTE6, VIP6(1), 129, 77, 1) : echoPacket(REMOTE, VIP(1), 0, 77, 1));
+      expect(ev(1, icmp, 77, 0)).toBe(false);
+      expect(t.evictableCount).toBe(3); // FIN, RST and SYN
+    });
+  }
+
+  it("a shared session's evicted flow gives its port back", () => {
+    const SHARED = addr('198.18.0.1');
+    const nat = new Nat({ maxSession: 8, flowCapacity: 2, seed: 1, shared: { address: SHARED, portLo: 61000, portHi: 61009 } });
+    nat.addSharedSession(1, INNER);
+    const out = (p: number): Uint8Array => send(nat, 1, udpPacket(INNER, REMOTE, { sport: p, dport: 53 })).out;
+    const first = u16(out(5001), 20);
+    u16(out(5002), 20);
+    expect(nat.sharedPortsInUse()).toEqual([0, 2, 0]);
+    expect(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 5003, dport: 53 })).v).toBe(TO_UPLINK);
+    expect(nat.counters.flowsEvicted).toBe(1);
+    expect(nat.sharedPortsInUse()).toEqual([0, 2, 0]);
+    // The evicted mapping is gone: a late reply to its port is no session's.
+    expect(recv(nat, udpPacket(REMOTE, SHARED, { sport: 53, dport: first })).v).toBe(TO_UPLINK);
+    expect(nat.counters.reflected).toBe(1);
+  });
 });

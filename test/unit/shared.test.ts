@@ -890,10 +890,16 @@ describe('expiry, session removal and exhaustion release and reuse ports', () =>
     expect(nat.flows.count).toBe(0);
   });
 
-  it('a full flow table: the new shared flow is dropped (counters.tableFull) and its port not kept', () => {
+  it('a flow table full of assured flows: the new shared flow is dropped (counters.tableFull) and its port not kept', () => {
     const nat = makeNat({ flowCapacity: 2 });
-    expect(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
-    expect(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 2, dport: 53 })).v).toBe(TO_UPLINK);
+    /** A datagram out and its answer, so that the flow is assured (never evicted). */
+    const answered = (id: number, p: number, now = NOW): void => {
+      const o = send(nat, id, udpPacket(INNER, REMOTE, { sport: p, dport: 53 }), now);
+      expect(o.v).toBe(TO_UPLINK);
+      expect(recv(nat, udpPacket(REMOTE, SHARED, { sport: 53, dport: sport(o.out) }), now).v).toBe(id);
+    };
+    answered(1, 1);
+    answered(1, 2);
     expect(inUse(nat)).toEqual([0, 2, 0]);
     // A new mapping and an existing mapping to a new remote: neither fits, neither leaves, no port leaks.
     expect(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 3, dport: 53 })).v).toBe(DROP);
@@ -904,8 +910,8 @@ describe('expiry, session removal and exhaustion release and reuse ports', () =>
     expect(inUse(nat)).toEqual([0, 0, 0]);
     // With the table full again, a VIP session still leaves without a flow (its mapping is one-to-one); a shared one cannot.
     const later = NOW + T.udp + 2;
-    expect(send(nat, 2, udpPacket(INNER, REMOTE, { sport: 1, dport: 53 }), later).v).toBe(TO_UPLINK);
-    expect(send(nat, 2, udpPacket(INNER, REMOTE, { sport: 2, dport: 53 }), later).v).toBe(TO_UPLINK);
+    answered(2, 1, later);
+    answered(2, 2, later);
     expect(send(nat, 3, udpPacket(INNER, REMOTE, { sport: 3, dport: 53 }), later).v).toBe(TO_UPLINK);
     expect(send(nat, 2, udpPacket(INNER, REMOTE, { sport: 3, dport: 53 }), later).v).toBe(DROP);
     expect(nat.counters.tableFull).toBe(4);
