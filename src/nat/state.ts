@@ -126,6 +126,8 @@ export class NatCounters {
   portsExhausted = 0;
   /** Evictable flows dropped to make room for a new flow (table full, or the session at its flow limit). */
   flowsEvicted = 0;
+  /** New flows refused because their session held its limit of flows, none of them evictable. */
+  sessionFlowLimit = 0;
 }
 
 /** Moves a flow's state on, notes the direction, refreshes its deadline, and tells the table when it becomes (or stops being) assured. */

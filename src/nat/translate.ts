@@ -10,7 +10,7 @@
 //
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
 
-import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed, ROOM_EVICTED, ROOM_TABLE_FULL } from './flows.js';
+import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed, ROOM_EVICTED, ROOM_SESSION_LIMIT, ROOM_TABLE_FULL } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import { Nat6 } from './translate6.js';
@@ -65,6 +65,22 @@ export interface NatOptions {
   memory?: NatMemory;
   /** false: every packet takes the general path (for tests that hold the fast path to it). Default true. */
   fastPath?: boolean;
+  /**
+   * The most live flows one session may hold in each family's table (default
+   * defaultSessionFlowLimit of that table's capacity). A session at its limit
+   * evicts its own oldest evictable flow for a new one; with none, the new
+   * flow is refused (counters.sessionFlowLimit).
+   */
+  sessionFlowLimit?: number;
+}
+
+/** The per-session flow limit of a table of `capacity` flows unless NatOptions.sessionFlowLimit says otherwise. */
+export function defaultSessionFlowLimit(capacity: number): number {
+  return Math.max(1024, Math.floor(capacity / 16));
+}
+
+function checkLimit(name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new RangeError(`${name} ${v}: must be a whole number of 1 or more`);
 }
 
 /** What translators in several threads share: the flow tables and the shared address's ports. */
@@ -126,17 +142,21 @@ export class Nat {
   private qLocal = 0;
   private qRemote = 0;
   private readonly fast: boolean;
+  /** Live IPv4 flows a session may hold. */
+  private readonly flowLimit: number;
 
   constructor(opts: NatOptions) {
+    checkLimit('sessionFlowLimit', opts.sessionFlowLimit);
     this.fast = opts.fastPath ?? true;
     const mem = opts.memory;
     this.flows = mem
       ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows, opts.maxSession)
       : new FlowTable(opts.flowCapacity, opts.seed, undefined, opts.maxSession);
     this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
-    this.v6 = mem
-      ? new Nat6(opts.maxSession, mem.flowCapacity6, this.counters, this.timeouts, mem.seed, mem.flows6)
-      : new Nat6(opts.maxSession, capacity6(opts), this.counters, this.timeouts, opts.seed);
+    this.flowLimit = opts.sessionFlowLimit ?? defaultSessionFlowLimit(this.flows.capacity);
+    const cap6 = mem ? mem.flowCapacity6 : capacity6(opts);
+    const limit6 = opts.sessionFlowLimit ?? defaultSessionFlowLimit(cap6);
+    this.v6 = new Nat6(opts.maxSession, cap6, limit6, this.counters, this.timeouts, mem ? mem.seed : opts.seed, mem?.flows6);
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
@@ -451,9 +471,10 @@ export class Nat {
         return NO_FLOW;
       }
     }
-    const room = this.flows.makeRoom(id, Infinity);
-    if (room === ROOM_TABLE_FULL) {
-      c.tableFull++;
+    const room = this.flows.makeRoom(id, this.flowLimit);
+    if (room === ROOM_TABLE_FULL || room === ROOM_SESSION_LIMIT) {
+      if (room === ROOM_TABLE_FULL) c.tableFull++;
+      else c.sessionFlowLimit++;
       if (this.sharedSession[id]) this.ports!.release(portSlot(proto), oport);
       return NO_FLOW;
     }

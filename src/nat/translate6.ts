@@ -9,7 +9,7 @@
 // MLD reports from link-local addresses: a TUN needs none of them, so they are
 // counted and dropped.
 
-import { FlowTable6, NO_FLOW, ROOM_EVICTED, ROOM_TABLE_FULL, sameAddress6 as same } from './flows.js';
+import { FlowTable6, NO_FLOW, ROOM_EVICTED, ROOM_FREE, ROOM_TABLE_FULL, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
 import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
@@ -64,6 +64,8 @@ export class Nat6 {
   constructor(
     maxSession: number,
     flowCapacity: number,
+    /** Live IPv6 flows a session may hold. */
+    private readonly flowLimit: number,
     private readonly counters: NatCounters,
     private readonly timeouts: Timeouts,
     seed?: number,
@@ -186,9 +188,10 @@ export class Nat6 {
     const io = id * 4;
     const k = this.key;
     const c = this.counters;
-    const room = this.flows.makeRoom(id, Infinity);
-    if (room === ROOM_TABLE_FULL) {
-      c.tableFull++;
+    const room = this.flows.makeRoom(id, this.flowLimit);
+    if (room < ROOM_FREE) {
+      if (room === ROOM_TABLE_FULL) c.tableFull++;
+      else c.sessionFlowLimit++;
       return NO_FLOW;
     }
     if (room === ROOM_EVICTED) c.flowsEvicted++;

@@ -1,6 +1,15 @@
-// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction.
+// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits.
 import { describe, it, expect } from 'vitest';
-import { DEFAULT_TIMEOUTS, NO_FLOW, Nat, STATE_NAMES, TO_UPLINK, type NatOptions } from '../../src/nat/index.js';
+import {
+  DEFAULT_TIMEOUTS,
+  DROP,
+  NO_FLOW,
+  Nat,
+  STATE_NAMES,
+  TO_UPLINK,
+  defaultSessionFlowLimit,
+  type NatOptions,
+} from '../../src/nat/index.js';
 import {
   ACK,
   FIN,
@@ -313,5 +322,109 @@ describe('eviction when the table is full (conntrack early drop)', () => {
     // The evicted mapping is gone: a late reply to its port is no session's.
     expect(recv(nat, udpPacket(REMOTE, SHARED, { sport: 53, dport: first })).v).toBe(TO_UPLINK);
     expect(nat.counters.reflected).toBe(1);
+  });
+});
+
+describe('per-session flow limit', () => {
+  it('defaultSessionFlowLimit: max(1024, capacity / 16)', () => {
+    expect(defaultSessionFlowLimit(1)).toBe(1024);
+    expect(defaultSessionFlowLimit(16384)).toBe(1024);
+    expect(defaultSessionFlowLimit(262144)).toBe(16384);
+    expect(defaultSessionFlowLimit(262150)).toBe(16384);
+    expect(() => makeNat({ sessionFlowLimit: 0 })).toThrow(/sessionFlowLimit 0/);
+    expect(() => makeNat({ sessionFlowLimit: 1.5 })).toThrow(RangeError);
+  });
+
+  for (const v6 of [false, true]) {
+    const fam = v6 ? 'IPv6' : 'IPv4';
+    it(`${fam}: a session at its limit evicts its own oldest evictable flow; with none, the flow is refused but a VIP session still gets through`, () => {
+      const nat = makeNat({ flowCapacity: 64, flowCapacity6: 64, sessionFlowLimit: 4 });
+      const d = driver(nat, v6);
+      d.udpOut(2, 900); // another session's unanswered flow: older than all of session 1's
+      for (const p of [1, 2, 3, 4]) d.udpOut(1, p);
+      expect(d.table.sessionFlows(1)).toBe(4);
+      d.udpOut(1, 5);
+      expect([1, 2, 3, 4, 5].map((p) => d.has(1, UDP, p, 53))).toEqual([false, true, true, true, true]);
+      expect(d.has(2, UDP, 900, 53)).toBe(true);
+      expect(nat.counters.flowsEvicted).toBe(1);
+      expect(d.table.sessionFlows(1)).toBe(4);
+      // Answered, all four are assured: a fifth is refused (counted), and leaves anyway, without a flow.
+      for (const p of [2, 3, 4, 5]) d.udpIn(1, p);
+      expect(d.udpOut(1, 6)).toBe(TO_UPLINK);
+      expect(d.udpIn(1, 6)).toBe(1);
+      expect(d.has(1, UDP, 6, 53)).toBe(false);
+      expect(nat.counters.sessionFlowLimit).toBe(2);
+      expect(nat.counters.tableFull).toBe(0);
+      expect(d.table.sessionFlows(1)).toBe(4);
+      // Other sessions are not held to session 1's count.
+      for (const p of [1, 2, 3, 4]) d.udpOut(3, p);
+      expect(d.table.sessionFlows(3)).toBe(4);
+      // A flow that ends frees a place.
+      d.tcpOut(1, 7, SYN);
+      expect(d.has(1, TCP, 7, 80)).toBe(false);
+      nat.expire(NOW + 100000);
+      expect(d.table.sessionFlows(1)).toBe(0);
+    });
+
+    for (const limit of [undefined, 64]) {
+      it(`${fam}: 3000 SYNs flooding one session of a 1024-flow table (limit ${limit ?? 'default'}) cannot stop others' new flows, and their established flows survive`, () => {
+        const nat = makeNat({ flowCapacity: 1024, flowCapacity6: 1024, ...(limit ? { sessionFlowLimit: limit } : {}) });
+        const d = driver(nat, v6);
+        const max = limit ?? defaultSessionFlowLimit(1024);
+        // Sessions 2 and 3 hold established connections.
+        const connect = (id: number, p: number): void => {
+          expect(d.tcpOut(id, p, SYN)).toBe(TO_UPLINK);
+          expect(d.tcpIn(id, p, SYN | ACK)).toBe(id);
+          expect(d.tcpOut(id, p, ACK)).toBe(TO_UPLINK);
+        };
+        for (let p = 1; p <= 30; p++) connect(2, p);
+        for (let p = 1; p <= 30; p++) connect(3, p);
+        // Session 2 also has connections still in their handshake (SYN sent), started before the flood.
+        for (let p = 500; p < 510; p++) d.tcpOut(2, p, SYN);
+        let opened = 0;
+        for (let k = 0; k < 3000; k++) {
+          // Half-open floods: each SYN from a new port is answered by session 1's kernel.
+          expect(d.tcpIn(1, 8080, SYN, 10000 + k)).toBe(1);
+          expect(d.tcpOut(1, 8080, SYN | ACK, 10000 + k)).toBe(TO_UPLINK);
+          expect(d.table.sessionFlows(1)).toBeLessThanOrEqual(max);
+          expect(d.table.count).toBeLessThanOrEqual(1024);
+          if (k % 100 === 0) {
+            // Session 3 keeps opening connections through the flood.
+            connect(3, 1000 + k);
+            expect(STATE_NAMES[d.table.stateOf(d.flow(3, TCP, 1000 + k, 80))]).toBe('established');
+            opened++;
+          }
+        }
+        expect(opened).toBe(30);
+        for (let p = 1; p <= 30; p++) {
+          expect(STATE_NAMES[d.table.stateOf(d.flow(2, TCP, p, 80))]).toBe('established');
+          expect(STATE_NAMES[d.table.stateOf(d.flow(3, TCP, p, 80))]).toBe('established');
+        }
+        for (let k = 0; k < 3000; k += 100) expect(d.has(3, TCP, 1000 + k, 80)).toBe(true);
+        // With a limit below the table's room, the flood only ever evicts its own: session 2's handshakes in progress survive.
+        if (limit) for (let p = 500; p < 510; p++) expect(STATE_NAMES[d.table.stateOf(d.flow(2, TCP, p, 80))]).toBe('syn-out');
+        expect(nat.counters.flowsEvicted).toBeGreaterThan(3000 - max - 1);
+        expect(nat.counters.sessionFlowLimit + nat.counters.tableFull).toBe(0);
+      });
+    }
+  }
+
+  it('a shared session at its limit with nothing to evict is refused (counted), not sent without a port', () => {
+    const SHARED = addr('198.18.0.1');
+    const nat = new Nat({
+      maxSession: 8,
+      flowCapacity: 64,
+      seed: 1,
+      sessionFlowLimit: 2,
+      shared: { address: SHARED, portLo: 61000, portHi: 61009 },
+    });
+    nat.addSharedSession(1, INNER);
+    for (const p of [1, 2]) {
+      const o = send(nat, 1, udpPacket(INNER, REMOTE, { sport: p, dport: 53 }));
+      expect(recv(nat, udpPacket(REMOTE, SHARED, { sport: 53, dport: u16(o.out, 20) })).v).toBe(1);
+    }
+    expect(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 3, dport: 53 })).v).toBe(DROP);
+    expect(nat.counters.sessionFlowLimit).toBe(1);
+    expect(nat.sharedPortsInUse()).toEqual([0, 2, 0]);
   });
 });
