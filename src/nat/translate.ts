@@ -571,7 +571,9 @@ export class Nat {
   /**
    * An ICMP error sent by session `id` about a packet it received: the quoted
    * packet went remote -> inner:port, and must read remote -> outer:port once
-   * out. Returns false (dropped) when it quotes no flow of the session.
+   * out. Without a flow, a session with a VIP of its own is translated by
+   * address alone (its ports are its own); a shared session's error is
+   * dropped (returns false), as is one quoting another address.
    */
   private sessionError(id: number, inner: number, outer: number): boolean {
     const c = this.counters;
@@ -581,17 +583,20 @@ export class Nat {
     const proto = this.qip.protocol;
     if (!this.quotedPorts(proto, q, false)) return this.errorDropped();
     const f = this.flows.lookupInner(id, proto, inner, this.qLocal, this.qip.src, this.qRemote);
-    if (f === NO_FLOW) return this.errorDropped();
-    const port = this.flows.outerPortOf(f);
+    if (f === NO_FLOW && this.sharedSession[id]) return this.errorDropped();
+    const port = f === NO_FLOW ? this.qLocal : this.flows.outerPortOf(f);
     return (inner === outer && port === this.qLocal) || this.rewriteQuoted(false, outer, port, q);
   }
 
   /**
    * An ICMP error from the network about a packet a session sent: the quoted
    * packet went outer:port -> remote, and must read inner:port -> remote for
-   * the session. `id` is the session holding the outer address, or 0 for the
-   * shared address (the flow says which session). Returns the session, or 0
-   * (dropped).
+   * the session. `id` is the session holding the outer address (its VIP),
+   * or 0 for the shared address (the flow says which session). A session
+   * with a VIP needs no flow: its translation is one-to-one with the same
+   * ports, so without one the quote is translated by address alone (an
+   * error about a datagram sent while the table was full still gives
+   * ECONNREFUSED or a path MTU). Returns the session, or 0 (dropped).
    */
   private uplinkError(id: number, outer: number): number {
     const c = this.counters;
@@ -601,10 +606,10 @@ export class Nat {
     const proto = this.qip.protocol;
     if (!this.quotedPorts(proto, q, true)) return this.uplinkErrorDropped();
     const f = this.flows.lookupOuter(proto, outer, this.qLocal, this.qip.dst, this.qRemote);
-    if (f === NO_FLOW || (id !== 0 && this.flows.sessionOf(f) !== id)) return this.uplinkErrorDropped();
-    const sid = this.flows.sessionOf(f);
+    if (f === NO_FLOW ? id === 0 : id !== 0 && this.flows.sessionOf(f) !== id) return this.uplinkErrorDropped();
+    const sid = f === NO_FLOW ? id : this.flows.sessionOf(f);
     const inner = this.innerOf[sid]!;
-    const port = this.flows.innerPortOf(f);
+    const port = f === NO_FLOW ? this.qLocal : this.flows.innerPortOf(f);
     if ((inner === outer && port === this.qLocal) || this.rewriteQuoted(true, inner, port, q)) return sid;
     return 0;
   }

@@ -269,9 +269,11 @@ export class Nat6 {
   /**
    * An ICMPv6 error. From a session (`out`), it quotes a packet the session
    * received (remote -> inner); from the network, one the session sent
-   * (VIP -> remote). It must quote a flow of that session, and a valid
-   * checksum; the quote is then translated and the checksum recomputed after
-   * the outer rewrite.
+   * (VIP -> remote). The quote must hold the session's own address there,
+   * and the checksum must be valid; the quote is then translated and the
+   * checksum recomputed after the outer rewrite. Every IPv6 session has a VIP
+   * of its own, one-to-one with the same ports, so a quote with no flow
+   * (expired, or the table was full) is translated by address alone.
    */
   private error(id: number, out: boolean): boolean {
     const c = this.counters;
@@ -317,16 +319,14 @@ export class Nat6 {
     } else {
       return this.errorDropped();
     }
-    let f: number;
     if (out) {
       if (!same(this.qdst, 0, this.inner, io)) return this.errorDropped();
-      f = this.flows.lookupInner(id, proto, this.inner, io, local, this.qsrc, 0, remote);
     } else {
       if (!same(this.qsrc, 0, this.vip, io)) return this.errorDropped();
-      f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
-      if (f !== NO_FLOW && this.flows.sessionOf(f) !== id) f = NO_FLOW;
+      // A flow of that outer address and ports is the VIP's, so the session's.
+      const f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
+      if (f !== NO_FLOW && this.flows.sessionOf(f) !== id) return this.errorDropped();
     }
-    if (f === NO_FLOW) return this.errorDropped();
     if (same(this.inner, io, this.vip, io)) return true; // address mode: nothing to translate
     if (!icmp.verifyChecksum6(ip.buf, ip.off)) {
       c.malformed++;

@@ -491,7 +491,7 @@ describe('ICMP errors', () => {
     expect(toHex(r.out)).toBe(toHex(icmpErrorPacket(VIP(2), REMOTE, 11, 1, orig, 28)));
   });
 
-  it('an error quoting no known flow is dropped (counters.icmpErrorsDropped)', () => {
+  it("an error quoting no flow of the session's address, or nothing usable, is dropped (counters.icmpErrorsDropped)", () => {
     const nat = makeNat();
     const { wire } = udpOut(nat);
     const never = udpPacket(VIP(1), REMOTE, { sport: 1234, dport: 53 });
@@ -500,8 +500,11 @@ describe('ICMP errors', () => {
     const gre = ipv4({ src: VIP(1), dst: REMOTE, proto: 47 }, new Uint8Array(8));
     const laterFragment = ipv4({ src: VIP(1), dst: REMOTE, proto: UDP, fragOffset: 8 }, wire.subarray(20, 28));
     const quotedError = ipv4({ src: VIP(1), dst: REMOTE, proto: ICMP }, new Uint8Array([3, 3, 0, 0, 0, 0, 0, 0]));
+    // A session with a VIP needs no flow: an unknown port on its own address is translated by address alone.
+    const flowless = recv(nat, icmpErrorPacket(REMOTE, VIP(1), 3, 3, never));
+    expect(flowless.v).toBe(1);
+    expect(toHex(flowless.out)).toBe(toHex(icmpErrorPacket(REMOTE, INNER, 3, 3, udpPacket(INNER, REMOTE, { sport: 1234, dport: 53 }))));
     const cases: [string, Uint8Array][] = [
-      ['unknown port', icmpErrorPacket(REMOTE, VIP(1), 3, 3, never)],
       ["other session's VIP quoted", icmpErrorPacket(REMOTE, VIP(1), 3, 3, otherVip)],
       ['quote with the inner address', icmpErrorPacket(REMOTE, VIP(1), 3, 3, notFromVip)],
       ['protocol without ports', icmpErrorPacket(REMOTE, VIP(1), 3, 2, gre)],
@@ -557,13 +560,14 @@ describe('ICMP errors', () => {
       expect(recv(nat, p).v, name).toBe(DROP);
       expect(nat.counters.icmpErrorsDropped, name).toBe(++dropped);
     }
-    // From the session side: quoting a packet from a peer it has no flow with.
+    // From the session side: quoting a packet from a peer it has no flow with goes out by address alone;
+    // one quoting a packet that was not to its inner address is dropped.
     const stray = udpPacket(REMOTE, INNER, { sport: 9, dport: 9 });
-    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, stray)).v).toBe(DROP);
-    // Quoting a flow of another session (session 2's identical tuple is not session 1's).
-    const r2 = recv(nat, udpPacket(REMOTE, VIP(2), { sport: 7000, dport: 9999 }));
-    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, r2.out)).v).toBe(DROP);
-    expect(nat.counters.icmpErrorsDropped).toBe(dropped + 2);
+    const s = send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, stray));
+    expect(s.v).toBe(TO_UPLINK);
+    expect(toHex(s.out)).toBe(toHex(icmpErrorPacket(VIP(1), REMOTE, 3, 3, udpPacket(REMOTE, VIP(1), { sport: 9, dport: 9 }))));
+    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, udpPacket(REMOTE, VIP(1), { sport: 9, dport: 9 }))).v).toBe(DROP);
+    expect(nat.counters.icmpErrorsDropped).toBe(dropped + 1);
   });
 
   it('in address mode an error is delivered unchanged', () => {

@@ -761,23 +761,35 @@ describe('ICMPv6 errors', () => {
     expect(nat.counters.icmpErrorsDropped).toBe(0);
   });
 
-  it("errors quoting no flow, or another session's flow, are dropped (counters.icmpErrorsDropped)", () => {
+  it("errors quoting another address than the session's, or nothing usable, are dropped (counters.icmpErrorsDropped); no flow is needed", () => {
     const nat = makeNat();
     const sent = (s: Uint8Array, sport = 5000, remote = REMOTE): Uint8Array => udp6Packet(s, remote, { sport, dport: 53, data });
     expect(send(nat, 1, sent(INNER)).v).toBe(TO_UPLINK);
     expect(send(nat, 2, sent(INNER, 6000)).v).toBe(TO_UPLINK);
     expect(recv(nat, udp6Packet(REMOTE, VIP(1), { sport: 53, dport: 7000 })).v).toBe(1); // session 1 received this
+    // Every IPv6 session has a VIP of its own: an error quoting its address is translated with or without a flow.
+    const flowless: [number, Uint8Array, Uint8Array][] = [
+      [1, sent(VIP(1), 5001), sent(INNER, 5001)], // no such flow
+      [1, sent(VIP(1), 5000, REMOTE2), sent(INNER, 5000, REMOTE2)], // another remote
+      [
+        1,
+        tcp6Packet(VIP(1), REMOTE, { sport: 5000, dport: 53, flags: SYN }),
+        tcp6Packet(INNER, REMOTE, { sport: 5000, dport: 53, flags: SYN }),
+      ], // another protocol
+      [2, sent(VIP(2), 5000), sent(INNER, 5000)], // session 1's ports, but on VIP 2
+      [1, echo6Packet(VIP(1), REMOTE, 128, 5000, 1), echo6Packet(INNER, REMOTE, 128, 5000, 1)], // no echo flow
+    ];
+    for (const [id, quote, want] of flowless) {
+      const r = recv(nat, icmp6ErrorPacket(ROUTER, VIP(id), 1, 4, quote));
+      expect(r.v).toBe(id);
+      expect(hx(r.out)).toBe(hx(icmp6ErrorPacket(ROUTER, INNER, 1, 4, want)));
+    }
     const uplink: Uint8Array[] = [
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1), 5001)), // no such flow
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1), 5000, REMOTE2)), // another remote
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, tcp6Packet(VIP(1), REMOTE, { sport: 5000, dport: 53, flags: SYN })), // another protocol
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(2), 6000)), // session 2's flow, sent to session 1
-      icmp6ErrorPacket(ROUTER, VIP(2), 1, 4, sent(VIP(2), 5000)), // session 1's ports, but on VIP 2: no flow there
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(INNER, 5000)), // quotes the inner address, not the VIP
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1)), 47), // quote too short for 8 transport bytes
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, udpPacket(addr('198.19.0.1'), addr('203.0.113.5'), { sport: 5000, dport: 53 })), // not IPv6
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, ipv6({ src: VIP(1), dst: REMOTE, proto: 47 }, new Uint8Array(8))), // no ports
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, echo6Packet(VIP(1), REMOTE, 128, 5000, 1)), // no echo flow
     ];
     let drops = 0;
     for (const e of uplink) {
@@ -785,16 +797,23 @@ describe('ICMPv6 errors', () => {
       expect(nat.counters.icmpErrorsDropped).toBe(++drops);
     }
     const fromSession: [number, Uint8Array][] = [
-      [2, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE, INNER, { sport: 53, dport: 7000 }))], // session 1's flow, from session 2
-      [1, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE, INNER, { sport: 53, dport: 7001 }))], // no such flow
       [1, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE, VIP(1), { sport: 53, dport: 7000 }))], // quote not to the inner address
-      [1, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE2, INNER, { sport: 53, dport: 7000 }))], // another remote
     ];
     for (const [id, e] of fromSession) {
       expect(send(nat, id, e).v).toBe(DROP);
       expect(nat.counters.icmpErrorsDropped).toBe(++drops);
     }
-    expect(nat.counters.icmpErrors).toBe(drops);
+    // From a session, with no flow (session 1's tuple from session 2, an unknown port, another remote): by address alone.
+    for (const [id, dport, remote] of [
+      [2, 7000, REMOTE],
+      [1, 7001, REMOTE],
+      [1, 7000, REMOTE2],
+    ] as const) {
+      const o = send(nat, id, icmp6ErrorPacket(INNER, remote, 1, 4, udp6Packet(remote, INNER, { sport: 53, dport })));
+      expect(o.v).toBe(TO_UPLINK);
+      expect(hx(o.out)).toBe(hx(icmp6ErrorPacket(VIP(id), remote, 1, 4, udp6Packet(remote, VIP(id), { sport: 53, dport }))));
+    }
+    expect(nat.counters.icmpErrors).toBe(drops + flowless.length + 3);
     expect(nat.counters.malformed).toBe(0);
     // The flows the drops were measured against do work.
     expect(recv(nat, icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1)))).v).toBe(1);
@@ -856,8 +875,9 @@ describe('ICMPv6 errors', () => {
     const b = recv(nat, bad);
     expect(b.v).toBe(4);
     expect(hx(b.out)).toBe(hx(bad));
-    // Still, the quote must be a flow of the session.
-    expect(recv(nat, icmp6ErrorPacket(ROUTER, V, 1, 4, udp6Packet(V, REMOTE, { sport: 5001, dport: 53 }))).v).toBe(DROP);
+    // Still, the quote must hold the session's address; it needs no flow.
+    expect(recv(nat, icmp6ErrorPacket(ROUTER, V, 1, 4, udp6Packet(VIP(1), REMOTE, { sport: 5000, dport: 53 }))).v).toBe(DROP);
+    expect(recv(nat, icmp6ErrorPacket(ROUTER, V, 1, 4, udp6Packet(V, REMOTE, { sport: 5001, dport: 53 }))).v).toBe(4);
     expect(nat.counters.icmpErrorsDropped).toBe(1);
     expect(nat.counters.malformed).toBe(0);
   });

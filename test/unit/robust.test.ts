@@ -1,4 +1,4 @@
-// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits.
+// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits, ICMP errors without a flow.
 import { describe, it, expect } from 'vitest';
 import {
   DEFAULT_TIMEOUTS,
@@ -21,10 +21,19 @@ import {
   UDP,
   addr,
   addr6,
+  allOk,
   echo6Packet,
   echoPacket,
+  icmp6ErrorPacket,
+  icmpErrorPacket,
+  icmpMessage,
+  ipHeaderOk,
+  ipv4,
+  l4Ok,
+  l4Ok6,
   tcp6Packet,
   tcpPacket,
+  toHex,
   u16,
   udp6Packet,
   udpPacket,
@@ -426,5 +435,146 @@ describe('per-session flow limit', () => {
     expect(send(nat, 1, udpPacket(INNER, REMOTE, { sport: 3, dport: 53 })).v).toBe(DROP);
     expect(nat.counters.sessionFlowLimit).toBe(1);
     expect(nat.sharedPortsInUse()).toEqual([0, 2, 0]);
+  });
+});
+
+describe('ICMP errors without a flow, for sessions with a VIP', () => {
+  /** A Nat whose tables (both families) are full of session 3's assured flows. */
+  function fullNat(): Nat {
+    const nat = makeNat({ flowCapacity: 2, flowCapacity6: 2 });
+    for (const v6 of [false, true]) {
+      const d = driver(nat, v6);
+      for (const p of [1, 2]) {
+        d.udpOut(3, p);
+        d.udpIn(3, p);
+      }
+      expect(d.table.count).toBe(2);
+      expect(d.table.evictableCount).toBe(0);
+    }
+    return nat;
+  }
+  const ROUTER = addr('192.0.2.1');
+  const ROUTER6 = addr6('2001:db8:ff::1');
+  const data = new TextEncoder().encode('is anyone there?');
+
+  it('IPv4, table full: port unreachable and packet too big reach the session, translated, every checksum valid', () => {
+    const nat = fullNat();
+    const orig = udpPacket(INNER, REMOTE, { sport: 5000, dport: 53, data });
+    const wire = send(nat, 1, orig);
+    expect(wire.v).toBe(TO_UPLINK);
+    expect(nat.counters.tableFull).toBe(1);
+    expect(nat.flows.lookupInner(1, UDP, INNER, 5000, REMOTE, 53)).toBe(NO_FLOW);
+    const errors: [number, number, number, Uint8Array][] = [
+      [3, 3, 0, wire.out], // port unreachable, the whole datagram quoted
+      [3, 4, 1400, wire.out.subarray(0, 28)], // fragmentation needed (PMTU), 28 bytes quoted
+      [11, 0, 0, wire.out], // time exceeded
+    ];
+    for (const [type, code, rest, quote] of errors) {
+      const err = ipv4({ src: ROUTER, dst: VIP(1), proto: ICMP }, icmpMessage(type, code, rest, quote));
+      const r = recv(nat, err);
+      expect(r.v, `type ${type} code ${code}`).toBe(1);
+      expect(toHex(r.out)).toBe(
+        toHex(ipv4({ src: ROUTER, dst: INNER, proto: ICMP }, icmpMessage(type, code, rest, orig.subarray(0, quote.length)))),
+      );
+      expect(allOk(r.out)).toBe(true);
+      const q = r.out.subarray(28);
+      expect(ipHeaderOk(q)).toBe(true);
+      if (quote.length === wire.out.length) expect(l4Ok(q)).toBe(true);
+    }
+    expect(nat.counters.icmpErrorsDropped).toBe(0);
+    // A TCP segment and an echo request quoted alike.
+    const syn = tcpPacket(INNER, REMOTE, { sport: 43000, dport: 22, flags: SYN });
+    const synWire = send(nat, 1, syn).out;
+    const r = recv(nat, icmpErrorPacket(REMOTE, VIP(1), 3, 3, synWire));
+    expect([r.v, toHex(r.out)]).toEqual([1, toHex(icmpErrorPacket(REMOTE, INNER, 3, 3, syn))]);
+    const ping = echoPacket(INNER, REMOTE, 8, 0x4242, 1, data, { ttl: 1 });
+    const pingWire = send(nat, 1, ping).out;
+    const t = recv(nat, icmpErrorPacket(ROUTER, VIP(1), 11, 0, pingWire, 28));
+    expect([t.v, toHex(t.out)]).toEqual([1, toHex(icmpErrorPacket(ROUTER, INNER, 11, 0, ping, 28))]);
+  });
+
+  it('IPv4: an error a session sends about a packet it got without a flow goes out translated', () => {
+    const nat = fullNat();
+    const orig = udpPacket(REMOTE, VIP(2), { sport: 7000, dport: 9999, data });
+    const delivered = recv(nat, orig);
+    expect(delivered.v).toBe(2);
+    const r = send(nat, 2, icmpErrorPacket(INNER, REMOTE, 3, 3, delivered.out));
+    expect(r.v).toBe(TO_UPLINK);
+    expect(toHex(r.out)).toBe(toHex(icmpErrorPacket(VIP(2), REMOTE, 3, 3, orig)));
+    expect(allOk(r.out) && l4Ok(r.out.subarray(28))).toBe(true);
+    // Address mode: nothing to translate, delivered as it is.
+    const o4 = udpPacket(VIP(4), REMOTE, { sport: 1, dport: 2 });
+    send(nat, 4, o4);
+    const e4 = icmpErrorPacket(REMOTE, VIP(4), 3, 3, o4);
+    expect(toHex(recv(nat, e4).out)).toBe(toHex(e4));
+  });
+
+  it("IPv4: a quote that is not the session's address is still dropped, and a bad checksum is not laundered", () => {
+    const nat = fullNat();
+    const dropped = (): number => nat.counters.icmpErrorsDropped;
+    const otherVip = udpPacket(VIP(2), REMOTE, { sport: 5000, dport: 53 });
+    const inner = udpPacket(INNER, REMOTE, { sport: 5000, dport: 53 });
+    expect(recv(nat, icmpErrorPacket(REMOTE, VIP(1), 3, 3, otherVip)).v).toBe(DROP);
+    expect(recv(nat, icmpErrorPacket(REMOTE, VIP(1), 3, 3, inner)).v).toBe(DROP);
+    expect(dropped()).toBe(2);
+    // From the session: the quoted packet must have been to its inner address.
+    const toVip = udpPacket(REMOTE, VIP(1), { sport: 7, dport: 9 });
+    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, toVip)).v).toBe(DROP);
+    expect(dropped()).toBe(3);
+    const bad = icmpErrorPacket(REMOTE, VIP(1), 3, 3, udpPacket(VIP(1), REMOTE, { sport: 5000, dport: 53 }));
+    bad[22] = bad[22]! ^ 0xff;
+    const malformed = nat.counters.malformed;
+    expect(recv(nat, bad).v).toBe(DROP);
+    expect([nat.counters.malformed, dropped()]).toEqual([malformed + 1, 4]);
+  });
+
+  it('a shared session still needs a flow', () => {
+    const SHARED = addr('198.18.0.1');
+    const nat = new Nat({ maxSession: 8, flowCapacity: 16, seed: 1, shared: { address: SHARED, portLo: 61000, portHi: 61009 } });
+    nat.addSharedSession(1, INNER);
+    const quote = udpPacket(SHARED, REMOTE, { sport: 61000, dport: 53 });
+    expect(recv(nat, icmpErrorPacket(REMOTE, SHARED, 3, 3, quote)).v).toBe(TO_UPLINK); // no session's: the machine's own
+    expect(nat.counters.reflected).toBe(1);
+    const got = udpPacket(REMOTE, INNER, { sport: 53, dport: 5000 });
+    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, got)).v).toBe(DROP);
+    expect(nat.counters.icmpErrorsDropped).toBe(2);
+  });
+
+  it('IPv6, table full: packet too big, port unreachable and time exceeded reach the session, translated', () => {
+    const nat = fullNat();
+    const orig = udp6Packet(INNER6, REMOTE6, { sport: 5000, dport: 53, data });
+    const wire = send(nat, 1, orig);
+    expect(wire.v).toBe(TO_UPLINK);
+    expect(nat.v6.flows.lookupInner(1, UDP, words6(INNER6), 0, 5000, words6(REMOTE6), 0, 53)).toBe(NO_FLOW);
+    for (const [type, code, rest] of [
+      [2, 0, 1280],
+      [1, 4, 0],
+      [3, 0, 0],
+    ] as const) {
+      const r = recv(nat, icmp6ErrorPacket(ROUTER6, VIP6(1), type, code, wire.out, wire.out.length, rest));
+      expect(r.v, `type ${type}`).toBe(1);
+      expect(toHex(r.out)).toBe(toHex(icmp6ErrorPacket(ROUTER6, INNER6, type, code, orig, orig.length, rest)));
+      expect(l4Ok6(r.out)).toBe(true);
+    }
+    // From the session, about a datagram it got without a flow.
+    const inb = udp6Packet(REMOTE6, VIP6(2), { sport: 7000, dport: 9999, data });
+    const delivered = recv(nat, inb);
+    expect(delivered.v).toBe(2);
+    const s = send(nat, 2, icmp6ErrorPacket(INNER6, REMOTE6, 1, 4, delivered.out));
+    expect(s.v).toBe(TO_UPLINK);
+    expect(toHex(s.out)).toBe(toHex(icmp6ErrorPacket(VIP6(2), REMOTE6, 1, 4, inb)));
+    expect(l4Ok6(s.out)).toBe(true);
+    // Not the session's address in the quote: dropped.
+    const other = udp6Packet(VIP6(2), REMOTE6, { sport: 5000, dport: 53 });
+    const dropped = nat.counters.icmpErrorsDropped;
+    expect(recv(nat, icmp6ErrorPacket(ROUTER6, VIP6(1), 2, 0, other, other.length, 1280)).v).toBe(DROP);
+    expect(send(nat, 1, icmp6ErrorPacket(INNER6, REMOTE6, 1, 4, udp6Packet(REMOTE6, VIP6(1), { sport: 1, dport: 2 }))).v).toBe(DROP);
+    expect(nat.counters.icmpErrorsDropped).toBe(dropped + 2);
+    // A bad ICMPv6 checksum is not laundered.
+    const bad = icmp6ErrorPacket(ROUTER6, VIP6(1), 2, 0, wire.out, wire.out.length, 1280);
+    bad[42] = bad[42]! ^ 0xff;
+    const malformed = nat.counters.malformed;
+    expect(recv(nat, bad).v).toBe(DROP);
+    expect(nat.counters.malformed).toBe(malformed + 1);
   });
 });
