@@ -128,6 +128,8 @@ export class NatCounters {
   flowsEvicted = 0;
   /** New flows refused because their session held its limit of flows, none of them evictable. */
   sessionFlowLimit = 0;
+  /** New flows of shared sessions refused because the session held its quota of shared ports for that protocol. */
+  portQuota = 0;
 }
 
 /** Moves a flow's state on, notes the direction, refreshes its deadline, and tells the table when it becomes (or stops being) assured. */

@@ -33,7 +33,7 @@ import {
   write16,
   write32,
 } from '../wire/index.js';
-import { PortAllocator, portSlot } from './ports.js';
+import { DEFAULT_SHARED_PORT_QUOTA, PortAllocator, PORTS_QUOTA, portSlot } from './ports.js';
 
 /** readTransport() results besides DROP. */
 const NO_PORTS = 0;
@@ -72,6 +72,13 @@ export interface NatOptions {
    * flow is refused (counters.sessionFlowLimit).
    */
   sessionFlowLimit?: number;
+  /**
+   * Outer ports of the shared address one shared session may hold, per
+   * protocol (TCP ports, UDP ports, echo identifiers; default
+   * DEFAULT_SHARED_PORT_QUOTA). A new mapping past it is refused
+   * (counters.portQuota).
+   */
+  sharedPortQuota?: number;
 }
 
 /** The per-session flow limit of a table of `capacity` flows unless NatOptions.sessionFlowLimit says otherwise. */
@@ -106,7 +113,7 @@ export function natMemory(opts: NatOptions): NatMemory {
     flowCapacity6,
     flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity, opts.maxSession)),
     flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6, opts.maxSession)),
-    ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytes) : null,
+    ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytesFor(opts.maxSession)) : null,
   };
   // Constructing a translator over the memory sets it up.
   new Nat({ ...opts, memory: m });
@@ -147,6 +154,7 @@ export class Nat {
 
   constructor(opts: NatOptions) {
     checkLimit('sessionFlowLimit', opts.sessionFlowLimit);
+    checkLimit('sharedPortQuota', opts.sharedPortQuota);
     this.fast = opts.fastPath ?? true;
     const mem = opts.memory;
     this.flows = mem
@@ -164,7 +172,15 @@ export class Nat {
     this.sharedSession = new Uint8Array(opts.maxSession + 1);
     this.sharedAddr = opts.shared?.address ?? 0;
     if (opts.shared && mem && !mem.ports) throw new Error("shared memory without the shared address's ports");
-    this.ports = opts.shared ? new PortAllocator(opts.shared.portLo, opts.shared.portHi, mem?.ports ?? undefined) : null;
+    this.ports = opts.shared
+      ? new PortAllocator(
+          opts.shared.portLo,
+          opts.shared.portHi,
+          mem?.ports ?? undefined,
+          opts.maxSession,
+          opts.sharedPortQuota ?? DEFAULT_SHARED_PORT_QUOTA,
+        )
+      : null;
     if (this.ports) {
       const flows = this.flows;
       const ports = this.ports;
@@ -467,7 +483,8 @@ export class Nat {
     if (this.sharedSession[id]) {
       oport = this.ports!.acquire(portSlot(proto), id, lport);
       if (oport < 0) {
-        c.portsExhausted++;
+        if (oport === PORTS_QUOTA) c.portQuota++;
+        else c.portsExhausted++;
         return NO_FLOW;
       }
     }

@@ -1,4 +1,4 @@
-// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits, ICMP errors without a flow.
+// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits, ICMP errors without a flow, shared port quotas.
 import { describe, it, expect } from 'vitest';
 import {
   DEFAULT_TIMEOUTS,
@@ -7,6 +7,7 @@ import {
   Nat,
   STATE_NAMES,
   TO_UPLINK,
+  DEFAULT_SHARED_PORT_QUOTA,
   defaultSessionFlowLimit,
   type NatOptions,
 } from '../../src/nat/index.js';
@@ -576,5 +577,39 @@ describe('ICMP errors without a flow, for sessions with a VIP', () => {
     const malformed = nat.counters.malformed;
     expect(recv(nat, bad).v).toBe(DROP);
     expect(nat.counters.malformed).toBe(malformed + 1);
+  });
+});
+
+describe('per-session port quota on the shared address (RFC 6888 REQ-4)', () => {
+  const SHARED = addr('198.18.0.1');
+  it('one shared session exhausting its quota leaves ports for another (counters.portQuota)', () => {
+    const nat = new Nat({
+      maxSession: 8,
+      flowCapacity: 1024,
+      seed: 1,
+      sharedPortQuota: 4,
+      shared: { address: SHARED, portLo: 61000, portHi: 61009 },
+    });
+    nat.addSharedSession(1, INNER);
+    nat.addSharedSession(2, INNER);
+    const udp = (id: number, p: number): number => send(nat, id, udpPacket(INNER, REMOTE, { sport: p, dport: 53 })).v;
+    const verdicts = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((p) => udp(1, p));
+    expect(verdicts).toEqual([0, 0, 0, 0, DROP, DROP, DROP, DROP, DROP, DROP]);
+    expect(nat.counters.portQuota).toBe(6);
+    expect(nat.counters.portsExhausted).toBe(0);
+    expect(udp(1, 2)).toBe(TO_UPLINK); // an existing mapping, to the same remote
+    // TCP and echo identifiers have quotas of their own; the other session gets its ports.
+    expect(send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 1, dport: 80, flags: SYN })).v).toBe(TO_UPLINK);
+    expect([1, 2, 3, 4].map((p) => udp(2, p))).toEqual([0, 0, 0, 0]);
+    expect(nat.sharedPortsInUse()).toEqual([1, 8, 0]);
+    // The default quota: one session cannot take all of 61000-65534.
+    expect(DEFAULT_SHARED_PORT_QUOTA).toBe(512);
+    const big = new Nat({ maxSession: 8, flowCapacity: 8192, seed: 1, shared: { address: SHARED, portLo: 61000, portHi: 65534 } });
+    big.addSharedSession(1, INNER);
+    big.addSharedSession(2, INNER);
+    for (let p = 1; p <= 600; p++) send(big, 1, udpPacket(INNER, REMOTE, { sport: p, dport: 53 }));
+    expect(big.sharedPortsInUse()).toEqual([0, 512, 0]);
+    expect(big.counters.portQuota).toBe(88);
+    expect(send(big, 2, udpPacket(INNER, REMOTE, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
   });
 });
