@@ -39,6 +39,12 @@ import { PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wir
 /** Verdicts of fromSession/fromUplink besides a session id (> 0). */
 export const DROP = -1;
 export const TO_UPLINK = 0;
+/**
+ * fromSession only: the packet was to a blocked address (NatOptions.blockLocal)
+ * and the buffer now holds, at the same offset, an ICMP error for the
+ * session, Nat.replyLength bytes long, to be written back to its device.
+ */
+export const REPLY = -3;
 
 export const STATE_FREE = 0;
 export const TCP_SYN_OUT = 1;
@@ -130,6 +136,12 @@ export class NatCounters {
   sessionFlowLimit = 0;
   /** New flows of shared sessions refused because the session held its quota of shared ports for that protocol. */
   portQuota = 0;
+  /**
+   * Packets from sessions to the uplink's own addresses (blockLocal): each is
+   * answered with "administratively prohibited" (REPLY), or dropped when it
+   * is an ICMP error or a later fragment, which get no error back.
+   */
+  toLocal = 0;
 }
 
 /** Moves a flow's state on, notes the direction, refreshes its deadline, and tells the table when it becomes (or stops being) assured. */

@@ -9,12 +9,19 @@
 // without ports); flows add state, timeouts and accounting on top.
 //
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
+//
+// With blockLocal, a packet from a session to one of the uplink's own
+// addresses (setLocalAddresses) is not forwarded: the buffer is turned into
+// an ICMP "communication administratively prohibited" for the session. Only
+// the general path checks, for every packet: no flow to (or from) a blocked
+// address is ever created, and setLocalAddresses drops those that were, so
+// the fast path, which takes only packets of existing flows, never sees one.
 
 import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed, ROOM_EVICTED, ROOM_SESSION_LIMIT, ROOM_TABLE_FULL } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import { Nat6 } from './translate6.js';
-import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
+import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, REPLY, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
   Icmp4,
   ICMP4_ECHO_REPLY,
@@ -25,7 +32,9 @@ import {
   PROTO_UDP,
   Tcp,
   Udp,
+  finish,
   read16,
+  sum,
   read32,
   update16,
   update32,
@@ -42,6 +51,9 @@ const IS_ERROR = 2;
 
 /** The fast path's answer for a packet it leaves, unchanged, to the general path. */
 const SLOW = -2;
+
+/** An ICMP error about a blocked packet fits 576 bytes (RFC 1812 4.3.2.3): IP header, ICMP header, quote. */
+const REPLY_MAX = 576;
 
 export interface NatOptions {
   /** Highest session id that will be added. */
@@ -79,6 +91,12 @@ export interface NatOptions {
    * (counters.portQuota).
    */
   sharedPortQuota?: number;
+  /**
+   * Packets from sessions to the uplink's own addresses (setLocalAddresses)
+   * are answered with ICMP "administratively prohibited" instead of being
+   * forwarded (REPLY). Default false.
+   */
+  blockLocal?: boolean;
 }
 
 /** The per-session flow limit of a table of `capacity` flows unless NatOptions.sessionFlowLimit says otherwise. */
@@ -151,11 +169,17 @@ export class Nat {
   private readonly fast: boolean;
   /** Live IPv4 flows a session may hold. */
   private readonly flowLimit: number;
+  private readonly blockLocal: boolean;
+  /** The uplink's own IPv4 addresses (blocked when blockLocal). */
+  private local4 = new Vip4Index(1);
+  /** Bytes of the reply written in place when a call returns REPLY. */
+  replyLength = 0;
 
   constructor(opts: NatOptions) {
     checkLimit('sessionFlowLimit', opts.sessionFlowLimit);
     checkLimit('sharedPortQuota', opts.sharedPortQuota);
     this.fast = opts.fastPath ?? true;
+    this.blockLocal = opts.blockLocal ?? false;
     const mem = opts.memory;
     this.flows = mem
       ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows, opts.maxSession)
@@ -164,7 +188,16 @@ export class Nat {
     this.flowLimit = opts.sessionFlowLimit ?? defaultSessionFlowLimit(this.flows.capacity);
     const cap6 = mem ? mem.flowCapacity6 : capacity6(opts);
     const limit6 = opts.sessionFlowLimit ?? defaultSessionFlowLimit(cap6);
-    this.v6 = new Nat6(opts.maxSession, cap6, limit6, this.counters, this.timeouts, mem ? mem.seed : opts.seed, mem?.flows6);
+    this.v6 = new Nat6(
+      opts.maxSession,
+      cap6,
+      limit6,
+      this.blockLocal,
+      this.counters,
+      this.timeouts,
+      mem ? mem.seed : opts.seed,
+      mem?.flows6,
+    );
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
@@ -247,6 +280,37 @@ export class Nat {
     this.v6.flows.removeSession(id);
   }
 
+  /**
+   * The uplink's own addresses: IPv4 as numbers, IPv6 as four 32-bit words
+   * each. With blockLocal, sessions' packets to them are refused, and (with
+   * `dropFlows`) the flows with them are dropped now; translators in several
+   * threads each take the addresses, then one drops the flows (dropLocalFlows).
+   */
+  setLocalAddresses(v4: readonly number[], v6: readonly (readonly number[])[], dropFlows = true): void {
+    for (const w of v6) {
+      if (w.length !== 4) throw new RangeError(`local IPv6 address [${w.join(', ')}]: must be four 32-bit words`);
+    }
+    const index = new Vip4Index(Math.max(1, v4.length));
+    for (const a of v4) index.set(a >>> 0, 1);
+    this.local4 = index;
+    this.v6.setLocalAddresses(v6);
+    if (dropFlows) this.dropLocalFlows();
+  }
+
+  /** Drops every flow (both families) with a blocked address; returns how many. Nothing without blockLocal. */
+  dropLocalFlows(): number {
+    if (!this.blockLocal) return 0;
+    const t = this.flows;
+    let dropped = 0;
+    for (let f = 0; f < t.capacity; f++) {
+      if (t.stateOf(f) !== 0 && this.local4.get(t.remoteAddrOf(f)) !== NO_SESSION) {
+        t.remove(f);
+        dropped++;
+      }
+    }
+    return dropped + this.v6.dropLocalFlows();
+  }
+
   /** Live flows, both families. */
   get flowCount(): number {
     return this.flows.count + this.v6.flows.count;
@@ -268,6 +332,7 @@ export class Nat {
    */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
     // Kept small so the compiler inlines the fast path into the caller's loop; the rest is a call away.
+    // REPLY (blockLocal) comes from the general path only.
     this.counters.fromSession++;
     this.csumAt = csumAt;
     const fast = this.fast ? this.fastFromSession(id, buf, off, len, now) : SLOW;
@@ -280,7 +345,11 @@ export class Nat {
     if (len < 1) return this.malformed();
     const version = buf[off]! >>> 4;
     if (version !== 4) {
-      if (version === 6) return this.v6.fromSession(id, buf, off, len, now, csumAt);
+      if (version === 6) {
+        const v = this.v6.fromSession(id, buf, off, len, now, csumAt);
+        if (v === REPLY) this.replyLength = this.v6.replyLength;
+        return v;
+      }
       c.otherFamily++;
       return DROP;
     }
@@ -297,6 +366,7 @@ export class Nat {
     }
     const proto = ip.protocol;
     const remote = ip.dst;
+    if (this.blockLocal && this.local4.get(remote) !== NO_SESSION) return this.prohibit(inner, remote);
     const t = this.readTransport(true);
     if (t === DROP) return DROP;
     if (t === IS_ERROR && !this.sessionError(id, inner, outer)) return DROP;
@@ -375,7 +445,8 @@ export class Nat {
         // An echo request is never a reply to a session: the machine itself answers it.
         if (f === NO_FLOW || (proto === PROTO_ICMP && this.key.opens)) return this.reflect();
         id = this.flows.sessionOf(f);
-      } else if (f === NO_FLOW && this.key.opens) {
+      } else if (f === NO_FLOW && this.key.opens && !(this.blockLocal && this.local4.get(remote) !== NO_SESSION)) {
+        // (A blocked address gets no flow: the session's answer must meet the general path.)
         f = this.newFlow(id, proto, this.innerOf[id]!, lport, outer, remote, rport);
       }
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
@@ -538,6 +609,45 @@ export class Nat {
       if (partial) this.icmp.writeIdent(port);
       else this.icmp.setIdent(port);
     }
+  }
+
+  /**
+   * Turns the packet at `this.ip`, from a session at `inner` to the blocked
+   * address `blocked`, into ICMP type 3 code 13 (communication
+   * administratively prohibited) from `blocked` to `inner`, in place, quoting
+   * as much of the packet as fits 576 bytes (RFC 792, RFC 1812 4.3.2.3).
+   * ICMP errors and later fragments get none (RFC 1122 3.2.2): DROP.
+   */
+  private prohibit(inner: number, blocked: number): number {
+    this.counters.toLocal++;
+    const ip = this.ip;
+    const b = ip.buf;
+    const o = ip.off;
+    if (ip.fragmentOffset !== 0) return DROP;
+    if (ip.protocol === PROTO_ICMP) {
+      const p = ip.payloadOffset;
+      // Types 3, 4, 5, 11, 12 are errors; a message too short to say is not answered either.
+      const type = ip.payloadLength >= 1 ? b[p]! : 3;
+      if (type === 3 || type === 4 || type === 5 || type === 11 || type === 12) return DROP;
+    }
+    const quote = Math.min(ip.len, REPLY_MAX - 28);
+    b.copyWithin(o + 28, o, o + quote);
+    const total = 28 + quote;
+    b[o] = 0x45;
+    b[o + 1] = 0;
+    write16(b, o + 2, total);
+    write32(b, o + 4, 0); // identification, flags, fragment offset
+    b[o + 8] = 64;
+    b[o + 9] = PROTO_ICMP;
+    write16(b, o + 10, 0);
+    write32(b, o + 12, blocked);
+    write32(b, o + 16, inner);
+    write16(b, o + 10, finish(sum(b, o, 20, 0)));
+    write32(b, o + 20, (3 << 24) | (13 << 16)); // type, code, checksum 0
+    write32(b, o + 24, 0);
+    write16(b, o + 22, finish(sum(b, o + 20, 8 + quote, 0)));
+    this.replyLength = total;
+    return REPLY;
   }
 
   /** A packet to the shared address that is not ours: back to the uplink's own stack. */

@@ -1,10 +1,11 @@
-// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits, ICMP errors without a flow, shared port quotas.
+// Unit tests for a gateway that survives its users' worst day (issue 9): TCP state follows the handshake, eviction, per-session flow limits, ICMP errors without a flow, shared port quotas, blockLocal.
 import { describe, it, expect } from 'vitest';
 import {
   DEFAULT_TIMEOUTS,
   DROP,
   NO_FLOW,
   Nat,
+  REPLY,
   STATE_NAMES,
   TO_UPLINK,
   DEFAULT_SHARED_PORT_QUOTA,
@@ -32,6 +33,7 @@ import {
   ipv4,
   l4Ok,
   l4Ok6,
+  parse,
   tcp6Packet,
   tcpPacket,
   toHex,
@@ -611,5 +613,113 @@ describe('per-session port quota on the shared address (RFC 6888 REQ-4)', () => 
     expect(big.sharedPortsInUse()).toEqual([0, 512, 0]);
     expect(big.counters.portQuota).toBe(88);
     expect(send(big, 2, udpPacket(INNER, REMOTE, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
+  });
+});
+
+describe('blockLocal: sessions cannot reach the uplink namespace own addresses', () => {
+  const LOCAL = addr('192.168.7.1');
+  const LOCAL2 = addr('10.99.0.1');
+  const LOCAL6 = addr6('2001:db8:7::1');
+  const SHARED = addr('198.18.0.1');
+  const OFF = 6;
+  /** fromSession over a buffer with the dataplane's room after the packet; the verdict and the reply (or the packet) as written. */
+  function sendRoom(nat: Nat, id: number, pkt: Uint8Array, now = NOW): { v: number; out: Uint8Array } {
+    const buf = new Uint8Array(OFF + 65536 + 256).fill(0xa5);
+    buf.set(pkt, OFF);
+    const v = nat.fromSession(id, buf, OFF, pkt.length, now);
+    return { v, out: buf.slice(OFF, OFF + (v === REPLY ? nat.replyLength : pkt.length)) };
+  }
+  function blockingNat(opts: Partial<NatOptions> = {}): Nat {
+    const nat = makeNat({ blockLocal: true, shared: { address: SHARED, portLo: 61000, portHi: 61009 }, ...opts });
+    nat.addSharedSession(5, INNER);
+    nat.setLocalAddresses([LOCAL, LOCAL2, SHARED], [Array.from(words6(LOCAL6))]);
+    return nat;
+  }
+  /** What the reply must be: administratively prohibited from `from` to `to`, quoting the first bytes of `orig`. */
+  const prohibited = (from: number, to: number, orig: Uint8Array): Uint8Array =>
+    ipv4({ src: from, dst: to, proto: ICMP, ident: 0 }, icmpMessage(3, 13, 0, orig.subarray(0, 548)));
+
+  it('IPv4: a packet to a blocked address comes back as ICMP "communication administratively prohibited" (REPLY)', () => {
+    const nat = blockingNat();
+    const cases: [number, number, Uint8Array][] = [
+      [1, INNER, tcpPacket(INNER, LOCAL, { sport: 40000, dport: 22, flags: SYN })], // NAT mode
+      [4, VIP(4), udpPacket(VIP(4), LOCAL2, { sport: 5353, dport: 53, data: new Uint8Array(30) })], // address mode
+      [5, INNER, udpPacket(INNER, LOCAL, { sport: 5000, dport: 53 })], // shared
+      [5, INNER, tcpPacket(INNER, SHARED, { sport: 5000, dport: 22, flags: SYN })], // the shared address is the machine's own
+      [1, INNER, echoPacket(INNER, LOCAL, 8, 7, 1)], // an echo request
+      [2, INNER, ipv4({ src: INNER, dst: LOCAL, proto: 47 }, new Uint8Array(12))], // no ports
+      [2, INNER, udpPacket(INNER, LOCAL, { sport: 1, dport: 2, data: new Uint8Array(1400) })], // long: the quote is cut
+    ];
+    let n = 0;
+    for (const [id, to, p] of cases) {
+      const r = sendRoom(nat, id, p);
+      expect(r.v, `case ${n}`).toBe(REPLY);
+      const want = prohibited(parse(p).dst, to, p);
+      expect(toHex(r.out), `case ${n}`).toBe(toHex(want));
+      expect(allOk(r.out)).toBe(true);
+      expect(nat.replyLength).toBeLessThanOrEqual(576);
+      expect(nat.counters.toLocal).toBe(++n);
+    }
+    expect(nat.replyLength).toBe(576);
+    expect(nat.flowCount).toBe(0);
+    expect(nat.sharedPortsInUse()).toEqual([0, 0, 0]);
+    // An ICMP error or a later fragment to a blocked address gets no error back (RFC 1122), only the count.
+    const err = icmpErrorPacket(INNER, LOCAL, 3, 3, udpPacket(LOCAL, INNER, { sport: 53, dport: 5000 }));
+    const frag = ipv4({ src: INNER, dst: LOCAL, proto: UDP, fragOffset: 8 }, new Uint8Array(16));
+    for (const p of [err, frag]) expect(sendRoom(nat, 1, p).v).toBe(DROP);
+    expect(nat.counters.toLocal).toBe(n + 2);
+    // Not blocked: other addresses, and every address with blockLocal off.
+    expect(sendRoom(nat, 1, udpPacket(INNER, REMOTE, { sport: 1, dport: 2 })).v).toBe(TO_UPLINK);
+    const open = makeNat();
+    open.setLocalAddresses([LOCAL], []);
+    expect(sendRoom(open, 1, udpPacket(INNER, LOCAL, { sport: 1, dport: 2 })).v).toBe(TO_UPLINK);
+    expect(open.counters.toLocal).toBe(0);
+    // A spoofed packet is spoofed first.
+    expect(sendRoom(nat, 1, udpPacket(REMOTE, LOCAL, { sport: 1, dport: 2 })).v).toBe(DROP);
+    expect(nat.counters.spoofed).toBe(1);
+  });
+
+  it('IPv6: ICMPv6 type 1 code 1 back to the session, quoting as much as fits 1280 bytes', () => {
+    const nat = blockingNat();
+    for (const [id, inner, p] of [
+      [1, INNER6, tcp6Packet(INNER6, LOCAL6, { sport: 40000, dport: 22, flags: SYN })],
+      [4, VIP6(4), udp6Packet(VIP6(4), LOCAL6, { sport: 1, dport: 2, data: new Uint8Array(2000) })],
+      [2, INNER6, echo6Packet(INNER6, LOCAL6, 128, 9, 1)],
+    ] as const) {
+      const r = sendRoom(nat, id, p);
+      expect(r.v).toBe(REPLY);
+      const want = icmp6ErrorPacket(LOCAL6, inner, 1, 1, p, Math.min(p.length, 1232));
+      expect(toHex(r.out)).toBe(toHex(want));
+      expect(l4Ok6(r.out)).toBe(true);
+      expect(nat.replyLength).toBe(Math.min(48 + p.length, 1280));
+    }
+    expect(nat.counters.toLocal).toBe(3);
+    const err = icmp6ErrorPacket(INNER6, LOCAL6, 1, 4, udp6Packet(LOCAL6, INNER6, { sport: 1, dport: 2 }));
+    expect(sendRoom(nat, 1, err).v).toBe(DROP);
+    expect(nat.counters.toLocal).toBe(4);
+    expect(nat.v6.flows.count).toBe(0);
+  });
+
+  it('setLocalAddresses drops the flows to newly blocked addresses (their ports go back), and nothing from them opens a flow', () => {
+    const nat = makeNat({ blockLocal: true, shared: { address: SHARED, portLo: 61000, portHi: 61009 } });
+    nat.addSharedSession(5, INNER);
+    expect(sendRoom(nat, 1, udpPacket(INNER, LOCAL, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
+    expect(sendRoom(nat, 5, udpPacket(INNER, LOCAL, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
+    expect(sendRoom(nat, 1, udpPacket(INNER, REMOTE, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
+    expect(sendRoom(nat, 1, udp6Packet(INNER6, LOCAL6, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
+    expect([nat.flows.count, nat.v6.flows.count, nat.sharedPortsInUse()[1]]).toEqual([3, 1, 1]);
+    nat.setLocalAddresses([LOCAL], [Array.from(words6(LOCAL6))]);
+    expect([nat.flows.count, nat.v6.flows.count, nat.sharedPortsInUse()[1]]).toEqual([1, 0, 0]);
+    // The fast path has no flow to take: the next packet is blocked.
+    expect(sendRoom(nat, 1, udpPacket(INNER, LOCAL, { sport: 1, dport: 53 })).v).toBe(REPLY);
+    // From a blocked address the packet is delivered, but opens no flow (the session's answer is blocked too).
+    expect(recv(nat, tcpPacket(LOCAL, VIP(1), { sport: 50000, dport: 80, flags: SYN })).v).toBe(1);
+    expect(recv(nat, udpPacket(LOCAL, VIP(1), { sport: 53, dport: 9 })).v).toBe(1);
+    expect(recv(nat, udp6Packet(LOCAL6, VIP6(1), { sport: 53, dport: 9 })).v).toBe(1);
+    expect([nat.flows.count, nat.v6.flows.count]).toEqual([1, 0]);
+    // Unblocking lets them through again.
+    nat.setLocalAddresses([], []);
+    expect(sendRoom(nat, 1, udpPacket(INNER, LOCAL, { sport: 1, dport: 53 })).v).toBe(TO_UPLINK);
+    expect(() => nat.setLocalAddresses([], [[1, 2, 3]])).toThrow(/four/);
   });
 });
