@@ -22,6 +22,10 @@ export interface WorkerInit {
   offload: boolean;
   /** The shared fallback's address (IPv4 as a number) and port range, if enabled. */
   shared: { address: number; portLo: number; portHi: number } | null;
+  /** NatOptions.sessionFlowLimit, sharedPortQuota and blockLocal (undefined: the translator's defaults). */
+  sessionFlowLimit: number | undefined;
+  sharedPortQuota: number | undefined;
+  blockLocal: boolean;
 }
 
 /** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */
@@ -40,6 +44,10 @@ export type ToWorker =
   | { op: 'remove'; seq: number; id: number }
   /** Drop the flows of a session every worker has forgotten. */
   | { op: 'purge'; seq: number; id: number }
+  /** The uplink's own addresses (IPv4 as numbers, IPv6 as four 32-bit words), for blockLocal; their flows stay for 'purgeLocal'. */
+  | { op: 'local'; seq: number; v4: number[]; v6: number[][] }
+  /** Drop the flows with addresses every worker now blocks. */
+  | { op: 'purgeLocal'; seq: number }
   | { op: 'stats'; seq: number }
   | { op: 'stop'; seq: number };
 
