@@ -397,7 +397,7 @@ export class Nat6 {
       if (!same(this.qdst, 0, this.inner, io)) return this.errorDropped();
     } else {
       if (!same(this.qsrc, 0, this.vip, io)) return this.errorDropped();
-      // A flow of that outer address and ports is the VIP's, so the session's.
+      // A flow there of another session (a former holder of the VIP, not yet purged) is not this one's.
       const f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
       if (f !== NO_FLOW && this.flows.sessionOf(f) !== id) return this.errorDropped();
     }
