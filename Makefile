@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build check lint format test test-unit test-integration demo bench clean
+.PHONY: setup build check lint format test test-unit test-integration fuzz demo bench clean
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -26,6 +26,11 @@ check: node_modules/.installed
 	npx eslint --max-warnings 0 .
 	npx prettier --check --log-level warn .
 	npx vitest run --project unit
+
+# The translator's property-based fuzz (test/unit/fuzz.test.ts) at length: VIPNAT_FUZZ_PACKETS packets
+# (default 10 000 000, some minutes); it prints its seed, and VIPNAT_FUZZ_SEED=N replays one.
+fuzz: node_modules/.installed
+	VIPNAT_FUZZ_PACKETS=$${VIPNAT_FUZZ_PACKETS:-10000000} npx vitest run --project unit test/unit/fuzz.test.ts
 
 lint: node_modules/.installed
 	npx eslint --fix .

@@ -29,7 +29,8 @@ while (capacity < flows) capacity *= 2;
 
 function newNat() {
   // The IPv6 table is kept at its minimum: these are IPv4 flows, and its memory is not theirs.
-  const nat = new Nat({ maxSession: 1, flowCapacity: capacity, flowCapacity6: 1024, seed: 42 });
+  // One session holds every flow here: its flow limit (by default a sixteenth of the table) is lifted to the table's size.
+  const nat = new Nat({ maxSession: 1, flowCapacity: capacity, flowCapacity6: 1024, seed: 42, sessionFlowLimit: capacity });
   nat.addSession(1, INNER, VIP);
   return nat;
 }

@@ -1,5 +1,5 @@
 // Command-line parsing for `vipnat`: commands, their flags (or VIPNAT_* environment variables), their checks, and the usage text.
-import { DEFAULT_MAX_FLOWS, MAX_DEFAULT_WORKERS, MAX_SESSION_ID, MAX_WORKERS } from '../gateway/index.js';
+import { DEFAULT_MAX_FLOWS, DEFAULT_SHARED_PORT_QUOTA, MAX_DEFAULT_WORKERS, MAX_SESSION_ID, MAX_WORKERS } from '../gateway/index.js';
 
 const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
                     START-END ranges or single addresses
@@ -15,6 +15,14 @@ const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CID
                     session cannot enter another's namespace or stop vipnat
   --mtu BYTES       MTU of the session interfaces and vipnat0 (default 1500)
   --max-flows N     size of the IPv4 flow table (default 262144; IPv6 gets a quarter)
+  --max-session-flows N
+                    most flows one session holds per family (default: a 16th of
+                    the table, at least 1024); past it, its oldest unanswered or
+                    closing flow makes room
+  --shared-port-quota N
+                    shared ports one shared session holds per protocol (default ${DEFAULT_SHARED_PORT_QUOTA})
+  --block-local     sessions cannot reach this namespace's own addresses (they
+                    get ICMP administratively prohibited); default: they can
   --workers N       dataplane threads, each with its own queue of every TUN
                     (default: one per two CPUs, at least 1, at most ${MAX_DEFAULT_WORKERS})
   --json            print events as one JSON object per line`;
@@ -69,6 +77,9 @@ export interface GatewayArgs {
   /** undefined: the default (one per two CPUs, capped). */
   workers: number | undefined;
   user: string | undefined;
+  maxSessionFlows: number | undefined;
+  sharedPortQuota: number | undefined;
+  blockLocal: boolean;
   json: boolean;
 }
 
@@ -140,6 +151,9 @@ const GATEWAY: FlagTable = {
   '--max-flows': value('--max-flows needs a value'),
   '--workers': value('--workers needs a value'),
   '--user': value('--user needs a value, e.g. --user nobody'),
+  '--max-session-flows': value('--max-session-flows needs a value'),
+  '--shared-port-quota': value('--shared-port-quota needs a value'),
+  '--block-local': SWITCH,
   '--json': SWITCH,
 };
 const NAME = { '--name': value('--name needs a value, e.g. --name default') };
@@ -256,6 +270,9 @@ function gatewayArgs(f: Flags): GatewayArgs {
     maxFlows: f.num('--max-flows', 1024, 1 << 24) ?? DEFAULT_MAX_FLOWS,
     workers: f.num('--workers', 1, MAX_WORKERS),
     user: f.get('--user')?.value,
+    maxSessionFlows: f.num('--max-session-flows', 1, 1 << 24),
+    sharedPortQuota: f.num('--shared-port-quota', 1, 65535),
+    blockLocal: f.bool('--block-local'),
     json: f.bool('--json'),
   };
 }

@@ -1,5 +1,5 @@
 // Moves packets between devices through the translator; knows nothing of how devices are waited on.
-import { DROP, Nat, TO_UPLINK } from '../nat/index.js';
+import { DROP, Nat, REPLY, TO_UPLINK } from '../nat/index.js';
 import { VNET_F_NEEDS_CSUM } from '../linux/tun.js';
 
 /** Where the forwarder writes a packet: a TUN fd in production, an array in tests. */
@@ -28,6 +28,8 @@ export class ForwarderCounters {
   noDevice = 0;
   /** Packets written back to the uplink (the shared address's own traffic). */
   reflected = 0;
+  /** ICMP errors the translator wrote in place of a blocked packet, written back to the session that sent it. */
+  replies = 0;
 }
 
 /** Per-session counters in a Float64Array: packets and bytes out (from the session), then in (to it). */
@@ -121,9 +123,25 @@ export class Forwarder {
     } else if (v > 0) {
       this.countOut(id, len);
       this.toSession(v, buf, len);
+    } else if (v === REPLY) {
+      this.reply(id, buf);
     } else {
       this.counters.dropped++;
     }
+  }
+
+  /**
+   * Writes the reply the translator left at buf[hdrLen] back to session
+   * `id`'s device. Its checksums are complete and it is one small packet, so
+   * its virtio header is all zeroes: no NEEDS_CSUM, no GSO, whatever the
+   * header of the packet it answers said.
+   */
+  private reply(id: number, buf: Uint8Array): void {
+    const dev = this.devices[id];
+    if (this.hdrLen > 0) buf.fill(0, 0, this.hdrLen);
+    if (!dev) this.counters.noDevice++;
+    else if (dev.write(buf, 0, this.hdrLen + this.nat.replyLength)) this.counters.replies++;
+    else this.counters.writeErrors++;
   }
 
   /** A packet read from the uplink device. */

@@ -28,6 +28,12 @@ export interface DataplaneOptions {
   flowCapacity: number;
   offload: boolean;
   shared: { address: number; portLo: number; portHi: number } | null;
+  /** Live flows one session may hold per family (NatOptions.sessionFlowLimit; default defaultSessionFlowLimit). */
+  sessionFlowLimit?: number;
+  /** Shared ports one shared session may hold per protocol (NatOptions.sharedPortQuota; default DEFAULT_SHARED_PORT_QUOTA). */
+  sharedPortQuota?: number;
+  /** Refuse sessions' packets to the uplink's own addresses (see setLocalAddresses). Default false. */
+  blockLocal?: boolean;
 }
 
 type Pending = { resolve: (s: WorkerStats | undefined) => void; reject: (e: Error) => void };
@@ -85,6 +91,9 @@ export class Dataplane {
       maxSession: opts.maxSession,
       flowCapacity: opts.flowCapacity,
       ...(opts.shared ? { shared: opts.shared } : {}),
+      ...(opts.sessionFlowLimit !== undefined ? { sessionFlowLimit: opts.sessionFlowLimit } : {}),
+      ...(opts.sharedPortQuota !== undefined ? { sharedPortQuota: opts.sharedPortQuota } : {}),
+      blockLocal: opts.blockLocal ?? false,
     });
     const lock = Mutex.memory();
     const epoch = process.hrtime()[0];
@@ -111,6 +120,9 @@ export class Dataplane {
           offload: opts.offload,
           shared: opts.shared,
           sessionCounters,
+          sessionFlowLimit: opts.sessionFlowLimit,
+          sharedPortQuota: opts.sharedPortQuota,
+          blockLocal: opts.blockLocal ?? false,
           port: port2,
         };
         const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2] });
@@ -170,6 +182,20 @@ export class Dataplane {
     // Every worker forgets the session before its flows go, so none can make one again.
     await Promise.all(this.handles.map((h) => this.call(h, { op: 'remove', id })));
     await this.call(this.handles[0]!, { op: 'purge', id });
+  }
+
+  /**
+   * The uplink namespace's own addresses (IPv4 as numbers, IPv6 as four
+   * 32-bit words each), which sessions may not reach with blockLocal; call
+   * again whenever they change. Every worker takes them before the flows
+   * with them are dropped, once, so none can make such a flow again.
+   */
+  async setLocalAddresses(v4: number[], v6: number[][]): Promise<void> {
+    for (const w of v6) {
+      if (w.length !== 4) throw new RangeError(`local IPv6 address [${w.join(', ')}]: must be four 32-bit words`);
+    }
+    await Promise.all(this.handles.map((h) => this.call(h, { op: 'local', v4, v6 })));
+    await this.call(this.handles[0]!, { op: 'purgeLocal' });
   }
 
   /** Counters summed over the workers (gauges such as `flows` are the dataplane's, taken once). */
@@ -246,7 +272,7 @@ function merge(parts: (WorkerStats | undefined)[]): DataplaneStats | null {
   const first = parts[0];
   if (!first || parts.some((p) => p === undefined)) return null;
   const all = parts as WorkerStats[];
-  const out = { ...first, workers: all.length, workerPackets: all.map((p) => p.toUplink + p.toSession + p.reflected) };
+  const out = { ...first, workers: all.length, workerPackets: all.map((p) => p.toUplink + p.toSession + p.reflected + p.replies) };
   const gauges = new Set<string>(GAUGES);
   for (const name of Object.keys(first) as (keyof WorkerStats)[]) {
     if (!gauges.has(name)) out[name] = all.reduce((sum, p) => sum + p[name], 0);

@@ -24,6 +24,10 @@ export interface WorkerInit {
   shared: { address: number; portLo: number; portHi: number } | null;
   /** This worker's per-session packet and byte counters (Forwarder.perSession), which the gateway reads. */
   sessionCounters: SharedArrayBuffer;
+  /** NatOptions.sessionFlowLimit, sharedPortQuota and blockLocal (undefined: the translator's defaults). */
+  sessionFlowLimit: number | undefined;
+  sharedPortQuota: number | undefined;
+  blockLocal: boolean;
 }
 
 /** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */
@@ -42,6 +46,10 @@ export type ToWorker =
   | { op: 'remove'; seq: number; id: number }
   /** Drop the flows of a session every worker has forgotten. */
   | { op: 'purge'; seq: number; id: number }
+  /** The uplink's own addresses (IPv4 as numbers, IPv6 as four 32-bit words), for blockLocal; their flows stay for 'purgeLocal'. */
+  | { op: 'local'; seq: number; v4: number[]; v6: number[][] }
+  /** Drop the flows with addresses every worker now blocks. */
+  | { op: 'purgeLocal'; seq: number }
   | { op: 'stats'; seq: number }
   | { op: 'stop'; seq: number };
 

@@ -43,6 +43,9 @@ function main(port: MessagePort, init: WorkerInit): void {
     flowCapacity: init.flowCapacity,
     memory: init.memory,
     ...(init.shared ? { shared: init.shared } : {}),
+    ...(init.sessionFlowLimit !== undefined ? { sessionFlowLimit: init.sessionFlowLimit } : {}),
+    ...(init.sharedPortQuota !== undefined ? { sharedPortQuota: init.sharedPortQuota } : {}),
+    blockLocal: init.blockLocal,
   });
   const uplink = new TunDevice(init.uplinkFd);
   // One worker has the translator state to itself; several share it, one packet at a time.
@@ -128,6 +131,15 @@ function main(port: MessagePort, init: WorkerInit): void {
           }
           case 'purge':
             locked(() => nat.dropFlows(msg.id));
+            post({ op: 'ack', seq: msg.seq });
+            break;
+          case 'local':
+            // This thread's own index of addresses: no lock. The shared flows go with 'purgeLocal'.
+            nat.setLocalAddresses(msg.v4, msg.v6, false);
+            post({ op: 'ack', seq: msg.seq });
+            break;
+          case 'purgeLocal':
+            locked(() => nat.dropLocalFlows());
             post({ op: 'ack', seq: msg.seq });
             break;
           case 'stats':

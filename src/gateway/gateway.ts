@@ -10,7 +10,7 @@
 // A Gateway owns no process-wide state: no signal handlers, no environment
 // reads, no exit codes. The CLI and the API's users own those.
 import { Dataplane, type DataplaneStats } from '../dataplane/index.js';
-import { etcNetnsExists, pidsByNetns, removeEtcNetnsIfEmpty, which } from '../linux/index.js';
+import { etcNetnsExists, localAddresses, pidsByNetns, removeEtcNetnsIfEmpty, watchAddresses, which } from '../linux/index.js';
 import {
   loopbackFor,
   MAX_SESSION_ID,
@@ -64,6 +64,12 @@ export interface GatewayOptions {
   drainMs?: number;
   /** Where the journal lives (default /run/vipnat); only vipnats sharing it undo each other's. */
   runDir?: string;
+  /** Most flows one session may hold in each family's table (default defaultSessionFlowLimit(capacity)). */
+  sessionFlowLimit?: number;
+  /** Outer ports of the shared address one session may hold per protocol (default DEFAULT_SHARED_PORT_QUOTA). */
+  sharedPortQuota?: number;
+  /** Answer sessions' packets to this namespace's own addresses with ICMP "administratively prohibited". Default false. */
+  blockLocal?: boolean;
 }
 
 /** How a program ended: its exit code, or the signal that killed it. */
@@ -258,6 +264,8 @@ export class Gateway implements AsyncDisposable {
   /** Called once if the dataplane fails; the gateway then stops every session. */
   onFailure: FailureListener | null = null;
 
+  /** Stops following the namespace's addresses (--block-local). */
+  private unwatch: (() => void) | null = null;
   /** Every session from the moment its start is asked for until it is torn down. */
   private readonly all = new Map<number, GatewaySession>();
   private closing: Promise<DataplaneStats | null> | null = null;
@@ -340,8 +348,14 @@ export class Gateway implements AsyncDisposable {
         flowCapacity: opts.flowCapacity ?? DEFAULT_MAX_FLOWS,
         offload: opts.offload,
         shared: sharedAddr && { address: parseIpv4(sharedAddr.address), portLo: sharedAddr.portLo, portHi: sharedAddr.portHi },
+        ...(opts.sessionFlowLimit !== undefined ? { sessionFlowLimit: opts.sessionFlowLimit } : {}),
+        ...(opts.sharedPortQuota !== undefined ? { sharedPortQuota: opts.sharedPortQuota } : {}),
+        blockLocal: opts.blockLocal ?? false,
       });
+      // The namespace's own addresses, kept current as they come and go (netlink events, not polling).
+      const unwatch = opts.blockLocal ? await watchLocal(dataplane) : null;
       const gw = new Gateway(opts, pool, ranges, inner, runAs, slots, journal, uplink, workers, etcNetnsWasThere, dataplane, sharedAddr);
+      gw.unwatch = unwatch;
       gw.onEvent = onEvent;
       dataplane.onFailure = (e) => gw.fail(e);
       return gw;
@@ -531,6 +545,7 @@ export class Gateway implements AsyncDisposable {
   }
 
   private async shutdown(): Promise<DataplaneStats | null> {
+    this.unwatch?.();
     this.stopAll();
     // Sessions still being set up see `closing` and tear themselves down; the others end.
     await Promise.all([...this.all.values()].map((s) => s.exited));
@@ -617,6 +632,18 @@ export class Gateway implements AsyncDisposable {
       shared: false,
     };
   }
+}
+
+/** Gives the dataplane this namespace's addresses now and whenever they change; returns the function that stops it. */
+async function watchLocal(dp: Dataplane): Promise<() => void> {
+  const push = async (): Promise<void> => {
+    const a = await localAddresses();
+    await dp.setLocalAddresses(a.v4.map(parseIpv4), a.v6.map(ipv6Words));
+  };
+  // Watch first: an address added between the first reading and the watch is not missed.
+  const stop = watchAddresses(() => void push().catch(() => undefined));
+  await push();
+  return stop;
 }
 
 function parsePool(spec: string): { pool: VipPool; ranges: AddressRange[] } {

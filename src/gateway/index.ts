@@ -13,6 +13,7 @@ export {
   type StartOptions,
 } from './gateway.js';
 export { defaultWorkers, MAX_DEFAULT_WORKERS, MAX_WORKERS, run, type RunOptions } from './run.js';
+export { DEFAULT_SHARED_PORT_QUOTA, defaultSessionFlowLimit } from '../nat/index.js';
 export { ConflictError, EXIT_NO_VIP, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
 export { preflight } from './checks.js';
 export { UPLINK_NAME } from './uplink.js';

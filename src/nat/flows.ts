@@ -10,9 +10,9 @@
 //
 // Flows live in one fixed-capacity typed array of records, one record (32
 // bytes for IPv4, 64 for IPv6: one cache line or half of one) per flow
-// number, so a lookup that finds its flow touches a single line of it; free
-// flow numbers are kept on a stack. A single open-addressing
-// hash table (linear probing) holds two entries per live flow, one per side,
+// number, so a lookup that finds its flow touches a single line of it. A
+// single open-addressing hash table (linear probing) holds two entries per
+// live flow, one per side,
 // each storing (flow << 1 | side). A packet from a session is looked up by its
 // inner-side key, a packet from the uplink by its outer-side key: one probe
 // sequence either way. The hash is keyed with a random per-process seed so
@@ -24,6 +24,24 @@
 // cost is spread over time, and drops flows whose deadline has passed. The
 // table knows nothing of protocols: state numbers and timeouts are the
 // translator's (translate.ts); the table only stores them.
+//
+// Eviction (Linux conntrack's "early drop"). A flow is either assured (the
+// translator says so: TCP past its handshake, UDP or echo answered) or
+// evictable (everything else, and every new flow). Evictable flows are on two
+// doubly linked lists at once, threaded through four link words per flow: the
+// table's, and their session's. Each list is in the order flows became
+// evictable, so its head is the one that has been evictable longest; a flow
+// that stops being assured (a FIN) goes on at the tail. makeRoom, before a new
+// flow, evicts the head of the session's list when the session is at its
+// flow limit, else the head of the table's list when the table is full; it
+// never touches an assured flow. Free flow numbers are a stack threaded
+// through the same link words. Every list operation is O(1).
+//
+// The one buffer holds, in order: the records; the buckets (at least four
+// per flow, 16 bytes a flow for a power-of-two capacity); the links (four
+// words a flow); per session, its evictable list's ends and its count of
+// live flows (three words); a few counters. So 64 bytes a flow for IPv4 and
+// 96 for IPv6, plus 12 bytes a session.
 
 const EMPTY = -1;
 
@@ -46,6 +64,18 @@ const TAG_SIDE = ~FLOW_BITS | 1;
 
 /** Flow numbers are small integers; this marks "no flow". */
 export const NO_FLOW = -1;
+
+/** The low six bits of a record's state byte are the state; the top two are the translator's flags. */
+export const STATE_MASK = 0x3f;
+
+/** makeRoom() results: room without eviction, room after evicting one flow, or no room. */
+export const ROOM_FREE = 0;
+export const ROOM_EVICTED = 1;
+export const ROOM_SESSION_LIMIT = -1;
+export const ROOM_TABLE_FULL = -2;
+
+/** The highest session id a table takes unless told otherwise. */
+export const DEFAULT_TABLE_SESSIONS = 255;
 
 export const SIDE_INNER = 0;
 export const SIDE_OUTER = 1;
@@ -101,12 +131,30 @@ function strideFor(words: number): number {
   return words === 1 ? 8 : 16;
 }
 
-/** meta[] slots: live flows, top of the free stack, expiry cursor, 1 once initialized. */
+/** meta[] slots: live flows, top of the free stack, expiry cursor, 1 once initialized, the evictable list's ends and length. */
 const META_COUNT = 0;
-const META_FREE_TOP = 1;
+const META_FREE = 1;
 const META_CURSOR = 2;
 const META_READY = 3;
-const META_WORDS = 4;
+const META_HEAD = 4;
+const META_TAIL = 5;
+const META_EVICTABLE = 6;
+const META_WORDS = 8;
+
+/** links[] words per flow: the table's evictable list, the session's (previous, next); L_NEXT also links the free stack. */
+const L_PREV = 0;
+const L_NEXT = 1;
+const L_SPREV = 2;
+const L_SNEXT = 3;
+const LINK_WORDS = 4;
+/** links[L_PREV] of a flow on no list: assured (or free). */
+const UNLISTED = -2;
+
+/** sess[] words per session: its evictable list's ends, its live flows. */
+const S_HEAD = 0;
+const S_TAIL = 1;
+const S_COUNT = 2;
+const SESSION_WORDS = 3;
 
 /** Hash buckets for a capacity: two entries per flow at a load factor of at most 1/2. */
 function bucketCount(capacity: number): number {
@@ -115,14 +163,17 @@ function bucketCount(capacity: number): number {
   return size;
 }
 
-function checkCapacity(capacity: number): void {
+function checkCapacity(capacity: number, maxSession: number): void {
   if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_FLOW_CAPACITY) {
     throw new RangeError(`flow table capacity ${capacity}: must be an integer 1-${MAX_FLOW_CAPACITY}`);
+  }
+  if (!Number.isInteger(maxSession) || maxSession < 1 || maxSession > 0x7fffffff) {
+    throw new RangeError(`flow table sessions ${maxSession}: must be an integer 1-${0x7fffffff}`);
   }
 }
 
 /**
- * Buckets, free flow numbers, per-flow fields, deletion and expiry.
+ * Buckets, free flow numbers, per-flow fields, deletion, expiry and eviction.
  *
  * Every array (and the few counters, in `meta`) lives in one buffer. Given a
  * SharedArrayBuffer, several threads can open the same table: the first
@@ -132,6 +183,8 @@ function checkCapacity(capacity: number): void {
  */
 export abstract class FlowTableBase {
   readonly capacity: number;
+  /** Session ids run 1-maxSession. */
+  readonly maxSession: number;
   /** Words per record, and the address width in words. */
   readonly stride: number;
   readonly words: number;
@@ -142,23 +195,25 @@ export abstract class FlowTableBase {
   onRemove: ((f: number) => void) | null = null;
 
   private readonly meta: Int32Array;
-  private readonly freeStack: Int32Array;
+  private readonly links: Int32Array;
+  private readonly sess: Int32Array;
   protected readonly buckets: Int32Array;
   protected readonly mask: number;
   protected readonly seed: number;
 
-  /** Bytes of the buffer a table of `capacity` flows with `words`-word addresses needs. */
-  static bytesFor(capacity: number, words: number): number {
-    checkCapacity(capacity);
-    return 4 * (capacity * strideFor(words) + bucketCount(capacity) + capacity + META_WORDS);
+  /** Bytes of the buffer a table of `capacity` flows with `words`-word addresses, for sessions 1-maxSession, needs. */
+  static bytesFor(capacity: number, words: number, maxSession: number = DEFAULT_TABLE_SESSIONS): number {
+    checkCapacity(capacity, maxSession);
+    return 4 * (capacity * (strideFor(words) + LINK_WORDS) + bucketCount(capacity) + (maxSession + 1) * SESSION_WORDS + META_WORDS);
   }
 
-  protected constructor(capacity: number, seed: number, words: number, memory?: SharedArrayBuffer) {
-    const bytes = FlowTableBase.bytesFor(capacity, words);
+  protected constructor(capacity: number, seed: number, words: number, memory: SharedArrayBuffer | undefined, maxSession: number) {
+    const bytes = FlowTableBase.bytesFor(capacity, words, maxSession);
     if (memory && memory.byteLength !== bytes) {
       throw new RangeError(`flow table memory: ${memory.byteLength} bytes, a table of ${capacity} flows needs ${bytes}`);
     }
     this.capacity = capacity;
+    this.maxSession = maxSession;
     this.seed = seed >>> 0;
     const buf = memory ?? new ArrayBuffer(bytes);
     let at = 0;
@@ -170,17 +225,28 @@ export abstract class FlowTableBase {
     const size = bucketCount(capacity);
     this.words = words;
     this.stride = strideFor(words);
-    // Records first, then the buckets, the free stack and the counters.
+    // Records first, then the buckets, the links, the sessions and the counters.
     this.rec = take(Int32Array, capacity * this.stride, 4);
     this.addr = new Uint32Array(buf, 0, capacity * this.stride);
     this.buckets = take(Int32Array, size, 4);
-    this.freeStack = take(Int32Array, capacity, 4);
+    this.links = take(Int32Array, capacity * LINK_WORDS, 4);
+    this.sess = take(Int32Array, (maxSession + 1) * SESSION_WORDS, 4);
     this.meta = take(Int32Array, META_WORDS, 4);
     this.mask = size - 1;
     if (this.meta[META_READY] === 0) {
-      // Hand out low flow numbers first.
-      for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
-      this.meta[META_FREE_TOP] = capacity;
+      // Every flow number on the free stack, low numbers on top (handed out first).
+      const links = this.links;
+      for (let f = 0; f < capacity; f++) {
+        links[f * LINK_WORDS + L_PREV] = UNLISTED;
+        links[f * LINK_WORDS + L_NEXT] = f + 1 < capacity ? f + 1 : NO_FLOW;
+      }
+      this.meta[META_FREE] = 0;
+      this.meta[META_HEAD] = NO_FLOW;
+      this.meta[META_TAIL] = NO_FLOW;
+      for (let s = 0; s <= maxSession; s++) {
+        this.sess[s * SESSION_WORDS + S_HEAD] = NO_FLOW;
+        this.sess[s * SESSION_WORDS + S_TAIL] = NO_FLOW;
+      }
       this.buckets.fill(EMPTY);
       Atomics.store(this.meta, META_READY, 1);
     }
@@ -191,9 +257,29 @@ export abstract class FlowTableBase {
     return this.meta[META_COUNT]!;
   }
 
-  /** Bytes of memory held per flow of capacity (record, free stack and hash buckets). */
+  /** Bytes of memory held per flow of capacity (record, list links and hash buckets). */
   bytesPerFlow(): number {
-    return 4 * this.stride + 4 + (this.buckets.length * 4) / this.capacity;
+    return 4 * (this.stride + LINK_WORDS) + (this.buckets.length * 4) / this.capacity;
+  }
+
+  /** Live flows of session `session`. */
+  sessionFlows(session: number): number {
+    return this.sess[session * SESSION_WORDS + S_COUNT]!;
+  }
+
+  /** Live flows that may be evicted. */
+  get evictableCount(): number {
+    return this.meta[META_EVICTABLE]!;
+  }
+
+  /** Whether live flow f may be evicted (it is not assured). */
+  evictable(f: number): boolean {
+    return this.links[f * LINK_WORDS + L_PREV] !== UNLISTED;
+  }
+
+  /** The flow makeRoom would evict first: the table's (session 0) or a session's; NO_FLOW if none. */
+  oldestEvictable(session = 0): number {
+    return session === 0 ? this.meta[META_HEAD]! : this.sess[session * SESSION_WORDS + S_HEAD]!;
   }
 
   sessionOf(f: number): number {
@@ -204,11 +290,12 @@ export abstract class FlowTableBase {
   }
   /** Translator-defined state number; 0 means the slot is free. */
   stateOf(f: number): number {
-    return this.rec[f * this.stride + R_OUTER]! >>> 24;
+    return (this.rec[f * this.stride + R_OUTER]! >>> 24) & STATE_MASK;
   }
+  /** Sets the state, keeping the flags beside it. */
   setState(f: number, state: number): void {
     const i = f * this.stride + R_OUTER;
-    this.rec[i] = (this.rec[i]! & 0xffffff) | (state << 24);
+    this.rec[i] = (this.rec[i]! & ~(STATE_MASK << 24)) | (state << 24);
   }
   /** Whole seconds of the caller's clock after which the flow may be dropped. */
   deadlineOf(f: number): number {
@@ -240,7 +327,10 @@ export abstract class FlowTableBase {
   /** The full hash of flow f's key on `side`. */
   protected abstract hashOf(f: number, side: number): number;
 
-  /** Takes a free flow number and fills the fields all tables share; NO_FLOW when full. */
+  /**
+   * Takes a free flow number and fills the fields all tables share; NO_FLOW
+   * when full. A new flow is evictable until setAssured says otherwise.
+   */
   protected alloc(
     session: number,
     proto: number,
@@ -250,11 +340,13 @@ export abstract class FlowTableBase {
     state: number,
     deadline: number,
   ): number {
+    if (!(session >= 0 && session <= this.maxSession)) {
+      throw new RangeError(`flow table: session ${session} is outside 0-${this.maxSession}`);
+    }
     const meta = this.meta;
-    const top = meta[META_FREE_TOP]!;
-    if (top === 0) return NO_FLOW;
-    const f = this.freeStack[top - 1]!;
-    meta[META_FREE_TOP] = top - 1;
+    const f = meta[META_FREE]!;
+    if (f === NO_FLOW) return NO_FLOW;
+    meta[META_FREE] = this.links[f * LINK_WORDS + L_NEXT]!;
     const r = f * this.stride;
     const rec = this.rec;
     rec[r + R_SESSION] = session;
@@ -262,7 +354,91 @@ export abstract class FlowTableBase {
     rec[r + R_OUTER] = outerPort | (proto << 16) | (state << 24);
     rec[r + R_DEADLINE] = deadline;
     meta[META_COUNT] = meta[META_COUNT]! + 1;
+    const si = session * SESSION_WORDS + S_COUNT;
+    this.sess[si] = this.sess[si]! + 1;
+    this.list(f, session);
     return f;
+  }
+
+  /** Puts flow f at the tail of the table's and its session's evictable lists. */
+  private list(f: number, session: number): void {
+    const links = this.links;
+    const meta = this.meta;
+    const sess = this.sess;
+    const i = f * LINK_WORDS;
+    const tail = meta[META_TAIL]!;
+    links[i + L_PREV] = tail;
+    links[i + L_NEXT] = NO_FLOW;
+    if (tail === NO_FLOW) meta[META_HEAD] = f;
+    else links[tail * LINK_WORDS + L_NEXT] = f;
+    meta[META_TAIL] = f;
+    const s = session * SESSION_WORDS;
+    const stail = sess[s + S_TAIL]!;
+    links[i + L_SPREV] = stail;
+    links[i + L_SNEXT] = NO_FLOW;
+    if (stail === NO_FLOW) sess[s + S_HEAD] = f;
+    else links[stail * LINK_WORDS + L_SNEXT] = f;
+    sess[s + S_TAIL] = f;
+    meta[META_EVICTABLE] = meta[META_EVICTABLE]! + 1;
+  }
+
+  /** Takes flow f off both evictable lists. */
+  private unlist(f: number, session: number): void {
+    const links = this.links;
+    const meta = this.meta;
+    const sess = this.sess;
+    const i = f * LINK_WORDS;
+    const prev = links[i + L_PREV]!;
+    const next = links[i + L_NEXT]!;
+    if (prev === NO_FLOW) meta[META_HEAD] = next;
+    else links[prev * LINK_WORDS + L_NEXT] = next;
+    if (next === NO_FLOW) meta[META_TAIL] = prev;
+    else links[next * LINK_WORDS + L_PREV] = prev;
+    const s = session * SESSION_WORDS;
+    const sprev = links[i + L_SPREV]!;
+    const snext = links[i + L_SNEXT]!;
+    if (sprev === NO_FLOW) sess[s + S_HEAD] = snext;
+    else links[sprev * LINK_WORDS + L_SNEXT] = snext;
+    if (snext === NO_FLOW) sess[s + S_TAIL] = sprev;
+    else links[snext * LINK_WORDS + L_SPREV] = sprev;
+    links[i + L_PREV] = UNLISTED;
+    meta[META_EVICTABLE] = meta[META_EVICTABLE]! - 1;
+  }
+
+  /**
+   * Tells the table whether live flow f is assured (never evicted while
+   * others are not) or evictable; a flow that becomes evictable joins the
+   * lists' tails, so the order is that of becoming evictable.
+   */
+  setAssured(f: number, assured: boolean): void {
+    const listed = this.links[f * LINK_WORDS + L_PREV] !== UNLISTED;
+    if (assured === listed) {
+      if (assured) this.unlist(f, this.sessionOf(f));
+      else this.list(f, this.sessionOf(f));
+    }
+  }
+
+  /**
+   * Makes room for a new flow of `session`, which may hold at most `limit`
+   * flows: at its limit, its own oldest evictable flow goes (none:
+   * ROOM_SESSION_LIMIT); in a full table, the table's oldest evictable flow
+   * (none: ROOM_TABLE_FULL). Returns ROOM_FREE or ROOM_EVICTED when the
+   * flow can be inserted.
+   */
+  makeRoom(session: number, limit: number): number {
+    if (this.sess[session * SESSION_WORDS + S_COUNT]! >= limit) {
+      const f = this.sess[session * SESSION_WORDS + S_HEAD]!;
+      if (f === NO_FLOW) return ROOM_SESSION_LIMIT;
+      this.remove(f);
+      return ROOM_EVICTED;
+    }
+    if (this.meta[META_COUNT]! >= this.capacity) {
+      const f = this.meta[META_HEAD]!;
+      if (f === NO_FLOW) return ROOM_TABLE_FULL;
+      this.remove(f);
+      return ROOM_EVICTED;
+    }
+    return ROOM_FREE;
   }
 
   /** Puts flow f's `side` into the buckets; `hash` is its key's. */
@@ -277,11 +453,16 @@ export abstract class FlowTableBase {
     this.onRemove?.(f);
     this.unplace(entryOf(this.hashOf(f, SIDE_INNER), f, SIDE_INNER));
     this.unplace(entryOf(this.hashOf(f, SIDE_OUTER), f, SIDE_OUTER));
-    this.setState(f, 0);
+    const session = this.sessionOf(f);
+    const links = this.links;
+    if (links[f * LINK_WORDS + L_PREV] !== UNLISTED) this.unlist(f, session);
+    const si = session * SESSION_WORDS + S_COUNT;
+    this.sess[si] = this.sess[si]! - 1;
+    const at = f * this.stride + R_OUTER;
+    this.rec[at] = this.rec[at]! & 0xffffff; // state and flags 0: free
     const meta = this.meta;
-    const top = meta[META_FREE_TOP]!;
-    this.freeStack[top] = f;
-    meta[META_FREE_TOP] = top + 1;
+    links[f * LINK_WORDS + L_NEXT] = meta[META_FREE]!;
+    meta[META_FREE] = f;
     meta[META_COUNT] = meta[META_COUNT]! - 1;
   }
 
@@ -349,13 +530,16 @@ export abstract class FlowTableBase {
 
 /** IPv4 flows: addresses are unsigned 32-bit numbers. */
 export class FlowTable extends FlowTableBase {
-  /** `memory`: a SharedArrayBuffer of bytesFor(capacity) to open (or set up) a table shared between threads. */
-  constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer) {
-    super(capacity, seed, 1, memory);
+  /**
+   * `memory`: a SharedArrayBuffer of bytesFor(capacity, maxSession) to open
+   * (or set up) a table shared between threads.
+   */
+  constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer, maxSession: number = DEFAULT_TABLE_SESSIONS) {
+    super(capacity, seed, 1, memory, maxSession);
   }
 
-  static override bytesFor(capacity: number): number {
-    return FlowTableBase.bytesFor(capacity, 1);
+  static override bytesFor(capacity: number, maxSession: number = DEFAULT_TABLE_SESSIONS): number {
+    return FlowTableBase.bytesFor(capacity, 1, maxSession);
   }
 
   innerAddrOf(f: number): number {
@@ -487,12 +671,12 @@ export class FlowTable extends FlowTableBase {
  * outerAt(f) and remoteAt(f).
  */
 export class FlowTable6 extends FlowTableBase {
-  constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer) {
-    super(capacity, seed, 4, memory);
+  constructor(capacity: number, seed: number = randomSeed(), memory?: SharedArrayBuffer, maxSession: number = DEFAULT_TABLE_SESSIONS) {
+    super(capacity, seed, 4, memory, maxSession);
   }
 
-  static override bytesFor(capacity: number): number {
-    return FlowTableBase.bytesFor(capacity, 4);
+  static override bytesFor(capacity: number, maxSession: number = DEFAULT_TABLE_SESSIONS): number {
+    return FlowTableBase.bytesFor(capacity, 4, maxSession);
   }
 
   /** Folds an address into one word for the hash (all its bits count). */

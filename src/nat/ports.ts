@@ -5,6 +5,9 @@
 // remote: the mapping is endpoint-independent. Flows hold references; the
 // outer port is free again when the last flow of the mapping expires. Ports
 // never collide across sessions because each outer port has one owner.
+// Each session may hold at most a quota of outer ports per protocol (RFC
+// 6888 REQ-4), so that one session cannot take the whole range from the
+// others; the count of ports each session holds lives in the same buffer.
 
 /** Protocol slots: TCP, UDP and ICMP echo identifiers are separate spaces. */
 export const PORTS_TCP = 0;
@@ -12,6 +15,13 @@ export const PORTS_UDP = 1;
 export const PORTS_ICMP = 2;
 
 const SLOTS = 3;
+
+/** acquire() results besides a port: every port of the range taken; the session at its quota. */
+export const PORTS_EXHAUSTED = -1;
+export const PORTS_QUOTA = -2;
+
+/** Outer ports one shared session may hold per protocol unless told otherwise. */
+export const DEFAULT_SHARED_PORT_QUOTA = 512;
 /** meta[] words: the scan cursor per slot, then ports in use per slot. */
 const META_CURSOR = 0;
 const META_USED = SLOTS;
@@ -21,13 +31,16 @@ const INDEX_SIZE = 1 << 18;
 const NO_KEY = -1;
 
 /**
- * All state lives in one buffer; given a SharedArrayBuffer of `bytes` bytes,
- * several threads can open the same allocator (the first constructor sets it
- * up). It does no locking of its own: callers sharing it serialize their calls.
+ * All state lives in one buffer; given a SharedArrayBuffer of
+ * bytesFor(maxSession) bytes, several threads can open the same allocator
+ * (the first constructor sets it up). It does no locking of its own: callers
+ * sharing it serialize their calls.
  */
 export class PortAllocator {
-  /** Bytes of the buffer an allocator needs, whatever its range. */
-  static readonly bytes = SLOTS * 65536 * (8 + 4) + INDEX_SIZE * (8 + 4) + META_WORDS * 4;
+  /** Bytes of the buffer an allocator for sessions 1-maxSession needs, whatever its range. */
+  static bytesFor(maxSession = 0): number {
+    return SLOTS * 65536 * (8 + 4) + INDEX_SIZE * (8 + 4) + (maxSession + 1) * SLOTS * 4 + META_WORDS * 4;
+  }
 
   /** Mapping key owning each outer port, or -1: slot s's port p at [s * 65536 + p]. */
   private readonly owner: Float64Array;
@@ -35,20 +48,33 @@ export class PortAllocator {
   /** Mapping key -> outer port: open addressing, linear probing, backward-shift deletion. */
   private readonly indexKey: Float64Array;
   private readonly indexPort: Int32Array;
+  /** Outer ports each session holds, per slot: session s's slot k at [s * SLOTS + k]. */
+  private readonly held: Int32Array;
   private readonly meta: Int32Array;
 
+  /**
+   * Sessions 1-maxSession may each hold `quota` outer ports per protocol
+   * slot (default: no quota); a session id past maxSession gets none when
+   * there is a quota.
+   */
   constructor(
     readonly lo: number,
     readonly hi: number,
     memory?: SharedArrayBuffer,
+    readonly maxSession = 0,
+    readonly quota = Infinity,
   ) {
     if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 1 && hi <= 65535 && lo <= hi)) {
       throw new RangeError(`shared port range ${lo}-${hi}: must be within 1-65535, low to high`);
     }
-    if (memory && memory.byteLength !== PortAllocator.bytes) {
-      throw new RangeError(`port allocator memory: ${memory.byteLength} bytes, needs ${PortAllocator.bytes}`);
+    if (!(quota === Infinity || (Number.isInteger(quota) && quota >= 1))) {
+      throw new RangeError(`shared port quota ${quota}: must be a whole number of 1 or more`);
     }
-    const buf = memory ?? new ArrayBuffer(PortAllocator.bytes);
+    const bytes = PortAllocator.bytesFor(maxSession);
+    if (memory && memory.byteLength !== bytes) {
+      throw new RangeError(`port allocator memory: ${memory.byteLength} bytes, an allocator for ${maxSession} sessions needs ${bytes}`);
+    }
+    const buf = memory ?? new ArrayBuffer(bytes);
     const n = SLOTS * 65536;
     this.owner = new Float64Array(buf, 0, n);
     this.indexKey = new Float64Array(buf, n * 8, INDEX_SIZE);
@@ -57,6 +83,8 @@ export class PortAllocator {
     at += n * 4;
     this.indexPort = new Int32Array(buf, at, INDEX_SIZE);
     at += INDEX_SIZE * 4;
+    this.held = new Int32Array(buf, at, (maxSession + 1) * SLOTS);
+    at += (maxSession + 1) * SLOTS * 4;
     this.meta = new Int32Array(buf, at, META_WORDS);
     // A fresh buffer is all zeroes; a set-up one has a cursor in range.
     if (this.meta[META_CURSOR] === 0) {
@@ -74,6 +102,11 @@ export class PortAllocator {
   get used(): number[] {
     const m = this.meta;
     return [m[META_USED]!, m[META_USED + 1]!, m[META_USED + 2]!];
+  }
+
+  /** Outer ports session `session` holds in a slot. */
+  heldBy(slot: number, session: number): number {
+    return session <= this.maxSession ? this.held[session * SLOTS + slot]! : 0;
   }
 
   private static key(slot: number, session: number, innerPort: number): number {
@@ -125,7 +158,11 @@ export class PortAllocator {
     keys[hole] = NO_KEY;
   }
 
-  /** The outer port for (session, inner port), taking a reference; -1 when every port is taken. */
+  /**
+   * The outer port for (session, inner port), taking a reference;
+   * PORTS_QUOTA when a new mapping would take the session past its quota,
+   * PORTS_EXHAUSTED when every port is taken.
+   */
   acquire(slot: number, session: number, innerPort: number): number {
     const key = PortAllocator.key(slot, session, innerPort);
     const base = slot * 65536;
@@ -136,8 +173,10 @@ export class PortAllocator {
       this.refs[base + have] = this.refs[base + have]! + 1;
       return have;
     }
+    const h = session * SLOTS + slot;
+    if (session > this.maxSession ? this.quota !== Infinity : this.held[h]! >= this.quota) return PORTS_QUOTA;
     const meta = this.meta;
-    if (meta[META_USED + slot]! >= this.size) return -1;
+    if (meta[META_USED + slot]! >= this.size) return PORTS_EXHAUSTED;
     // Prefer the inner port itself when it is in range and free (port preservation), else scan on.
     let p = innerPort >= this.lo && innerPort <= this.hi && owner[base + innerPort] === -1 ? innerPort : meta[META_CURSOR + slot]!;
     while (owner[base + p] !== -1) p = p === this.hi ? this.lo : p + 1;
@@ -146,6 +185,7 @@ export class PortAllocator {
     this.refs[base + p] = 1;
     this.index(key, p);
     meta[META_USED + slot] = meta[META_USED + slot]! + 1;
+    if (session <= this.maxSession) this.held[h] = this.held[h]! + 1;
     return p;
   }
 
@@ -160,6 +200,8 @@ export class PortAllocator {
     this.unindex(key);
     this.owner[i] = -1;
     this.meta[META_USED + slot] = this.meta[META_USED + slot]! - 1;
+    const session = Math.floor(Math.floor(key / 65536) / SLOTS);
+    if (session <= this.maxSession) this.held[session * SLOTS + slot] = this.held[session * SLOTS + slot]! - 1;
   }
 
   /** Who holds an outer port: its session, or 0. */

@@ -9,12 +9,19 @@
 // without ports); flows add state, timeouts and accounting on top.
 //
 // Flow states and timeouts are in state.ts; IPv6 packets go to translate6.ts.
+//
+// With blockLocal, a packet from a session to one of the uplink's own
+// addresses (setLocalAddresses) is not forwarded: the buffer is turned into
+// an ICMP "communication administratively prohibited" for the session. Only
+// the general path checks, for every packet: no flow to (or from) a blocked
+// address is ever created, and setLocalAddresses drops those that were, so
+// the fast path, which takes only packets of existing flows, never sees one.
 
-import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed } from './flows.js';
+import { FlowTable, FlowTable6, NO_FLOW, portsWord, randomSeed, ROOM_EVICTED, ROOM_SESSION_LIMIT, ROOM_TABLE_FULL } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import { Nat6 } from './translate6.js';
-import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
+import { advance, DEFAULT_TIMEOUTS, DROP, NatCounters, REPLY, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
   Icmp4,
   ICMP4_ECHO_REPLY,
@@ -25,7 +32,9 @@ import {
   PROTO_UDP,
   Tcp,
   Udp,
+  finish,
   read16,
+  sum,
   read32,
   update16,
   update32,
@@ -33,7 +42,7 @@ import {
   write16,
   write32,
 } from '../wire/index.js';
-import { PortAllocator, portSlot } from './ports.js';
+import { DEFAULT_SHARED_PORT_QUOTA, PortAllocator, PORTS_QUOTA, portSlot } from './ports.js';
 
 /** readTransport() results besides DROP. */
 const NO_PORTS = 0;
@@ -42,6 +51,9 @@ const IS_ERROR = 2;
 
 /** The fast path's answer for a packet it leaves, unchanged, to the general path. */
 const SLOW = -2;
+
+/** An ICMP error about a blocked packet fits 576 bytes (RFC 1812 4.3.2.3): IP header, ICMP header, quote. */
+const REPLY_MAX = 576;
 
 export interface NatOptions {
   /** Highest session id that will be added. */
@@ -65,6 +77,35 @@ export interface NatOptions {
   memory?: NatMemory;
   /** false: every packet takes the general path (for tests that hold the fast path to it). Default true. */
   fastPath?: boolean;
+  /**
+   * The most live flows one session may hold in each family's table (default
+   * defaultSessionFlowLimit of that table's capacity). A session at its limit
+   * evicts its own oldest evictable flow for a new one; with none, the new
+   * flow is refused (counters.sessionFlowLimit).
+   */
+  sessionFlowLimit?: number;
+  /**
+   * Outer ports of the shared address one shared session may hold, per
+   * protocol (TCP ports, UDP ports, echo identifiers; default
+   * DEFAULT_SHARED_PORT_QUOTA). A new mapping past it is refused
+   * (counters.portQuota).
+   */
+  sharedPortQuota?: number;
+  /**
+   * Packets from sessions to the uplink's own addresses (setLocalAddresses)
+   * are answered with ICMP "administratively prohibited" instead of being
+   * forwarded (REPLY). Default false.
+   */
+  blockLocal?: boolean;
+}
+
+/** The per-session flow limit of a table of `capacity` flows unless NatOptions.sessionFlowLimit says otherwise. */
+export function defaultSessionFlowLimit(capacity: number): number {
+  return Math.max(1024, Math.floor(capacity / 16));
+}
+
+function checkLimit(name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new RangeError(`${name} ${v}: must be a whole number of 1 or more`);
 }
 
 /** What translators in several threads share: the flow tables and the shared address's ports. */
@@ -88,9 +129,9 @@ export function natMemory(opts: NatOptions): NatMemory {
     seed: opts.seed ?? randomSeed(),
     flowCapacity: opts.flowCapacity,
     flowCapacity6,
-    flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity)),
-    flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6)),
-    ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytes) : null,
+    flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity, opts.maxSession)),
+    flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6, opts.maxSession)),
+    ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytesFor(opts.maxSession)) : null,
   };
   // Constructing a translator over the memory sets it up.
   new Nat({ ...opts, memory: m });
@@ -126,15 +167,37 @@ export class Nat {
   private qLocal = 0;
   private qRemote = 0;
   private readonly fast: boolean;
+  /** Live IPv4 flows a session may hold. */
+  private readonly flowLimit: number;
+  private readonly blockLocal: boolean;
+  /** The uplink's own IPv4 addresses (blocked when blockLocal). */
+  private local4 = new Vip4Index(1);
+  /** Bytes of the reply written in place when a call returns REPLY. */
+  replyLength = 0;
 
   constructor(opts: NatOptions) {
+    checkLimit('sessionFlowLimit', opts.sessionFlowLimit);
+    checkLimit('sharedPortQuota', opts.sharedPortQuota);
     this.fast = opts.fastPath ?? true;
+    this.blockLocal = opts.blockLocal ?? false;
     const mem = opts.memory;
-    this.flows = mem ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows) : new FlowTable(opts.flowCapacity, opts.seed);
+    this.flows = mem
+      ? new FlowTable(mem.flowCapacity, mem.seed, mem.flows, opts.maxSession)
+      : new FlowTable(opts.flowCapacity, opts.seed, undefined, opts.maxSession);
     this.timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
-    this.v6 = mem
-      ? new Nat6(opts.maxSession, mem.flowCapacity6, this.counters, this.timeouts, mem.seed, mem.flows6)
-      : new Nat6(opts.maxSession, capacity6(opts), this.counters, this.timeouts, opts.seed);
+    this.flowLimit = opts.sessionFlowLimit ?? defaultSessionFlowLimit(this.flows.capacity);
+    const cap6 = mem ? mem.flowCapacity6 : capacity6(opts);
+    const limit6 = opts.sessionFlowLimit ?? defaultSessionFlowLimit(cap6);
+    this.v6 = new Nat6(
+      opts.maxSession,
+      cap6,
+      limit6,
+      this.blockLocal,
+      this.counters,
+      this.timeouts,
+      mem ? mem.seed : opts.seed,
+      mem?.flows6,
+    );
     this.innerOf = new Uint32Array(opts.maxSession + 1);
     this.vipOf = new Uint32Array(opts.maxSession + 1);
     this.active = new Uint8Array(opts.maxSession + 1);
@@ -142,7 +205,15 @@ export class Nat {
     this.sharedSession = new Uint8Array(opts.maxSession + 1);
     this.sharedAddr = opts.shared?.address ?? 0;
     if (opts.shared && mem && !mem.ports) throw new Error("shared memory without the shared address's ports");
-    this.ports = opts.shared ? new PortAllocator(opts.shared.portLo, opts.shared.portHi, mem?.ports ?? undefined) : null;
+    this.ports = opts.shared
+      ? new PortAllocator(
+          opts.shared.portLo,
+          opts.shared.portHi,
+          mem?.ports ?? undefined,
+          opts.maxSession,
+          opts.sharedPortQuota ?? DEFAULT_SHARED_PORT_QUOTA,
+        )
+      : null;
     if (this.ports) {
       const flows = this.flows;
       const ports = this.ports;
@@ -209,6 +280,37 @@ export class Nat {
     this.v6.flows.removeSession(id);
   }
 
+  /**
+   * The uplink's own addresses: IPv4 as numbers, IPv6 as four 32-bit words
+   * each. With blockLocal, sessions' packets to them are refused, and (with
+   * `dropFlows`) the flows with them are dropped now; translators in several
+   * threads each take the addresses, then one drops the flows (dropLocalFlows).
+   */
+  setLocalAddresses(v4: readonly number[], v6: readonly (readonly number[])[], dropFlows = true): void {
+    for (const w of v6) {
+      if (w.length !== 4) throw new RangeError(`local IPv6 address [${w.join(', ')}]: must be four 32-bit words`);
+    }
+    const index = new Vip4Index(Math.max(1, v4.length));
+    for (const a of v4) index.set(a >>> 0, 1);
+    this.local4 = index;
+    this.v6.setLocalAddresses(v6);
+    if (dropFlows) this.dropLocalFlows();
+  }
+
+  /** Drops every flow (both families) with a blocked address; returns how many. Nothing without blockLocal. */
+  dropLocalFlows(): number {
+    if (!this.blockLocal) return 0;
+    const t = this.flows;
+    let dropped = 0;
+    for (let f = 0; f < t.capacity; f++) {
+      if (t.stateOf(f) !== 0 && this.local4.get(t.remoteAddrOf(f)) !== NO_SESSION) {
+        t.remove(f);
+        dropped++;
+      }
+    }
+    return dropped + this.v6.dropLocalFlows();
+  }
+
   /** Live flows, both families. */
   get flowCount(): number {
     return this.flows.count + this.v6.flows.count;
@@ -230,6 +332,7 @@ export class Nat {
    */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
     // Kept small so the compiler inlines the fast path into the caller's loop; the rest is a call away.
+    // REPLY (blockLocal) comes from the general path only.
     this.counters.fromSession++;
     this.csumAt = csumAt;
     const fast = this.fast ? this.fastFromSession(id, buf, off, len, now) : SLOW;
@@ -242,7 +345,11 @@ export class Nat {
     if (len < 1) return this.malformed();
     const version = buf[off]! >>> 4;
     if (version !== 4) {
-      if (version === 6) return this.v6.fromSession(id, buf, off, len, now, csumAt);
+      if (version === 6) {
+        const v = this.v6.fromSession(id, buf, off, len, now, csumAt);
+        if (v === REPLY) this.replyLength = this.v6.replyLength;
+        return v;
+      }
       c.otherFamily++;
       return DROP;
     }
@@ -259,6 +366,7 @@ export class Nat {
     }
     const proto = ip.protocol;
     const remote = ip.dst;
+    if (this.blockLocal && this.local4.get(remote) !== NO_SESSION) return this.prohibit(inner, remote);
     const t = this.readTransport(true);
     if (t === DROP) return DROP;
     if (t === IS_ERROR && !this.sessionError(id, inner, outer)) return DROP;
@@ -337,7 +445,8 @@ export class Nat {
         // An echo request is never a reply to a session: the machine itself answers it.
         if (f === NO_FLOW || (proto === PROTO_ICMP && this.key.opens)) return this.reflect();
         id = this.flows.sessionOf(f);
-      } else if (f === NO_FLOW && this.key.opens) {
+      } else if (f === NO_FLOW && this.key.opens && !(this.blockLocal && this.local4.get(remote) !== NO_SESSION)) {
+        // (A blocked address gets no flow: the session's answer must meet the general path.)
         f = this.newFlow(id, proto, this.innerOf[id]!, lport, outer, remote, rport);
       }
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
@@ -445,18 +554,21 @@ export class Nat {
     if (this.sharedSession[id]) {
       oport = this.ports!.acquire(portSlot(proto), id, lport);
       if (oport < 0) {
-        c.portsExhausted++;
+        if (oport === PORTS_QUOTA) c.portQuota++;
+        else c.portsExhausted++;
         return NO_FLOW;
       }
     }
-    const f = this.flows.insert(id, proto, inner, lport, outer, oport, remote, rport, STATE_FREE, 0);
-    if (f === NO_FLOW) {
-      c.tableFull++;
+    const room = this.flows.makeRoom(id, this.flowLimit);
+    if (room === ROOM_TABLE_FULL || room === ROOM_SESSION_LIMIT) {
+      if (room === ROOM_TABLE_FULL) c.tableFull++;
+      else c.sessionFlowLimit++;
       if (this.sharedSession[id]) this.ports!.release(portSlot(proto), oport);
-    } else {
-      c.flowsCreated++;
+      return NO_FLOW;
     }
-    return f;
+    if (room === ROOM_EVICTED) c.flowsEvicted++;
+    c.flowsCreated++;
+    return this.flows.insert(id, proto, inner, lport, outer, oport, remote, rport, STATE_FREE, 0);
   }
 
   /**
@@ -497,6 +609,45 @@ export class Nat {
       if (partial) this.icmp.writeIdent(port);
       else this.icmp.setIdent(port);
     }
+  }
+
+  /**
+   * Turns the packet at `this.ip`, from a session at `inner` to the blocked
+   * address `blocked`, into ICMP type 3 code 13 (communication
+   * administratively prohibited) from `blocked` to `inner`, in place, quoting
+   * as much of the packet as fits 576 bytes (RFC 792, RFC 1812 4.3.2.3).
+   * ICMP errors and later fragments get none (RFC 1122 3.2.2): DROP.
+   */
+  private prohibit(inner: number, blocked: number): number {
+    this.counters.toLocal++;
+    const ip = this.ip;
+    const b = ip.buf;
+    const o = ip.off;
+    if (ip.fragmentOffset !== 0) return DROP;
+    if (ip.protocol === PROTO_ICMP) {
+      const p = ip.payloadOffset;
+      // Types 3, 4, 5, 11, 12 are errors; a message too short to say is not answered either.
+      const type = ip.payloadLength >= 1 ? b[p]! : 3;
+      if (type === 3 || type === 4 || type === 5 || type === 11 || type === 12) return DROP;
+    }
+    const quote = Math.min(ip.len, REPLY_MAX - 28);
+    b.copyWithin(o + 28, o, o + quote);
+    const total = 28 + quote;
+    b[o] = 0x45;
+    b[o + 1] = 0;
+    write16(b, o + 2, total);
+    write32(b, o + 4, 0); // identification, flags, fragment offset
+    b[o + 8] = 64;
+    b[o + 9] = PROTO_ICMP;
+    write16(b, o + 10, 0);
+    write32(b, o + 12, blocked);
+    write32(b, o + 16, inner);
+    write16(b, o + 10, finish(sum(b, o, 20, 0)));
+    write32(b, o + 20, (3 << 24) | (13 << 16)); // type, code, checksum 0
+    write32(b, o + 24, 0);
+    write16(b, o + 22, finish(sum(b, o + 20, 8 + quote, 0)));
+    this.replyLength = total;
+    return REPLY;
   }
 
   /** A packet to the shared address that is not ours: back to the uplink's own stack. */
@@ -547,7 +698,9 @@ export class Nat {
   /**
    * An ICMP error sent by session `id` about a packet it received: the quoted
    * packet went remote -> inner:port, and must read remote -> outer:port once
-   * out. Returns false (dropped) when it quotes no flow of the session.
+   * out. Without a flow, a session with a VIP of its own is translated by
+   * address alone (its ports are its own); a shared session's error is
+   * dropped (returns false), as is one quoting another address.
    */
   private sessionError(id: number, inner: number, outer: number): boolean {
     const c = this.counters;
@@ -557,17 +710,20 @@ export class Nat {
     const proto = this.qip.protocol;
     if (!this.quotedPorts(proto, q, false)) return this.errorDropped();
     const f = this.flows.lookupInner(id, proto, inner, this.qLocal, this.qip.src, this.qRemote);
-    if (f === NO_FLOW) return this.errorDropped();
-    const port = this.flows.outerPortOf(f);
+    if (f === NO_FLOW && this.sharedSession[id]) return this.errorDropped();
+    const port = f === NO_FLOW ? this.qLocal : this.flows.outerPortOf(f);
     return (inner === outer && port === this.qLocal) || this.rewriteQuoted(false, outer, port, q);
   }
 
   /**
    * An ICMP error from the network about a packet a session sent: the quoted
    * packet went outer:port -> remote, and must read inner:port -> remote for
-   * the session. `id` is the session holding the outer address, or 0 for the
-   * shared address (the flow says which session). Returns the session, or 0
-   * (dropped).
+   * the session. `id` is the session holding the outer address (its VIP),
+   * or 0 for the shared address (the flow says which session). A session
+   * with a VIP needs no flow: its translation is one-to-one with the same
+   * ports, so without one the quote is translated by address alone (an
+   * error about a datagram sent while the table was full still gives
+   * ECONNREFUSED or a path MTU). Returns the session, or 0 (dropped).
    */
   private uplinkError(id: number, outer: number): number {
     const c = this.counters;
@@ -577,10 +733,10 @@ export class Nat {
     const proto = this.qip.protocol;
     if (!this.quotedPorts(proto, q, true)) return this.uplinkErrorDropped();
     const f = this.flows.lookupOuter(proto, outer, this.qLocal, this.qip.dst, this.qRemote);
-    if (f === NO_FLOW || (id !== 0 && this.flows.sessionOf(f) !== id)) return this.uplinkErrorDropped();
-    const sid = this.flows.sessionOf(f);
+    if (f === NO_FLOW ? id === 0 : id !== 0 && this.flows.sessionOf(f) !== id) return this.uplinkErrorDropped();
+    const sid = f === NO_FLOW ? id : this.flows.sessionOf(f);
     const inner = this.innerOf[sid]!;
-    const port = this.flows.innerPortOf(f);
+    const port = f === NO_FLOW ? this.qLocal : this.flows.innerPortOf(f);
     if ((inner === outer && port === this.qLocal) || this.rewriteQuoted(true, inner, port, q)) return sid;
     return 0;
   }

@@ -7,12 +7,14 @@
 // the ICMPv6 checksum is then recomputed whole (RFC 5508 applies the same way).
 // A session's kernel also sends neighbour discovery, router solicitations and
 // MLD reports from link-local addresses: a TUN needs none of them, so they are
-// counted and dropped.
+// counted and dropped. With blockLocal, packets to the uplink's own
+// addresses are answered with ICMPv6 "administratively prohibited" (see
+// translate.ts).
 
-import { FlowTable6, NO_FLOW, sameAddress6 as same } from './flows.js';
+import { FlowTable6, NO_FLOW, ROOM_EVICTED, ROOM_FREE, ROOM_TABLE_FULL, sameAddress6 as same } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
-import { advance, DROP, type NatCounters, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
+import { advance, DROP, type NatCounters, REPLY, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
   Icmp6,
   ICMP6_ECHO_REPLY,
@@ -26,7 +28,10 @@ import {
   PROTO_ICMP6,
   PROTO_TCP,
   PROTO_UDP,
+  finish,
+  pseudoSum6,
   read16,
+  sum,
   read32,
   Tcp,
   Udp,
@@ -38,6 +43,9 @@ import {
 
 const NO_PORTS = 0;
 const HAS_PORTS = 1;
+
+/** An ICMPv6 error about a blocked packet fits the minimum MTU (RFC 4443 2.4 (c)). */
+const REPLY_MAX = 1280;
 
 export class Nat6 {
   readonly flows: FlowTable6;
@@ -60,16 +68,23 @@ export class Nat6 {
   private csumAt = -1;
   /** Set when the packet is an ICMPv6 error whose checksum must be recomputed after the outer rewrite. */
   private refill = false;
+  /** The uplink's own IPv6 addresses (blocked when blockLocal). */
+  private local6 = new Vip6Index(1);
+  /** Bytes of the reply written in place when fromSession returns REPLY. */
+  replyLength = 0;
 
   constructor(
     maxSession: number,
     flowCapacity: number,
+    /** Live IPv6 flows a session may hold. */
+    private readonly flowLimit: number,
+    private readonly blockLocal: boolean,
     private readonly counters: NatCounters,
     private readonly timeouts: Timeouts,
     seed?: number,
     memory?: SharedArrayBuffer,
   ) {
-    this.flows = new FlowTable6(flowCapacity, seed, memory);
+    this.flows = new FlowTable6(flowCapacity, seed, memory, maxSession);
     this.inner = new Uint32Array((maxSession + 1) * 4);
     this.vip = new Uint32Array((maxSession + 1) * 4);
     this.active = new Uint8Array(maxSession + 1);
@@ -100,6 +115,31 @@ export class Nat6 {
     return this.active[id] === 1;
   }
 
+  /** The uplink's own IPv6 addresses, four words each (see Nat.setLocalAddresses). */
+  setLocalAddresses(v6: readonly (readonly number[])[]): void {
+    const index = new Vip6Index(Math.max(1, v6.length));
+    const w = new Uint32Array(4);
+    for (const a of v6) {
+      for (let k = 0; k < 4; k++) w[k] = a[k]! >>> 0;
+      index.set(w, 0, 1);
+    }
+    this.local6 = index;
+  }
+
+  /** Drops every flow with a blocked address; returns how many. */
+  dropLocalFlows(): number {
+    if (!this.blockLocal) return 0;
+    const t = this.flows;
+    let dropped = 0;
+    for (let f = 0; f < t.capacity; f++) {
+      if (t.stateOf(f) !== 0 && this.local6.get(t.addr, t.remoteAt(f)) !== EMPTY) {
+        t.remove(f);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
   /** An IPv6 packet from session `id`: TO_UPLINK, a session id (hairpin) or DROP. */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
     const c = this.counters;
@@ -126,6 +166,7 @@ export class Nat6 {
       return DROP;
     }
     ip.readDst(this.remote, 0);
+    if (this.blockLocal && this.local6.get(this.remote, 0) !== EMPTY) return this.prohibit(io);
     const proto = ip.transportProtocol;
     const t = this.readTransport(id, true);
     if (t === DROP) return DROP;
@@ -170,7 +211,7 @@ export class Nat6 {
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
       let f = this.flows.lookupOuter(proto, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort);
-      if (f === NO_FLOW && this.key.opens) f = this.newFlow(id, proto);
+      if (f === NO_FLOW && this.key.opens && !(this.blockLocal && this.local6.get(this.remote, 0) !== EMPTY)) f = this.newFlow(id, proto);
       if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
     }
     if (!ip.dstEquals(this.inner, io)) {
@@ -181,11 +222,55 @@ export class Nat6 {
     return id;
   }
 
+  /**
+   * Turns the packet at `this.ip`, from the session whose inner address is at
+   * inner[io] to the blocked address in `this.remote`, into ICMPv6 type 1
+   * code 1 (communication administratively prohibited) back to it, in place,
+   * quoting as much as fits 1280 bytes. ICMPv6 errors and later fragments
+   * get none (RFC 4443 2.4 (e)): DROP.
+   */
+  private prohibit(io: number): number {
+    this.counters.toLocal++;
+    const ip = this.ip;
+    const b = ip.buf;
+    const o = ip.off;
+    if (ip.fragmentOffset !== 0) return DROP;
+    if (ip.transportProtocol === PROTO_ICMP6) {
+      const p = ip.transportOffset;
+      // Types below 128 are errors; a message too short to say is not answered either.
+      if (p >= o + ip.len || b[p]! < 128) return DROP;
+    }
+    const quote = Math.min(ip.len, REPLY_MAX - 48);
+    b.copyWithin(o + 48, o, o + quote);
+    write32(b, o, 0x60000000);
+    write16(b, o + 4, 8 + quote);
+    b[o + 6] = PROTO_ICMP6;
+    b[o + 7] = 64;
+    for (let k = 0; k < 4; k++) {
+      write32(b, o + 8 + 4 * k, this.remote[k]!);
+      write32(b, o + 24 + 4 * k, this.inner[io + k]!);
+    }
+    write32(b, o + 40, (1 << 24) | (1 << 16)); // type, code, checksum 0
+    write32(b, o + 44, 0);
+    write16(b, o + 42, finish(sum(b, o + 40, 8 + quote, pseudoSum6(b, o, 8 + quote, PROTO_ICMP6))));
+    this.replyLength = 48 + quote;
+    return REPLY;
+  }
+
   /** Adds the flow of the current packet (key and remote address as read) for session `id`. */
   private newFlow(id: number, proto: number): number {
     const io = id * 4;
     const k = this.key;
-    const f = this.flows.insert(
+    const c = this.counters;
+    const room = this.flows.makeRoom(id, this.flowLimit);
+    if (room < ROOM_FREE) {
+      if (room === ROOM_TABLE_FULL) c.tableFull++;
+      else c.sessionFlowLimit++;
+      return NO_FLOW;
+    }
+    if (room === ROOM_EVICTED) c.flowsEvicted++;
+    c.flowsCreated++;
+    return this.flows.insert(
       id,
       proto,
       this.inner,
@@ -200,9 +285,6 @@ export class Nat6 {
       STATE_FREE,
       0,
     );
-    if (f === NO_FLOW) this.counters.tableFull++;
-    else this.counters.flowsCreated++;
-    return f;
   }
 
   /**
@@ -261,9 +343,11 @@ export class Nat6 {
   /**
    * An ICMPv6 error. From a session (`out`), it quotes a packet the session
    * received (remote -> inner); from the network, one the session sent
-   * (VIP -> remote). It must quote a flow of that session, and a valid
-   * checksum; the quote is then translated and the checksum recomputed after
-   * the outer rewrite.
+   * (VIP -> remote). The quote must hold the session's own address there,
+   * and the checksum must be valid; the quote is then translated and the
+   * checksum recomputed after the outer rewrite. Every IPv6 session has a VIP
+   * of its own, one-to-one with the same ports, so a quote with no flow
+   * (expired, or the table was full) is translated by address alone.
    */
   private error(id: number, out: boolean): boolean {
     const c = this.counters;
@@ -309,16 +393,14 @@ export class Nat6 {
     } else {
       return this.errorDropped();
     }
-    let f: number;
     if (out) {
       if (!same(this.qdst, 0, this.inner, io)) return this.errorDropped();
-      f = this.flows.lookupInner(id, proto, this.inner, io, local, this.qsrc, 0, remote);
     } else {
       if (!same(this.qsrc, 0, this.vip, io)) return this.errorDropped();
-      f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
-      if (f !== NO_FLOW && this.flows.sessionOf(f) !== id) f = NO_FLOW;
+      // A flow there of another session (a former holder of the VIP, not yet purged) is not this one's.
+      const f = this.flows.lookupOuter(proto, this.vip, io, local, this.qdst, 0, remote);
+      if (f !== NO_FLOW && this.flows.sessionOf(f) !== id) return this.errorDropped();
     }
-    if (f === NO_FLOW) return this.errorDropped();
     if (same(this.inner, io, this.vip, io)) return true; // address mode: nothing to translate
     if (!icmp.verifyChecksum6(ip.buf, ip.off)) {
       c.malformed++;

@@ -297,3 +297,42 @@ describe.skipIf(!isRoot())('--user', () => {
     }
   });
 });
+
+describe.skipIf(!isRoot())('--block-local', () => {
+  let lab: Lab;
+  afterEach(() => lab?.down());
+
+  // Each session connects to a service of the gateway's namespace, to one on an address added while it runs, and to the backend.
+  const probe = (late: string) =>
+    [
+      'for target in 198.18.0.1 ' + late + ' ' + BACKEND + '; do',
+      '  if out=$(echo hi | socat -t 2 - TCP:$target:7400,connect-timeout=3 2>&1); then echo "reached $target: $out"; else echo "refused $target: $out"; fi',
+      'done',
+    ].join('\n');
+
+  it.each([
+    { flag: [] as string[], local: 'reached' },
+    { flag: ['--block-local'], local: 'refused' },
+  ])('with $flag sessions reach the namespace vipnat runs in: $local; the backend always', async ({ flag, local }) => {
+    lab = Lab.up();
+    await listening(lab.spawn(lab.gw, ['node', ECHO, '7400']));
+    await listening(lab.spawn(lab.be, ['node', ECHO, '7400']));
+    const late = '198.18.77.1';
+    const run = lab.vipnat(['run', ...flag, '--pool', POOL, '--', 'sh', '-c', `sleep 1; ${probe(late)}`]);
+    // An address of the namespace that appears after vipnat started is known to it too.
+    await run.waitFor(/^session 1 vip/);
+    lab.exec(lab.gw, ['ip', 'addr', 'add', `${late}/32`, 'dev', 'lo']);
+    const started = Date.now();
+    const { code } = await run.done;
+    const out = run.lines.join('\n') + run.stderr;
+    expect(code, out).toBe(0);
+    expect(out).toMatch(new RegExp(`${local} 198.18.0.1`));
+    expect(out).toMatch(new RegExp(`${local} ${late.replace(/\./g, '\\.')}`));
+    expect(out).toMatch(/reached 198.18.0.2: hi/);
+    if (local === 'refused') {
+      // Refused at once (ICMP administratively prohibited), not after a timeout.
+      expect(out).toMatch(/refused 198.18.0.1: .*(No route to host|unreachable)/);
+      expect(Date.now() - started).toBeLessThan(8000);
+    }
+  });
+});

@@ -1,6 +1,6 @@
-// Unit tests for the flow table: both-side lookups, full table, backward-shift deletion under churn, expiry.
+// Unit tests for the flow table: both-side lookups, full table, backward-shift deletion under churn, expiry, eviction lists.
 import { describe, it, expect } from 'vitest';
-import { FlowTable, NO_FLOW } from '../../src/nat/index.js';
+import { FlowTable, FlowTable6, NO_FLOW, ROOM_EVICTED, ROOM_FREE, ROOM_SESSION_LIMIT, ROOM_TABLE_FULL } from '../../src/nat/index.js';
 import { Rng } from './packets.js';
 
 interface Key {
@@ -370,5 +370,123 @@ describe('FlowTable.removeSession', () => {
     }
     expect(t.removeSession(2)).toBe(0);
     expect(t.removeSession(99)).toBe(0);
+  });
+});
+
+describe('FlowTable eviction lists', () => {
+  it('makeRoom evicts the oldest evictable flow (the session at its limit: its own), never an assured one', () => {
+    const t = new FlowTable(4, 1, undefined, 8);
+    const k = (session: number, port: number): Key => ({ ...K1, session, innerPort: port, outerPort: port });
+    expect(t.makeRoom(1, Infinity)).toBe(ROOM_FREE);
+    const a = insert(t, k(1, 1));
+    const b = insert(t, k(2, 2));
+    const c = insert(t, k(1, 3));
+    const d = insert(t, k(2, 4));
+    expect([t.sessionFlows(1), t.sessionFlows(2), t.evictableCount]).toEqual([2, 2, 4]);
+    expect([t.oldestEvictable(), t.oldestEvictable(1), t.oldestEvictable(2)]).toEqual([a, a, b]);
+    t.setAssured(a, true);
+    t.setAssured(a, true); // twice changes nothing
+    expect([t.evictable(a), t.evictableCount, t.oldestEvictable(), t.oldestEvictable(1)]).toEqual([false, 3, b, c]);
+    // Full: the table's oldest evictable flow goes.
+    expect(t.makeRoom(3, Infinity)).toBe(ROOM_EVICTED);
+    expect(t.stateOf(b)).toBe(0);
+    expect(findInner(t, k(2, 2))).toBe(NO_FLOW);
+    const e = insert(t, k(3, 5));
+    // Session 2 at a limit of 1: its own oldest (d), though c is older.
+    expect(t.makeRoom(2, 1)).toBe(ROOM_EVICTED);
+    expect([t.stateOf(d), t.sessionFlows(2), findInner(t, k(1, 3))]).toEqual([0, 0, c]);
+    insert(t, k(2, 6));
+    // An assured flow that becomes evictable again goes to the back of the queue.
+    t.setAssured(c, true);
+    t.setAssured(c, false);
+    expect(t.oldestEvictable()).toBe(e);
+    for (const f of [e, c]) t.setAssured(f, true);
+    t.setAssured(t.oldestEvictable(), true);
+    // Nothing evictable: no room, nothing removed.
+    expect(t.evictableCount).toBe(0);
+    expect(t.makeRoom(4, Infinity)).toBe(ROOM_TABLE_FULL);
+    expect(t.makeRoom(1, 2)).toBe(ROOM_SESSION_LIMIT);
+    expect(t.count).toBe(4);
+    expect(() => insert(t, k(9, 7))).toThrow(/session 9/);
+  });
+
+  it('seeded random inserts, removals, expiry, assurance and eviction against a model of FIFO lists', () => {
+    const rng = new Rng(77);
+    const cap = 24;
+    const t = new FlowTable(cap, 5, undefined, 4);
+    // The model: live flows (number -> session), and the evictable ones in the order they became evictable.
+    const live = new Map<number, number>();
+    let order: number[] = [];
+    let port = 0;
+    const problems: string[] = [];
+    const drop = (f: number): void => {
+      live.delete(f);
+      order = order.filter((x) => x !== f);
+    };
+    for (let i = 0; i < 20000 && problems.length < 3; i++) {
+      const op = rng.int(10);
+      const liveFlows = [...live.keys()];
+      if (op < 4) {
+        const s = 1 + rng.int(4);
+        const limit = rng.pick([Infinity, 3, 6]);
+        const mine = order.filter((f) => live.get(f) === s);
+        const count = [...live.values()].filter((x) => x === s).length;
+        let want: number;
+        let victim = NO_FLOW;
+        if (count >= limit) [want, victim] = mine.length ? [ROOM_EVICTED, mine[0]!] : [ROOM_SESSION_LIMIT, NO_FLOW];
+        else if (live.size >= cap) [want, victim] = order.length ? [ROOM_EVICTED, order[0]!] : [ROOM_TABLE_FULL, NO_FLOW];
+        else want = ROOM_FREE;
+        const got = t.makeRoom(s, limit);
+        if (got !== want) problems.push(`${i}: makeRoom(${s}, ${limit}) = ${got}, model ${want}`);
+        if (victim !== NO_FLOW) {
+          if (t.stateOf(victim) !== 0) problems.push(`${i}: flow ${victim} should have been evicted`);
+          drop(victim);
+        }
+        if (got >= 0) {
+          port = (port + 1) & 0xffff;
+          const f = insert(t, { ...K1, session: s, innerPort: port, outerPort: port });
+          live.set(f, s);
+          order.push(f);
+        }
+      } else if (op < 6 && liveFlows.length) {
+        const f = rng.pick(liveFlows);
+        const assured = rng.bool();
+        t.setAssured(f, assured);
+        const listed = order.includes(f);
+        if (assured && listed) order = order.filter((x) => x !== f);
+        if (!assured && !listed) order.push(f);
+      } else if (op < 8 && liveFlows.length) {
+        const f = rng.pick(liveFlows);
+        t.remove(f);
+        drop(f);
+      } else if (op === 8 && liveFlows.length) {
+        const f = rng.pick(liveFlows);
+        t.setDeadline(f, 0);
+        t.expire(1);
+        drop(f);
+      } else if (liveFlows.length) {
+        const s = 1 + rng.int(4);
+        t.removeSession(s);
+        for (const f of liveFlows) if (live.get(f) === s) drop(f);
+      }
+      if (t.count !== live.size || t.evictableCount !== order.length)
+        problems.push(`${i}: count ${t.count}/${live.size}, evictable ${t.evictableCount}/${order.length}`);
+      if (t.oldestEvictable() !== (order[0] ?? NO_FLOW)) problems.push(`${i}: oldest ${t.oldestEvictable()}, model ${order[0]}`);
+      for (let s = 1; s <= 4; s++) {
+        const mine = order.filter((f) => live.get(f) === s);
+        if (t.oldestEvictable(s) !== (mine[0] ?? NO_FLOW)) problems.push(`${i}: oldest of ${s} ${t.oldestEvictable(s)}, model ${mine[0]}`);
+        const n = [...live.values()].filter((x) => x === s).length;
+        if (t.sessionFlows(s) !== n) problems.push(`${i}: flows of ${s} ${t.sessionFlows(s)}, model ${n}`);
+      }
+      for (const f of live.keys()) if (t.evictable(f) !== order.includes(f)) problems.push(`${i}: evictable(${f})`);
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('bytes per flow: a 32-byte record, four link words and 16 bytes of buckets (64; IPv6 96)', () => {
+    expect(new FlowTable(1024).bytesPerFlow()).toBe(64);
+    expect(new FlowTable6(1024).bytesPerFlow()).toBe(96);
+    // Sessions cost 12 bytes each, beside the flows.
+    expect(FlowTable.bytesFor(1024, 100) - FlowTable.bytesFor(1024, 99)).toBe(12);
   });
 });

@@ -13,6 +13,9 @@ import {
   TCP_ESTABLISHED,
   TCP_FIN_IN,
   TCP_FIN_OUT,
+  TCP_SYN_ACK_IN,
+  TCP_SYN_ACK_OUT,
+  TCP_SYN_BOTH,
   TCP_SYN_IN,
   TCP_SYN_OUT,
   TO_UPLINK,
@@ -104,6 +107,9 @@ describe('sessions', () => {
     expect(STATE_NAMES[TCP_CLOSED]).toBe('closed');
     expect(STATE_NAMES[UDP_ACTIVE]).toBe('udp');
     expect(STATE_NAMES[ICMP_ACTIVE]).toBe('icmp');
+    expect(STATE_NAMES[TCP_SYN_ACK_IN]).toBe('syn-ack-in');
+    expect(STATE_NAMES[TCP_SYN_ACK_OUT]).toBe('syn-ack-out');
+    expect(STATE_NAMES[TCP_SYN_BOTH]).toBe('syn-both');
   });
 });
 
@@ -134,6 +140,10 @@ describe('address mode (inner == VIP)', () => {
       expect(toHex(r.out)).toBe(toHex(p));
     }
     expect(nat.flows.count).toBe(4);
+    // Half-open until the session acknowledges the SYN-ACK.
+    expect(nat.flows.stateOf(tcpFlow(nat, 4, VIP(4), 40000, REMOTE, 80))).toBe(TCP_SYN_ACK_IN);
+    const ack = tcpPacket(VIP(4), REMOTE, { sport: 40000, dport: 80, flags: ACK });
+    expect(toHex(send(nat, 4, ack).out)).toBe(toHex(ack));
     expect(nat.flows.stateOf(tcpFlow(nat, 4, VIP(4), 40000, REMOTE, 80))).toBe(TCP_ESTABLISHED);
   });
 });
@@ -237,15 +247,18 @@ describe('NAT mode (shared inner address, distinct VIPs)', () => {
     expect(nat.flows.count).toBe(0);
   });
 
-  it('still translates when the flow table is full (counters.tableFull)', () => {
+  it('still translates when the flow table is full of assured flows (counters.tableFull)', () => {
     const nat = makeNat({ flowCapacity: 2 });
     for (let p = 1; p <= 3; p++) {
       const o = send(nat, 1, udpPacket(INNER, REMOTE, { sport: p, dport: 53 }));
       expect(o.v).toBe(TO_UPLINK);
       expect(toHex(o.out)).toBe(toHex(udpPacket(VIP(1), REMOTE, { sport: p, dport: 53 })));
+      // Answered, so assured: not evicted to make room for the next.
+      if (p < 3) expect(recv(nat, udpPacket(REMOTE, VIP(1), { sport: 53, dport: p })).v).toBe(1);
     }
     expect(nat.flows.count).toBe(2);
     expect(nat.counters.flowsCreated).toBe(2);
+    expect(nat.counters.flowsEvicted).toBe(0);
     expect(nat.counters.tableFull).toBe(1);
     // A reply for the flow that did not fit is still delivered by VIP.
     const i = recv(nat, udpPacket(REMOTE, VIP(1), { sport: 53, dport: 3 }));
@@ -269,10 +282,12 @@ describe('inbound connections', () => {
     expect(tcpFlow(nat, 2, INNER, 8080, REMOTE, 51000)).toBe(f);
     expect(nat.counters.flowsCreated).toBe(1);
 
-    // The listener answers; same flow, now established.
+    // The listener answers; same flow, half-open until the remote's ACK (RFC 5382), then established.
     const o = send(nat, 2, tcpPacket(INNER, REMOTE, { sport: 8080, dport: 51000, flags: SYN | ACK }));
     expect(o.v).toBe(TO_UPLINK);
     expect(toHex(o.out)).toBe(toHex(tcpPacket(VIP(2), REMOTE, { sport: 8080, dport: 51000, flags: SYN | ACK })));
+    expect(nat.flows.stateOf(f)).toBe(TCP_SYN_ACK_OUT);
+    expect(recv(nat, tcpPacket(REMOTE, VIP(2), { sport: 51000, dport: 8080, flags: ACK })).v).toBe(2);
     expect(nat.flows.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(nat.flows.count).toBe(1);
   });
@@ -346,6 +361,9 @@ describe('hairpin', () => {
     expect(synack.v).toBe(1);
     expect(toHex(synack.out)).toBe(toHex(tcpPacket(VIP(2), INNER, { sport: 80, dport: 41000, flags: SYN | ACK })));
     expect(nat.counters.hairpin).toBe(2);
+
+    // The handshake's last ACK.
+    expect(send(nat, 1, tcpPacket(INNER, VIP(2), { sport: 41000, dport: 80, flags: ACK })).v).toBe(2);
 
     // One flow per side: session 1's (out) and session 2's (in), both established.
     expect(nat.flows.count).toBe(2);
@@ -473,7 +491,7 @@ describe('ICMP errors', () => {
     expect(toHex(r.out)).toBe(toHex(icmpErrorPacket(VIP(2), REMOTE, 11, 1, orig, 28)));
   });
 
-  it('an error quoting no known flow is dropped (counters.icmpErrorsDropped)', () => {
+  it("an error quoting no flow of the session's address, or nothing usable, is dropped (counters.icmpErrorsDropped)", () => {
     const nat = makeNat();
     const { wire } = udpOut(nat);
     const never = udpPacket(VIP(1), REMOTE, { sport: 1234, dport: 53 });
@@ -482,8 +500,11 @@ describe('ICMP errors', () => {
     const gre = ipv4({ src: VIP(1), dst: REMOTE, proto: 47 }, new Uint8Array(8));
     const laterFragment = ipv4({ src: VIP(1), dst: REMOTE, proto: UDP, fragOffset: 8 }, wire.subarray(20, 28));
     const quotedError = ipv4({ src: VIP(1), dst: REMOTE, proto: ICMP }, new Uint8Array([3, 3, 0, 0, 0, 0, 0, 0]));
+    // A session with a VIP needs no flow: an unknown port on its own address is translated by address alone.
+    const flowless = recv(nat, icmpErrorPacket(REMOTE, VIP(1), 3, 3, never));
+    expect(flowless.v).toBe(1);
+    expect(toHex(flowless.out)).toBe(toHex(icmpErrorPacket(REMOTE, INNER, 3, 3, udpPacket(INNER, REMOTE, { sport: 1234, dport: 53 }))));
     const cases: [string, Uint8Array][] = [
-      ['unknown port', icmpErrorPacket(REMOTE, VIP(1), 3, 3, never)],
       ["other session's VIP quoted", icmpErrorPacket(REMOTE, VIP(1), 3, 3, otherVip)],
       ['quote with the inner address', icmpErrorPacket(REMOTE, VIP(1), 3, 3, notFromVip)],
       ['protocol without ports', icmpErrorPacket(REMOTE, VIP(1), 3, 2, gre)],
@@ -539,13 +560,14 @@ describe('ICMP errors', () => {
       expect(recv(nat, p).v, name).toBe(DROP);
       expect(nat.counters.icmpErrorsDropped, name).toBe(++dropped);
     }
-    // From the session side: quoting a packet from a peer it has no flow with.
+    // From the session side: quoting a packet from a peer it has no flow with goes out by address alone;
+    // one quoting a packet that was not to its inner address is dropped.
     const stray = udpPacket(REMOTE, INNER, { sport: 9, dport: 9 });
-    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, stray)).v).toBe(DROP);
-    // Quoting a flow of another session (session 2's identical tuple is not session 1's).
-    const r2 = recv(nat, udpPacket(REMOTE, VIP(2), { sport: 7000, dport: 9999 }));
-    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, r2.out)).v).toBe(DROP);
-    expect(nat.counters.icmpErrorsDropped).toBe(dropped + 2);
+    const s = send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, stray));
+    expect(s.v).toBe(TO_UPLINK);
+    expect(toHex(s.out)).toBe(toHex(icmpErrorPacket(VIP(1), REMOTE, 3, 3, udpPacket(REMOTE, VIP(1), { sport: 9, dport: 9 }))));
+    expect(send(nat, 1, icmpErrorPacket(INNER, REMOTE, 3, 3, udpPacket(REMOTE, VIP(1), { sport: 9, dport: 9 }))).v).toBe(DROP);
+    expect(nat.counters.icmpErrorsDropped).toBe(dropped + 1);
   });
 
   it('in address mode an error is delivered unchanged', () => {
@@ -657,16 +679,37 @@ describe('TCP state machine', () => {
       [STATE_FREE, SA, false, TCP_ESTABLISHED],
       [STATE_FREE, F, true, TCP_ESTABLISHED],
       [STATE_FREE, RST, true, TCP_CLOSED],
-      // SYN_OUT waits for the SYN(-ACK) from outside
-      [TCP_SYN_OUT, SA, false, TCP_ESTABLISHED],
-      [TCP_SYN_OUT, S, false, TCP_ESTABLISHED], // simultaneous open
+      // SYN_OUT waits for the SYN-ACK from outside
+      [TCP_SYN_OUT, SA, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_OUT, S, false, TCP_SYN_BOTH], // simultaneous open
       [TCP_SYN_OUT, S, true, TCP_SYN_OUT], // retransmission
+      [TCP_SYN_OUT, SA, true, TCP_SYN_OUT],
       [TCP_SYN_OUT, A, false, TCP_SYN_OUT],
       [TCP_SYN_OUT, RST | ACK, false, TCP_CLOSED],
       // SYN_IN waits for the listener's SYN-ACK
-      [TCP_SYN_IN, SA, true, TCP_ESTABLISHED],
+      [TCP_SYN_IN, SA, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_IN, S, true, TCP_SYN_BOTH],
       [TCP_SYN_IN, S, false, TCP_SYN_IN],
+      [TCP_SYN_IN, SA, false, TCP_SYN_IN],
       [TCP_SYN_IN, A, true, TCP_SYN_IN],
+      // half-open: only the originator's ACK completes the handshake
+      [TCP_SYN_ACK_IN, A, true, TCP_ESTABLISHED],
+      [TCP_SYN_ACK_IN, F, true, TCP_FIN_OUT],
+      [TCP_SYN_ACK_IN, SA, true, TCP_ESTABLISHED], // simultaneous open: the session's SYN-ACK
+      [TCP_SYN_ACK_IN, S, true, TCP_SYN_ACK_IN],
+      [TCP_SYN_ACK_IN, SA, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_ACK_IN, A, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_ACK_OUT, A, false, TCP_ESTABLISHED],
+      [TCP_SYN_ACK_OUT, F, false, TCP_FIN_IN],
+      [TCP_SYN_ACK_OUT, S, false, TCP_SYN_ACK_OUT],
+      [TCP_SYN_ACK_OUT, A, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_ACK_OUT, SA, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_ACK_OUT, RST, false, TCP_CLOSED],
+      // simultaneous open waits for a SYN-ACK either way
+      [TCP_SYN_BOTH, SA, true, TCP_SYN_ACK_OUT],
+      [TCP_SYN_BOTH, SA, false, TCP_SYN_ACK_IN],
+      [TCP_SYN_BOTH, S, true, TCP_SYN_BOTH],
+      [TCP_SYN_BOTH, A, false, TCP_SYN_BOTH],
       // ESTABLISHED
       [TCP_ESTABLISHED, A, true, TCP_ESTABLISHED],
       [TCP_ESTABLISHED, A | PSH, false, TCP_ESTABLISHED],
@@ -698,7 +741,8 @@ describe('TCP state machine', () => {
       expect(nextTcpState(s, flags, out), `${STATE_NAMES[s]} flags ${flags.toString(16)} ${out ? 'out' : 'in'}`).toBe(want);
     }
     // RST wins over everything, in every state and direction.
-    for (let s = 0; s <= 7; s++) for (const out of [true, false]) expect(nextTcpState(s, RST | SYN | FIN | ACK, out)).toBe(TCP_CLOSED);
+    for (const s of [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12])
+      for (const out of [true, false]) expect(nextTcpState(s, RST | SYN | FIN | ACK, out)).toBe(TCP_CLOSED);
   });
 
   it('flow state and deadline follow an outbound SYN/SYN-ACK/ACK/FIN/FIN/ACK exchange, RST and reuse', () => {
@@ -713,7 +757,7 @@ describe('TCP state machine', () => {
     expect(out(SYN, 100)).toBe(TO_UPLINK);
     expect(st()).toEqual(['syn-out', 100 + T.tcpTransitory]);
     expect(inn(SYN | ACK, 101)).toBe(1);
-    expect(st()).toEqual(['established', 101 + T.tcpEstablished]);
+    expect(st()).toEqual(['syn-ack-in', 101 + T.tcpTransitory]);
     expect(out(ACK, 102)).toBe(TO_UPLINK);
     expect(st()).toEqual(['established', 102 + T.tcpEstablished]);
     expect(inn(ACK | PSH, 103)).toBe(1);
@@ -740,8 +784,9 @@ describe('TCP state machine', () => {
     expect(inn(SYN)).toBe(3);
     expect(st()).toBe(TCP_SYN_IN);
     expect(out(SYN | ACK)).toBe(TO_UPLINK);
-    expect(st()).toBe(TCP_ESTABLISHED);
+    expect(st()).toBe(TCP_SYN_ACK_OUT);
     expect(inn(ACK)).toBe(3);
+    expect(st()).toBe(TCP_ESTABLISHED);
     expect(inn(FIN | ACK)).toBe(3);
     expect(st()).toBe(TCP_FIN_IN);
     expect(out(ACK)).toBe(TO_UPLINK);
@@ -767,6 +812,7 @@ describe('expiry', () => {
     send(nat, 1, echoPacket(INNER, REMOTE, 8, 1, 1), t0);
     send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 2, dport: 80, flags: SYN }), t0);
     recv(nat, tcpPacket(REMOTE, VIP(1), { sport: 80, dport: 2, flags: SYN | ACK }), t0);
+    send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 2, dport: 80, flags: ACK }), t0);
     send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 3, dport: 80, flags: SYN }), t0);
     send(nat, 1, tcpPacket(INNER, REMOTE, { sport: 4, dport: 80, flags: SYN }), t0);
     recv(nat, tcpPacket(REMOTE, VIP(1), { sport: 80, dport: 4, flags: RST }), t0);

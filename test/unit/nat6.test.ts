@@ -13,6 +13,8 @@ import {
   TCP_ESTABLISHED,
   TCP_FIN_IN,
   TCP_FIN_OUT,
+  TCP_SYN_ACK_IN,
+  TCP_SYN_ACK_OUT,
   TCP_SYN_IN,
   TCP_SYN_OUT,
   TO_UPLINK,
@@ -267,6 +269,9 @@ describe('IPv6 address mode (inner == VIP)', () => {
       expect(r.clean).toBe(true);
     }
     expect(nat.v6.flows.count).toBe(4);
+    expect(nat.v6.flows.stateOf(flowIn(nat, 4, TCP, 40000, REMOTE, 80, V))).toBe(TCP_SYN_ACK_IN);
+    const ack = tcp6Packet(V, REMOTE, { sport: 40000, dport: 80, flags: ACK });
+    expect(hx(send(nat, 4, ack).out)).toBe(hx(ack));
     expect(nat.v6.flows.stateOf(flowIn(nat, 4, TCP, 40000, REMOTE, 80, V))).toBe(TCP_ESTABLISHED);
     expect(nat.v6.flows.stateOf(flowIn(nat, 4, UDP, 5353, REMOTE, 53, V))).toBe(UDP_ACTIVE);
     expect(nat.v6.flows.stateOf(flowIn(nat, 4, ICMP6, 7, REMOTE, 0, V))).toBe(ICMP_ACTIVE);
@@ -409,12 +414,14 @@ describe('IPv6 NAT mode (shared inner address, distinct VIPs)', () => {
     expect(nat.v6.flows.count).toBe(0);
   });
 
-  it('still translates when the IPv6 flow table is full (counters.tableFull)', () => {
+  it('still translates when the IPv6 flow table is full of assured flows (counters.tableFull)', () => {
     const nat = makeNat({ flowCapacity6: 2 });
     for (let p = 1; p <= 3; p++) {
       const o = send(nat, 1, udp6Packet(INNER, REMOTE, { sport: p, dport: 53 }));
       expect(o.v).toBe(TO_UPLINK);
       expect(hx(o.out)).toBe(hx(udp6Packet(VIP(1), REMOTE, { sport: p, dport: 53 })));
+      // Answered, so assured: not evicted to make room for the next.
+      if (p < 3) expect(recv(nat, udp6Packet(REMOTE, VIP(1), { sport: 53, dport: p })).v).toBe(1);
     }
     expect(nat.v6.flows.count).toBe(2);
     expect(nat.counters.tableFull).toBe(1);
@@ -472,10 +479,11 @@ describe('IPv6 TCP state machine', () => {
     expect(t.stateOf(f)).toBe(TCP_SYN_OUT);
     expect(t.deadlineOf(f)).toBe(NOW + T.tcpTransitory);
     inn(SYN | ACK, NOW + 1);
+    expect(t.stateOf(f)).toBe(TCP_SYN_ACK_IN);
+    expect(t.deadlineOf(f)).toBe(NOW + 1 + T.tcpTransitory);
+    out(ACK, NOW + 1);
     expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(t.deadlineOf(f)).toBe(NOW + 1 + T.tcpEstablished);
-    out(ACK);
-    expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     out(FIN | ACK, NOW + 2);
     expect(t.stateOf(f)).toBe(TCP_FIN_OUT);
     expect(t.deadlineOf(f)).toBe(NOW + 2 + T.tcpTransitory);
@@ -498,6 +506,8 @@ describe('IPv6 TCP state machine', () => {
     const f = flowOut(nat, TCP, VIP(1), 80, REMOTE, 50000);
     expect(t.stateOf(f)).toBe(TCP_SYN_IN);
     expect(send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 80, dport: 50000, flags: SYN | ACK })).v).toBe(TO_UPLINK);
+    expect(t.stateOf(f)).toBe(TCP_SYN_ACK_OUT);
+    expect(recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 50000, dport: 80, flags: ACK })).v).toBe(1);
     expect(t.stateOf(f)).toBe(TCP_ESTABLISHED);
     expect(recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 50000, dport: 80, flags: FIN | ACK })).v).toBe(1);
     expect(t.stateOf(f)).toBe(TCP_FIN_IN);
@@ -522,7 +532,8 @@ describe('IPv6 expiry', () => {
     send(nat, 1, echo6Packet(INNER, REMOTE, 128, 1, 1));
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 2, dport: 80, flags: SYN })); // transitory
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 3, dport: 80, flags: SYN }));
-    recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 80, dport: 3, flags: SYN | ACK })); // established
+    recv(nat, tcp6Packet(REMOTE, VIP(1), { sport: 80, dport: 3, flags: SYN | ACK }));
+    send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 3, dport: 80, flags: ACK })); // established
     send(nat, 1, tcp6Packet(INNER, REMOTE, { sport: 4, dport: 80, flags: RST })); // closed
     send(nat, 2, udp6Packet(INNER, REMOTE, { sport: 1, dport: 53 }), NOW + 100); // refreshed later
     expect(nat.v6.flows.count).toBe(6);
@@ -750,23 +761,35 @@ describe('ICMPv6 errors', () => {
     expect(nat.counters.icmpErrorsDropped).toBe(0);
   });
 
-  it("errors quoting no flow, or another session's flow, are dropped (counters.icmpErrorsDropped)", () => {
+  it("errors quoting another address than the session's, or nothing usable, are dropped (counters.icmpErrorsDropped); no flow is needed", () => {
     const nat = makeNat();
     const sent = (s: Uint8Array, sport = 5000, remote = REMOTE): Uint8Array => udp6Packet(s, remote, { sport, dport: 53, data });
     expect(send(nat, 1, sent(INNER)).v).toBe(TO_UPLINK);
     expect(send(nat, 2, sent(INNER, 6000)).v).toBe(TO_UPLINK);
     expect(recv(nat, udp6Packet(REMOTE, VIP(1), { sport: 53, dport: 7000 })).v).toBe(1); // session 1 received this
+    // Every IPv6 session has a VIP of its own: an error quoting its address is translated with or without a flow.
+    const flowless: [number, Uint8Array, Uint8Array][] = [
+      [1, sent(VIP(1), 5001), sent(INNER, 5001)], // no such flow
+      [1, sent(VIP(1), 5000, REMOTE2), sent(INNER, 5000, REMOTE2)], // another remote
+      [
+        1,
+        tcp6Packet(VIP(1), REMOTE, { sport: 5000, dport: 53, flags: SYN }),
+        tcp6Packet(INNER, REMOTE, { sport: 5000, dport: 53, flags: SYN }),
+      ], // another protocol
+      [2, sent(VIP(2), 5000), sent(INNER, 5000)], // session 1's ports, but on VIP 2
+      [1, echo6Packet(VIP(1), REMOTE, 128, 5000, 1), echo6Packet(INNER, REMOTE, 128, 5000, 1)], // no echo flow
+    ];
+    for (const [id, quote, want] of flowless) {
+      const r = recv(nat, icmp6ErrorPacket(ROUTER, VIP(id), 1, 4, quote));
+      expect(r.v).toBe(id);
+      expect(hx(r.out)).toBe(hx(icmp6ErrorPacket(ROUTER, INNER, 1, 4, want)));
+    }
     const uplink: Uint8Array[] = [
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1), 5001)), // no such flow
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1), 5000, REMOTE2)), // another remote
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, tcp6Packet(VIP(1), REMOTE, { sport: 5000, dport: 53, flags: SYN })), // another protocol
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(2), 6000)), // session 2's flow, sent to session 1
-      icmp6ErrorPacket(ROUTER, VIP(2), 1, 4, sent(VIP(2), 5000)), // session 1's ports, but on VIP 2: no flow there
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(INNER, 5000)), // quotes the inner address, not the VIP
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1)), 47), // quote too short for 8 transport bytes
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, udpPacket(addr('198.19.0.1'), addr('203.0.113.5'), { sport: 5000, dport: 53 })), // not IPv6
       icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, ipv6({ src: VIP(1), dst: REMOTE, proto: 47 }, new Uint8Array(8))), // no ports
-      icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, echo6Packet(VIP(1), REMOTE, 128, 5000, 1)), // no echo flow
     ];
     let drops = 0;
     for (const e of uplink) {
@@ -774,16 +797,23 @@ describe('ICMPv6 errors', () => {
       expect(nat.counters.icmpErrorsDropped).toBe(++drops);
     }
     const fromSession: [number, Uint8Array][] = [
-      [2, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE, INNER, { sport: 53, dport: 7000 }))], // session 1's flow, from session 2
-      [1, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE, INNER, { sport: 53, dport: 7001 }))], // no such flow
       [1, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE, VIP(1), { sport: 53, dport: 7000 }))], // quote not to the inner address
-      [1, icmp6ErrorPacket(INNER, REMOTE, 1, 4, udp6Packet(REMOTE2, INNER, { sport: 53, dport: 7000 }))], // another remote
     ];
     for (const [id, e] of fromSession) {
       expect(send(nat, id, e).v).toBe(DROP);
       expect(nat.counters.icmpErrorsDropped).toBe(++drops);
     }
-    expect(nat.counters.icmpErrors).toBe(drops);
+    // From a session, with no flow (session 1's tuple from session 2, an unknown port, another remote): by address alone.
+    for (const [id, dport, remote] of [
+      [2, 7000, REMOTE],
+      [1, 7001, REMOTE],
+      [1, 7000, REMOTE2],
+    ] as const) {
+      const o = send(nat, id, icmp6ErrorPacket(INNER, remote, 1, 4, udp6Packet(remote, INNER, { sport: 53, dport })));
+      expect(o.v).toBe(TO_UPLINK);
+      expect(hx(o.out)).toBe(hx(icmp6ErrorPacket(VIP(id), remote, 1, 4, udp6Packet(remote, VIP(id), { sport: 53, dport }))));
+    }
+    expect(nat.counters.icmpErrors).toBe(drops + flowless.length + 3);
     expect(nat.counters.malformed).toBe(0);
     // The flows the drops were measured against do work.
     expect(recv(nat, icmp6ErrorPacket(ROUTER, VIP(1), 1, 4, sent(VIP(1)))).v).toBe(1);
@@ -845,8 +875,9 @@ describe('ICMPv6 errors', () => {
     const b = recv(nat, bad);
     expect(b.v).toBe(4);
     expect(hx(b.out)).toBe(hx(bad));
-    // Still, the quote must be a flow of the session.
-    expect(recv(nat, icmp6ErrorPacket(ROUTER, V, 1, 4, udp6Packet(V, REMOTE, { sport: 5001, dport: 53 }))).v).toBe(DROP);
+    // Still, the quote must hold the session's address; it needs no flow.
+    expect(recv(nat, icmp6ErrorPacket(ROUTER, V, 1, 4, udp6Packet(VIP(1), REMOTE, { sport: 5000, dport: 53 }))).v).toBe(DROP);
+    expect(recv(nat, icmp6ErrorPacket(ROUTER, V, 1, 4, udp6Packet(V, REMOTE, { sport: 5001, dport: 53 }))).v).toBe(4);
     expect(nat.counters.icmpErrorsDropped).toBe(1);
     expect(nat.counters.malformed).toBe(0);
   });
@@ -1046,6 +1077,8 @@ describe('IPv6 hairpin', () => {
       hairpins += 2;
     }
     expect(nat.counters.hairpin).toBe(hairpins);
+    // The handshake's last ACK.
+    expect(send(nat, 2, tcp6Packet(INNER, VIP(1), { sport: 40000, dport: 80, flags: ACK })).v).toBe(1);
     // Both sides have their flows: session 2's outbound one and session 1's inbound one.
     const t = nat.v6.flows;
     const f2 = flowIn(nat, 2, TCP, 40000, VIP(1), 80);

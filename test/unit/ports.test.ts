@@ -1,6 +1,15 @@
-// Unit tests for the shared address's port allocator alone: endpoint-independent reuse, refcounts, preservation, scanning, exhaustion.
+// Unit tests for the shared address's port allocator alone: endpoint-independent reuse, refcounts, preservation, scanning, exhaustion, quotas.
 import { describe, it, expect } from 'vitest';
-import { PORTS_ICMP, PORTS_TCP, PORTS_UDP, PortAllocator, portSlot } from '../../src/nat/index.js';
+import {
+  DEFAULT_SHARED_PORT_QUOTA,
+  PORTS_EXHAUSTED,
+  PORTS_ICMP,
+  PORTS_QUOTA,
+  PORTS_TCP,
+  PORTS_UDP,
+  PortAllocator,
+  portSlot,
+} from '../../src/nat/index.js';
 import { Rng } from './packets.js';
 
 const SLOTS = [PORTS_TCP, PORTS_UDP, PORTS_ICMP];
@@ -247,5 +256,45 @@ describe('PortAllocator', () => {
     }
     expect(problems.slice(0, 10)).toEqual([]);
     expect(exhausted).toBeGreaterThan(50); // the range really filled up now and then
+  });
+});
+
+describe('PortAllocator quota per session (RFC 6888 REQ-4)', () => {
+  it('a session holds at most `quota` outer ports per protocol; existing mappings still get references; release frees a place', () => {
+    const a = new PortAllocator(100, 119, undefined, 4, 3);
+    const mine = [1, 2, 3].map((p) => a.acquire(PORTS_UDP, 1, p));
+    expect(mine.every((p) => p >= 100)).toBe(true);
+    expect(a.acquire(PORTS_UDP, 1, 4)).toBe(PORTS_QUOTA);
+    expect(a.acquire(PORTS_UDP, 1, 2)).toBe(mine[1]); // the same mapping: no new port
+    expect(a.heldBy(PORTS_UDP, 1)).toBe(3);
+    // Other protocols and other sessions have quotas of their own.
+    expect(a.acquire(PORTS_TCP, 1, 4)).toBeGreaterThanOrEqual(100);
+    expect([1, 2, 3].map((p) => a.acquire(PORTS_UDP, 2, p)).every((p) => p >= 100)).toBe(true);
+    expect(a.used).toEqual([1, 6, 0]);
+    a.release(PORTS_UDP, mine[0]!);
+    expect(a.heldBy(PORTS_UDP, 1)).toBe(2);
+    expect(a.acquire(PORTS_UDP, 1, 4)).toBeGreaterThanOrEqual(100);
+    // Two references: the port (and the quota place) go with the last.
+    a.release(PORTS_UDP, mine[1]!);
+    expect(a.heldBy(PORTS_UDP, 1)).toBe(3);
+    a.release(PORTS_UDP, mine[1]!);
+    expect(a.heldBy(PORTS_UDP, 1)).toBe(2);
+    // A session id past maxSession has no quota place at all.
+    expect(a.acquire(PORTS_UDP, 5, 1)).toBe(PORTS_QUOTA);
+    // Exhaustion of the range is told apart from the quota.
+    const b = new PortAllocator(100, 101, undefined, 4, 3);
+    expect([b.acquire(PORTS_TCP, 1, 1), b.acquire(PORTS_TCP, 2, 1), b.acquire(PORTS_TCP, 3, 1)]).toEqual([100, 101, PORTS_EXHAUSTED]);
+  });
+
+  it('the buffer grows with the sessions; DEFAULT_SHARED_PORT_QUOTA', () => {
+    expect(PortAllocator.bytesFor(100) - PortAllocator.bytesFor(99)).toBe(12);
+    expect(() => new PortAllocator(100, 200, new SharedArrayBuffer(PortAllocator.bytesFor(8)), 9)).toThrow(/needs/);
+    expect(() => new PortAllocator(100, 200, undefined, 8, 0)).toThrow(/quota 0/);
+    expect(DEFAULT_SHARED_PORT_QUOTA).toBe(512);
+    const a = new PortAllocator(61000, 65534, undefined, 2, DEFAULT_SHARED_PORT_QUOTA);
+    let n = 0;
+    while (a.acquire(PORTS_TCP, 1, 1000 + n) >= 0) n++;
+    expect(n).toBe(512);
+    expect(a.acquire(PORTS_TCP, 2, 1000)).toBeGreaterThanOrEqual(61000);
   });
 });

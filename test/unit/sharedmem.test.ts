@@ -6,6 +6,7 @@ import {
   NO_FLOW,
   Nat,
   natMemory,
+  PORTS_QUOTA,
   PORTS_TCP,
   PORTS_UDP,
   PortAllocator,
@@ -73,12 +74,13 @@ describe('FlowTable over a SharedArrayBuffer', () => {
 describe('PortAllocator over a SharedArrayBuffer', () => {
   it('checks the size of the memory it is given', () => {
     expect(() => new PortAllocator(100, 200, new SharedArrayBuffer(64))).toThrow(/needs/);
+    expect(() => new PortAllocator(100, 200, new SharedArrayBuffer(PortAllocator.bytesFor(8)), 7)).toThrow(/needs/);
   });
 
   it('two allocators on one buffer keep one endpoint-independent mapping and one count', () => {
-    const mem = new SharedArrayBuffer(PortAllocator.bytes);
-    const a = new PortAllocator(61000, 61009, mem);
-    const b = new PortAllocator(61000, 61009, mem);
+    const mem = new SharedArrayBuffer(PortAllocator.bytesFor(4));
+    const a = new PortAllocator(61000, 61009, mem, 4, 8);
+    const b = new PortAllocator(61000, 61009, mem, 4, 8);
     const p = a.acquire(PORTS_UDP, 1, 5000);
     expect(b.acquire(PORTS_UDP, 1, 5000)).toBe(p); // same mapping, second reference
     expect(b.acquire(PORTS_UDP, 2, 5000)).not.toBe(p);
@@ -88,6 +90,10 @@ describe('PortAllocator over a SharedArrayBuffer', () => {
     b.release(PORTS_UDP, p);
     expect(a.sessionOf(PORTS_UDP, p)).toBe(0);
     expect(b.used).toEqual([0, 1, 0]);
+    // The quota counts are shared too.
+    expect([a.heldBy(PORTS_UDP, 1), b.heldBy(PORTS_UDP, 2)]).toEqual([0, 1]);
+    for (let p = 1; p <= 7; p++) a.acquire(PORTS_UDP, 2, 6000 + p);
+    expect(b.acquire(PORTS_UDP, 2, 7000)).toBe(PORTS_QUOTA);
   });
 
   it('exhausting every port of a slot and giving them back keeps the mapping index right', () => {

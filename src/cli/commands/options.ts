@@ -11,6 +11,9 @@ export function gatewayOptions(a: GatewayArgs, runDir: string): GatewayOptions {
     flowCapacity: a.maxFlows,
     ...(a.workers !== undefined ? { workers: a.workers } : {}),
     ...(a.user !== undefined ? { user: a.user } : {}),
+    ...(a.maxSessionFlows !== undefined ? { sessionFlowLimit: a.maxSessionFlows } : {}),
+    ...(a.sharedPortQuota !== undefined ? { sharedPortQuota: a.sharedPortQuota } : {}),
+    blockLocal: a.blockLocal,
     runDir,
     // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
     offload: process.env['VIPNAT_OFFLOAD'] !== '0',
