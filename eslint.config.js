@@ -78,6 +78,13 @@ export default tseslint.config(
   },
   ...ROOMS.map(layerRules),
   {
+    // The public API exports the gateway's, and nothing else of ours.
+    files: ['src/index.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^\\./(?!gateway/)', message: 'src/index.ts may import only gateway (DESIGN.md).' }] }],
+    },
+  },
+  {
     // Plain JavaScript (scripts, fixtures, examples) is not type-checked: no type-aware rules there.
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
