@@ -4,3 +4,4 @@ export * from './tun.js';
 export * from './ip.js';
 export * from './netns.js';
 export * from './sysctl.js';
+export * from './rawsock.js';
