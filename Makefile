@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build check lint format test test-unit test-integration demo bench clean
+.PHONY: setup build check lint format test test-unit test-integration demo bench soak clean
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -46,6 +46,11 @@ demo: setup build
 bench: setup build
 	@scripts/setup-bench.sh
 	node bench/run.mjs $(BENCH_ARGS)
+
+# The soak (not a test; its 5-second short form is in make test): 200 sessions x 5 checksummed echo
+# connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (test/soak/soak.mjs --help).
+soak: setup build
+	node test/soak/soak.mjs $(SOAK_ARGS)
 
 clean:
 	rm -rf dist node_modules
