@@ -230,13 +230,12 @@ async function main() {
   return pass ? 0 : 1;
 }
 
+// Exits when done, whatever is left running (cleanup runs at exit).
 main().then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => process.exit(code),
   (e) => {
     process.stderr.write(`soak: ${e.stack ?? e.message}\n`);
     log('FAIL');
-    process.exitCode = 1;
+    process.exit(1);
   },
 );
