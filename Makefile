@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build check lint format test test-unit test-integration demo bench soak clean
+.PHONY: setup build check lint format test test-unit test-integration demo bench bench-flood soak clean
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -51,6 +51,12 @@ bench: setup build
 # connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (test/soak/soak.mjs --help).
 soak: setup build
 	node test/soak/soak.mjs $(SOAK_ARGS)
+
+# Flood benchmark (not a test): the new-flow packet rate the gateway absorbs, and what a flood at half
+# and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (bench/flood.mjs --help).
+bench-flood: setup build
+	@scripts/setup-bench.sh flood
+	node bench/flood.mjs $(FLOOD_ARGS)
 
 clean:
 	rm -rf dist node_modules
