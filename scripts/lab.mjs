@@ -205,6 +205,15 @@ export function treeRss(pid) {
   return total;
 }
 
+/** Removes /etc/netns/PREFIX*: a vipnat that could not clean up leaves its sessions' hosts files there. */
+function removeEtcNetns(prefix) {
+  try {
+    for (const n of fs.readdirSync('/etc/netns')) if (n.startsWith(prefix)) fs.rmSync(`/etc/netns/${n}`, { recursive: true, force: true });
+  } catch {
+    // no /etc/netns
+  }
+}
+
 /** Runs `fn` at cleanup (before the lab goes), e.g. to remove temporary files. */
 export function onCleanup(fn) {
   hooks.push(fn);
@@ -221,7 +230,10 @@ export function cleanup() {
   for (const c of children) if (c.pid && alive(c.pid)) c.kill('SIGTERM');
   if (children.length) sleepSync(200);
   for (const c of children) if (c.pid && alive(c.pid)) c.kill('SIGKILL');
-  for (const pid of vipnatPids) spawnSync(LAB_SH, ['sweep', `vipnat-${pid}-`], { stdio: 'ignore' });
+  for (const pid of vipnatPids) {
+    spawnSync(LAB_SH, ['sweep', `vipnat-${pid}-`], { stdio: 'ignore' });
+    removeEtcNetns(`vipnat-${pid}-`);
+  }
   for (const fn of hooks) {
     try {
       fn();

@@ -1,7 +1,7 @@
 // A lab of namespaces for integration tests (scripts/lab.sh) and helpers to run the real CLI in it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { DataplaneStats } from '../../src/dataplane/index.js';
 
@@ -121,7 +121,10 @@ export class Lab {
     const end = Date.now() + 10_000;
     while (Date.now() < end && vipnats.some((c) => running(c.pid!))) sleepSync(100);
     for (const c of this.children) if (c.pid && running(c.pid)) c.kill('SIGKILL');
-    for (const pid of this.vipnatPids) sh(LAB_SH, ['sweep', `vipnat-${pid}-`]);
+    for (const pid of this.vipnatPids) {
+      sh(LAB_SH, ['sweep', `vipnat-${pid}-`]);
+      removeEtcNetns(`vipnat-${pid}-`);
+    }
     sh(LAB_SH, ['down', this.name]);
   }
 }
@@ -191,6 +194,15 @@ export class VipnatRun {
     }
     return m;
   }
+}
+
+/**
+ * Removes /etc/netns/PREFIX* (the hosts files of a vipnat's sessions): a vipnat that could not
+ * clean up leaves them, and deleting its namespaces does not remove them.
+ */
+function removeEtcNetns(prefix: string): void {
+  if (!existsSync('/etc/netns')) return;
+  for (const n of readdirSync('/etc/netns')) if (n.startsWith(prefix)) rmSync(`/etc/netns/${n}`, { recursive: true, force: true });
 }
 
 /** Whether `pid` is running: not gone, and not a zombie waiting for its parent (us) to reap it. */
