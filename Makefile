@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build check lint format test test-unit test-integration fuzz demo bench clean
+.PHONY: setup build check lint format test test-unit test-integration fuzz demo bench bench-flood soak clean
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -57,6 +57,17 @@ demo: setup build
 bench: setup build
 	@scripts/setup-bench.sh
 	node bench/run.mjs $(BENCH_ARGS)
+
+# The soak (not a test; its 5-second short form is in make test): 200 sessions x 5 checksummed echo
+# connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (test/soak/soak.mjs --help).
+soak: setup build
+	node test/soak/soak.mjs $(SOAK_ARGS)
+
+# Flood benchmark (not a test): the new-flow packet rate the gateway absorbs, and what a flood at half
+# and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (bench/flood.mjs --help).
+bench-flood: setup build
+	@scripts/setup-bench.sh flood
+	node bench/flood.mjs $(FLOOD_ARGS)
 
 clean:
 	rm -rf dist node_modules

@@ -81,7 +81,10 @@ export default tseslint.config(
     // The public API exports the gateway's, and nothing else of ours.
     files: ['src/index.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '^\\./(?!gateway/)', message: 'src/index.ts may import only gateway (DESIGN.md).' }] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ regex: '^\\./(?!gateway/)', message: 'src/index.ts may import only gateway (DESIGN.md).' }] },
+      ],
     },
   },
   {

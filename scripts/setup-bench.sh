@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian packages `make bench` uses (iperf3, slirp4netns, wrk, nginx), only those whose command is missing.
+# `setup-bench.sh flood`: those of `make bench-flood` instead (a C compiler for its generator).
 set -euo pipefail
 
 # command:package pairs
-needs=(
-  iperf3:iperf3
-  slirp4netns:slirp4netns
-  wrk:wrk
-  nginx:nginx-light
-  ss:iproute2
-  ping:iputils-ping
-)
+if [ "${1:-}" = flood ]; then
+  needs=(
+    cc:gcc
+    ss:iproute2
+    ping:iputils-ping
+  )
+else
+  needs=(
+    iperf3:iperf3
+    slirp4netns:slirp4netns
+    wrk:wrk
+    nginx:nginx-light
+    ss:iproute2
+    ping:iputils-ping
+  )
+fi
 
 missing=()
 for pair in "${needs[@]}"; do

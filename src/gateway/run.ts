@@ -177,8 +177,10 @@ export async function run(opts: RunOptions): Promise<number> {
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
   }
-  if (fatal) throw asUserError(fatal);
-  const { failed, exitCode } = tally.outcome(stopSignal, !gw.sharedFallback);
+  const outcome = tally.outcome(stopSignal, !gw.sharedFallback);
+  const failed = outcome.failed;
+  // A failure (a dataplane worker died, a session could not be set up) still ends with the counters.
+  const exitCode = fatal ? 1 : outcome.exitCode;
   opts.onEvent({
     event: 'summary',
     sessions: opts.sessions,
@@ -189,6 +191,7 @@ export async function run(opts: RunOptions): Promise<number> {
     durationMs: Date.now() - started,
     dataplane: stats,
   });
+  if (fatal) throw asUserError(fatal);
   return exitCode;
 }
 

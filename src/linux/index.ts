@@ -5,3 +5,4 @@ export * from './ip.js';
 export * from './netns.js';
 export * from './sysctl.js';
 export * from './monitor.js';
+export * from './rawsock.js';

@@ -1,7 +1,7 @@
 // A lab of namespaces for integration tests (scripts/lab.sh) and helpers to run the real CLI in it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { DataplaneStats } from '../../src/dataplane/index.js';
 
@@ -114,8 +114,22 @@ export class Lab {
     };
   }
 
+  /**
+   * Stops what the lab started and removes it, also after a failed test: vipnat runs get
+   * SIGTERM first, so that they remove their sessions themselves; whatever is still there after
+   * 10 s is killed, and the session namespaces of a vipnat that could not clean up (killed, or
+   * hung) are swept with what runs in them.
+   */
   down(): void {
-    for (const c of this.children) c.kill('SIGKILL');
+    const vipnats = [...this.children].filter((c) => c.pid && this.vipnatPids.has(c.pid) && running(c.pid));
+    for (const c of vipnats) c.kill('SIGTERM');
+    const end = Date.now() + 10_000;
+    while (Date.now() < end && vipnats.some((c) => running(c.pid!))) sleepSync(100);
+    for (const c of this.children) if (c.pid && running(c.pid)) c.kill('SIGKILL');
+    for (const pid of this.vipnatPids) {
+      sh(LAB_SH, ['sweep', `vipnat-${pid}-`]);
+      removeEtcNetns(`vipnat-${pid}-`);
+    }
     sh(LAB_SH, ['down', this.name]);
   }
 }
@@ -187,7 +201,29 @@ export class VipnatRun {
   }
 }
 
-/** Removes labs left by an interrupted earlier run. */
+/**
+ * Removes /etc/netns/PREFIX* (the hosts files of a vipnat's sessions): a vipnat that could not
+ * clean up leaves them, and deleting its namespaces does not remove them.
+ */
+function removeEtcNetns(prefix: string): void {
+  if (!existsSync('/etc/netns')) return;
+  for (const n of readdirSync('/etc/netns')) if (n.startsWith(prefix)) rmSync(`/etc/netns/${n}`, { recursive: true, force: true });
+}
+
+/** Whether `pid` is running: not gone, and not a zombie waiting for its parent (us) to reap it. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /**
  * Removes labs left by test processes that died (vnt-PID-XXXX whose PID is
  * gone), never those of test runs still going on beside this one.
