@@ -64,6 +64,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away (`vipnat run ... | head -1`) must not take the sessions down with an EPIPE:
+// vipnat goes on, and what it would have printed is lost.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

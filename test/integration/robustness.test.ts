@@ -116,6 +116,17 @@ describe.skipIf(!isRoot())('signals', () => {
     expect((summary as unknown as { failed: number }).failed).toBe(0);
   });
 
+  it('goes on when the reader of its output goes away (vipnat run ... | head -1)', async () => {
+    lab = Lab.up();
+    const before = lab.snapshot();
+    const run = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'sleep', '1']);
+    await run.waitFor(/^session 1 vip/);
+    run.child.stdout!.destroy();
+    const { code, signal } = await run.done;
+    expect([code, signal]).toEqual([0, null]);
+    expect(lab.snapshot()).toEqual(before);
+  });
+
   it('answers SIGTERM within a second while sessions are still being set up', async () => {
     lab = Lab.up();
     const run = lab.vipnat(['run', '--pool', '198.19.7.0/24', '--sessions', '200', '--', 'sleep', '300']);
