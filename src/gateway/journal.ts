@@ -200,6 +200,58 @@ async function localRuleAt0(netnsName: string | null): Promise<boolean> {
   return rules.some((r) => r.priority === 0 && r.table === 'local');
 }
 
+/** Where a dead vipnat's changes to its own namespace can be undone from here. */
+interface Reach {
+  /** Its namespace is this one, or a named one still the same: undo its sysctls and rules (by name, when named). */
+  reachable: boolean;
+  nsName: string | null;
+  /** Its namespace is gone, and took its sysctls and rules with it. */
+  gone: boolean;
+}
+
+function reachOf(header: Header): Reach {
+  const here = netnsInode('/proc/self/ns/net') === header.netns;
+  const named = !here && header.netnsName !== null && netnsInode(`${NETNS_RUN_DIR}/${header.netnsName}`) === header.netns;
+  const reachable = here || named;
+  return { reachable, nsName: named ? header.netnsName : null, gone: !reachable && !netnsAlive(header.netns) };
+}
+
+/** Tries each `ip -batch` line on its own (one already undone must not stop the others); counts those that worked. */
+async function ipEach(lines: string[], nsName: string | null): Promise<number> {
+  let n = 0;
+  for (const line of lines) {
+    await ipBatch([line], nsName ?? undefined).then(
+      () => n++,
+      () => undefined,
+    );
+  }
+  return n;
+}
+
+/** Undoes one change of the namespace the dead vipnat ran in (a sysctl, rules); `out` counts what was done. */
+async function undoInNamespace(entry: JournalEntry, nsName: string | null, out: Recovered): Promise<void> {
+  switch (entry.op) {
+    case 'sysctl':
+      try {
+        if (nsName) writeSysctlIn(nsName, entry.key, entry.was);
+        else writeSysctl(entry.key, entry.was);
+        out.sysctls.push(`${entry.key}=${entry.was}`);
+      } catch {
+        // The key went with its device or namespace.
+      }
+      return;
+    case 'ip':
+      out.rules += await ipEach(entry.undo, nsName);
+      return;
+    case 'local-rule':
+      if (!(await localRuleAt0(nsName).catch(() => true))) out.rules += await ipEach(['rule add pref 0 lookup local'], nsName);
+      return;
+    case 'netns':
+    case 'etc-netns':
+      return;
+  }
+}
+
 /** Undoes one dead vipnat's journal, claimed at `path`. */
 async function undo(path: string): Promise<Recovered | null> {
   let text: string;
@@ -214,68 +266,31 @@ async function undo(path: string): Promise<Recovered | null> {
     return null;
   }
   const { header, open } = parsed;
-  const here = netnsInode('/proc/self/ns/net') === header.netns;
-  const named = !here && header.netnsName !== null && netnsInode(`${NETNS_RUN_DIR}/${header.netnsName}`) === header.netns;
-  const reachable = here || named;
-  const nsName = named ? header.netnsName : null;
-  const gone = !reachable && !netnsAlive(header.netns);
+  const reach = reachOf(header);
   const out: Recovered = {
     pid: header.pid,
     sysctls: [],
     rules: 0,
     namespaces: 0,
     skipped:
-      reachable || gone ? null : `its namespace (inode ${header.netns}) has no name here; the next vipnat started in it undoes the rest`,
+      reach.reachable || reach.gone
+        ? null
+        : `its namespace (inode ${header.netns}) has no name here; the next vipnat started in it undoes the rest`,
   };
   const left: JournalEntry[] = [];
   for (const { entry } of [...open].reverse()) {
-    switch (entry.op) {
-      case 'netns':
-        await killNetnsProcesses(entry.name, 'SIGKILL');
-        await ip(['netns', 'del', entry.name]).catch(() => undefined);
-        removeNetnsEtc(entry.name);
-        out.namespaces++;
-        break;
-      case 'etc-netns':
-        removeEtcNetnsIfEmpty();
-        break;
-      case 'sysctl':
-        if (!reachable) {
-          if (!gone) left.push(entry);
-          break;
-        }
-        try {
-          if (nsName) writeSysctlIn(nsName, entry.key, entry.was);
-          else writeSysctl(entry.key, entry.was);
-          out.sysctls.push(`${entry.key}=${entry.was}`);
-        } catch {
-          // The key went with its device or namespace.
-        }
-        break;
-      case 'ip':
-        if (!reachable) {
-          if (!gone) left.push(entry);
-          break;
-        }
-        // One line at a time: one already undone must not stop the others.
-        for (const line of entry.undo)
-          await ipBatch([line], nsName ?? undefined).then(
-            () => out.rules++,
-            () => undefined,
-          );
-        break;
-      case 'local-rule':
-        if (!reachable) {
-          if (!gone) left.push(entry);
-          break;
-        }
-        if (!(await localRuleAt0(nsName).catch(() => true))) {
-          await ipBatch(['rule add pref 0 lookup local'], nsName ?? undefined).then(
-            () => out.rules++,
-            () => undefined,
-          );
-        }
-        break;
+    if (entry.op === 'netns') {
+      // Session namespaces are the machine's, wherever the dead vipnat ran.
+      await killNetnsProcesses(entry.name, 'SIGKILL');
+      await ip(['netns', 'del', entry.name]).catch(() => undefined);
+      removeNetnsEtc(entry.name);
+      out.namespaces++;
+    } else if (entry.op === 'etc-netns') {
+      removeEtcNetnsIfEmpty();
+    } else if (reach.reachable) {
+      await undoInNamespace(entry, reach.nsName, out);
+    } else if (!reach.gone) {
+      left.push(entry);
     }
   }
   if (left.length > 0) {

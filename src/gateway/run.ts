@@ -96,55 +96,107 @@ export async function run(opts: RunOptions): Promise<number> {
   const { runAs } = Gateway.check(opts);
   resolveProgram(opts.program, runAs);
   const gw = await Gateway.open({ ...opts, workers: opts.workers ?? defaultWorkers() }, onEvent);
-  let stopSignal: NodeJS.Signals | null = null;
-  let fatal: Error | null = null;
-  let wake: () => void = () => undefined;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (stopSignal) return;
-    stopSignal = sig;
-    opts.onEvent({ event: 'stopping', signal: sig });
-    gw.stopAll();
-    wake();
-  };
-  const sigint = (): void => onSignal('SIGINT');
-  const sigterm = (): void => onSignal('SIGTERM');
-  process.on('SIGINT', sigint);
-  process.on('SIGTERM', sigterm);
-  gw.onFailure = (e) => {
-    fatal ??= e;
-    wake();
-  };
+  const r = new Runner(gw, opts, tally);
+  const stats = await r.runToEnd();
+  const outcome = tally.outcome(r.stopSignal, !gw.sharedFallback);
+  // A failure (a dataplane worker died, a session could not be set up) still ends with the counters.
+  const exitCode = r.fatal ? 1 : outcome.exitCode;
+  opts.onEvent({
+    event: 'summary',
+    sessions: opts.sessions,
+    started: tally.results.size,
+    noVip: tally.noVip,
+    failed: outcome.failed,
+    exitCode,
+    durationMs: Date.now() - started,
+    dataplane: stats,
+  });
+  if (r.fatal) throw asUserError(r.fatal);
+  return exitCode;
+}
 
-  const exits: Promise<void>[] = [];
+/** One `run` over an open gateway: its signals, its start loop, and its wait for the last program. */
+class Runner {
+  stopSignal: NodeJS.Signals | null = null;
+  fatal: Error | null = null;
+  private wake: () => void = () => undefined;
+  private readonly exits: Promise<void>[] = [];
   /** Starts in flight, by session id (null: no VIP): at most SETUP_WINDOW. */
-  const window = new Map<number, Promise<GatewaySession | null>>();
-  // Sessions are set up SETUP_WINDOW at a time (their ip commands run in
-  // parallel), but their programs start, and are reported, in id order.
-  let previous: Promise<unknown> = Promise.resolve();
-  const begin = (id: number): Promise<GatewaySession | null> => {
-    const p = gw.startSession({ id, program: opts.program, args: opts.args, env: opts.env, after: previous }).catch((e: unknown) => {
+  private readonly window = new Map<number, Promise<GatewaySession | null>>();
+  /** The previous session's start: programs start, and are reported, in id order. */
+  private previous: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly gw: Gateway,
+    private readonly opts: RunOptions,
+    private readonly tally: Tally,
+  ) {}
+
+  /** Starts every session, waits for every program, closes the gateway; resolves with its last counters. */
+  async runToEnd(): Promise<DataplaneStats | null> {
+    const sigint = (): void => this.onSignal('SIGINT');
+    const sigterm = (): void => this.onSignal('SIGTERM');
+    process.on('SIGINT', sigint);
+    process.on('SIGTERM', sigterm);
+    this.gw.onFailure = (e) => {
+      this.fatal ??= e;
+      this.wake();
+    };
+    try {
+      await this.startAll().catch((e: unknown) => void (this.fatal ??= e as Error));
+      if (this.stopSignal || this.fatal) this.gw.stopAll();
+      // Wait for every program, or for a failure that makes us stop them.
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        void Promise.all(this.exits).then(() => resolve());
+      });
+      this.gw.stopAll();
+      await Promise.allSettled(this.window.values());
+      await Promise.all(this.exits);
+    } finally {
+      process.off('SIGINT', sigint);
+      process.off('SIGTERM', sigterm);
+    }
+    // Reached on every path: the loop's errors are kept in `fatal`, and the waits above never reject.
+    return this.gw.close();
+  }
+
+  private onSignal(sig: NodeJS.Signals): void {
+    if (this.stopSignal) return;
+    this.stopSignal = sig;
+    this.opts.onEvent({ event: 'stopping', signal: sig });
+    this.gw.stopAll();
+    this.wake();
+  }
+
+  private begin(id: number): Promise<GatewaySession | null> {
+    const o = this.opts;
+    const p = this.gw.startSession({ id, program: o.program, args: o.args, env: o.env, after: this.previous }).catch((e: unknown) => {
       if (e instanceof NoVipError) return null;
       throw e;
     });
-    previous = p.catch(() => undefined);
+    this.previous = p.catch(() => undefined);
     return p;
-  };
-  let stats: DataplaneStats | null;
-  try {
+  }
+
+  /**
+   * Sessions 1..N, set up SETUP_WINDOW at a time (their ip commands run in
+   * parallel). Once the pool is empty, the sessions left are reported at
+   * once, with a count, not one by one.
+   */
+  private async startAll(): Promise<void> {
+    const { gw, tally, window } = this;
+    const n = this.opts.sessions;
     let next = 1;
     let lastBreath = Date.now();
-    for (let id = 1; id <= opts.sessions && !stopSignal && !fatal; id++) {
+    for (let id = 1; id <= n && !this.stopSignal && !this.fatal; id++) {
       // Start ahead while there are VIPs to start with (the shared fallback always has one).
-      while (next <= opts.sessions && next < id + SETUP_WINDOW && (gw.sharedFallback || gw.hasFreeVip())) window.set(next, begin(next++));
+      while (next <= n && next < id + SETUP_WINDOW && (gw.sharedFallback || gw.hasFreeVip())) window.set(next, this.begin(next++));
       let pending = window.get(id);
       if (pending === undefined) {
-        // Not started: the pool was empty. If it still is, so it is for every session left:
-        // they are reported at once, with a count, not one by one.
-        if (!gw.hasFreeVip()) {
-          tally.noVipFor(id, opts.sessions);
-          break;
-        }
-        pending = begin(id);
+        // Not started: the pool was empty. If it still is, so it is for every session left.
+        if (!gw.hasFreeVip()) return tally.noVipFor(id, n);
+        pending = this.begin(id);
         next = id + 1;
       }
       window.delete(id);
@@ -153,46 +205,10 @@ export async function run(opts: RunOptions): Promise<number> {
         await breathe();
         lastBreath = Date.now();
       }
-      if (s === null) {
-        tally.noVipFor(id, id);
-        continue;
-      }
-      exits.push(s.exited.then((st) => void tally.results.set(id, st)));
+      if (s === null) tally.noVipFor(id, id);
+      else this.exits.push(s.exited.then((st) => void tally.results.set(id, st)));
     }
-  } catch (e) {
-    fatal ??= e as Error;
   }
-  try {
-    if (stopSignal || fatal) gw.stopAll();
-    // Wait for every program, or for a failure that makes us stop them.
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      void Promise.all(exits).then(() => resolve());
-    });
-    gw.stopAll();
-    await Promise.allSettled(window.values());
-    await Promise.all(exits);
-  } finally {
-    stats = await gw.close();
-    process.off('SIGINT', sigint);
-    process.off('SIGTERM', sigterm);
-  }
-  const outcome = tally.outcome(stopSignal, !gw.sharedFallback);
-  const failed = outcome.failed;
-  // A failure (a dataplane worker died, a session could not be set up) still ends with the counters.
-  const exitCode = fatal ? 1 : outcome.exitCode;
-  opts.onEvent({
-    event: 'summary',
-    sessions: opts.sessions,
-    started: tally.results.size,
-    noVip: tally.noVip,
-    failed,
-    exitCode,
-    durationMs: Date.now() - started,
-    dataplane: stats,
-  });
-  if (fatal) throw asUserError(fatal);
-  return exitCode;
 }
 
 /** What the CLI can say in one line: errors of iproute2 and syscalls are the user's to act on. */
