@@ -10,7 +10,7 @@
 // A Gateway owns no process-wide state: no signal handlers, no environment
 // reads, no exit codes. The CLI and the API's users own those.
 import { Dataplane, type DataplaneStats } from '../dataplane/index.js';
-import { etcNetnsExists, localAddresses, pidsByNetns, removeEtcNetnsIfEmpty, watchAddresses, which } from '../linux/index.js';
+import { etcNetnsExists, localAddresses, netnsOfPid, pidsByNetns, removeEtcNetnsIfEmpty, watchAddresses, which } from '../linux/index.js';
 import {
   loopbackFor,
   MAX_SESSION_ID,
@@ -519,8 +519,10 @@ export class Gateway implements AsyncDisposable {
 
   /** The processes of each session (its namespace's), from one pass over /proc. */
   sessionPids(sessions: GatewaySession[]): Map<number, number[]> {
-    const byNetns = pidsByNetns(sessions.map((s) => s.netns));
-    return new Map(sessions.map((s) => [s.id, byNetns.get(s.netns) ?? []]));
+    // By the namespace of each session's program: its name may live in another mount namespace (see linux/mounts.ts).
+    const inodes = sessions.map((s) => (s.pid > 0 ? netnsOfPid(s.pid) : -1));
+    const byNetns = pidsByNetns(inodes);
+    return new Map(sessions.map((s, k) => [s.id, inodes[k]! > 0 ? (byNetns.get(inodes[k]!) ?? []) : []]));
   }
 
   /** Each session's packets and bytes in and out, as a function of the session (zeros once the dataplane is gone). */

@@ -29,6 +29,7 @@ import {
   ipBatch,
   killNetnsProcesses,
   listNetns,
+  inMachineMounts,
   NETNS_RUN_DIR,
   removeEtcNetnsIfEmpty,
   removeNetnsEtc,
@@ -185,13 +186,19 @@ function parse(text: string): { header: Header; open: { seq: number; entry: Jour
 
 /** Writes a sysctl of another namespace, from inside it. */
 function writeSysctlIn(netnsName: string, key: string, value: string): void {
-  spawnSync(
+  const [bin, ...args] = inMachineMounts([
     'ip',
-    ['netns', 'exec', netnsName, 'sh', '-c', 'printf "%s\\n" "$1" > "$2"', 'sh', value, `/proc/sys/${key.replace(/\./g, '/')}`],
-    {
-      stdio: 'ignore',
-    },
-  );
+    'netns',
+    'exec',
+    netnsName,
+    'sh',
+    '-c',
+    'printf "%s\\n" "$1" > "$2"',
+    'sh',
+    value,
+    `/proc/sys/${key.replace(/\./g, '/')}`,
+  ]);
+  spawnSync(bin!, args, { stdio: 'ignore' });
 }
 
 /** Whether rule `pref 0 lookup local` exists in a namespace (here, or the named one). */

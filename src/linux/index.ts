@@ -5,4 +5,5 @@ export * from './ip.js';
 export * from './netns.js';
 export * from './sysctl.js';
 export * from './monitor.js';
+export * from './mounts.js';
 export * from './rawsock.js';

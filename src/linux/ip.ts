@@ -2,6 +2,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { inMachineMounts } from './mounts.js';
 
 export class IpError extends Error {
   constructor(message: string) {
@@ -43,7 +44,8 @@ function firstLine(s: string): string {
 export function ip(args: string[], netns?: string): Promise<string> {
   const argv = netns ? ['-n', netns, ...args] : args;
   return new Promise((resolve, reject) => {
-    execFile('ip', argv, { encoding: 'utf8' }, (err, stdout, stderr) => {
+    const [bin, ...rest] = inMachineMounts(['ip', ...argv]);
+    execFile(bin!, rest, { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err) reject(new IpError(`ip ${argv.join(' ')}: ${firstLine(stderr) || err.message}`));
       else resolve(stdout);
     });
@@ -54,7 +56,8 @@ export function ip(args: string[], netns?: string): Promise<string> {
 export function tc(args: string[], netns?: string): Promise<string> {
   const argv = netns ? ['-n', netns, ...args] : args;
   return new Promise((resolve, reject) => {
-    execFile('tc', argv, { encoding: 'utf8' }, (err, stdout, stderr) => {
+    const [bin, ...rest] = inMachineMounts(['tc', ...argv]);
+    execFile(bin!, rest, { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err) reject(new IpError(`tc ${argv.join(' ')}: ${firstLine(stderr) || err.message}`));
       else resolve(stdout);
     });
@@ -81,7 +84,8 @@ export function ipBatch(lines: string[], netns?: string): Promise<void> {
   if (lines.length === 0) return Promise.resolve();
   const argv = netns ? ['-n', netns, '-batch', '-'] : ['-batch', '-'];
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', argv, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const [bin, ...rest] = inMachineMounts(['ip', ...argv]);
+    const child = spawn(bin!, rest, { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => (stderr += d));

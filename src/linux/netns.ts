@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { ip } from './ip.js';
+import { inMachineMounts } from './mounts.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
 export const NETNS_ETC_DIR = '/etc/netns';
@@ -79,7 +80,8 @@ const TCP_CLOSING = 0x0b;
  */
 export function pendingTcp(name: string): Promise<number> {
   return new Promise((resolve) => {
-    execFile('ip', ['netns', 'exec', name, 'cat', '/proc/net/tcp', '/proc/net/tcp6'], { encoding: 'utf8' }, (err, out) => {
+    const [bin, ...rest] = inMachineMounts(['ip', 'netns', 'exec', name, 'cat', '/proc/net/tcp', '/proc/net/tcp6']);
+    execFile(bin!, rest, { encoding: 'utf8' }, (err, out) => {
       if (err) {
         resolve(-1);
         return;
@@ -98,20 +100,22 @@ export function pendingTcp(name: string): Promise<number> {
   });
 }
 
-/**
- * The processes in each of the named namespaces, from one pass over /proc
- * (what `ip netns pids` does for one name), keyed by name.
- */
-export function pidsByNetns(names: string[]): Map<string, number[]> {
-  const byInode = new Map<number, string>();
-  for (const n of names) {
-    try {
-      byInode.set(statSync(`${NETNS_RUN_DIR}/${n}`).ino, n);
-    } catch {
-      // Gone already.
-    }
+/** The inode of the network namespace of process `pid` (what a namespace is known by), or -1. */
+export function netnsOfPid(pid: number): number {
+  try {
+    return statSync(`/proc/${pid}/ns/net`).ino;
+  } catch {
+    return -1;
   }
-  const out = new Map<string, number[]>(names.map((n) => [n, []]));
+}
+
+/**
+ * The processes in each of the network namespaces given by inode, from one
+ * pass over /proc (what `ip netns pids` does for one name), keyed by inode.
+ */
+export function pidsByNetns(inodes: number[]): Map<number, number[]> {
+  const byInode = new Set(inodes.filter((i) => i > 0));
+  const out = new Map<number, number[]>(inodes.map((n) => [n, []]));
   if (byInode.size === 0) return out;
   let entries: string[];
   try {
@@ -127,8 +131,7 @@ export function pidsByNetns(names: string[]): Map<string, number[]> {
     } catch {
       continue;
     }
-    const name = byInode.get(ino);
-    if (name !== undefined) out.get(name)!.push(Number(e));
+    if (byInode.has(ino)) out.get(ino)!.push(Number(e));
   }
   return out;
 }

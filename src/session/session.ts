@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   close,
+  inMachineMounts,
   ipBatch,
   ip,
   killNetnsProcesses,
@@ -204,7 +205,7 @@ export class Session {
     runAs: RunAs | null,
     stdio: Stdio,
   ): Promise<{ child: ChildProcess; pid: number }> {
-    const argv = ['ip', 'netns', 'exec', this.netns];
+    const argv = inMachineMounts(['ip', 'netns', 'exec', this.netns]);
     if (runAs) {
       // Unprivileged ping (ICMP datagram sockets) for every group, in this namespace only; then drop to the user.
       argv.push('sh', '-c', 'echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range; exec "$@"', 'sh');
