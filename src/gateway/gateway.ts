@@ -229,6 +229,27 @@ export class GatewaySession {
     return e;
   }
 
+  /**
+   * Runs another program in this session to its end and collects what it
+   * printed (its standard input is empty): handy in tests.
+   */
+  async run(
+    program: string,
+    args: string[] = [],
+    opts: { env?: NodeJS.ProcessEnv } = {},
+  ): Promise<ExitStatus & { stdout: string; stderr: string }> {
+    const e = await this.exec(program, args, { ...opts, stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    e.child.stdin?.end();
+    e.child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    e.child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const closed = new Promise((resolve) => e.child.once('close', resolve));
+    const st = await e.exited;
+    await closed;
+    return { ...st, stdout, stderr };
+  }
+
   /** A logoff: SIGTERM once, SIGKILL after the grace period; resolves with how the program ended, once torn down. */
   stop(): Promise<ExitStatus> {
     if (this.state === 'starting') {

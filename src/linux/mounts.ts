@@ -37,25 +37,20 @@ function ancestors(): number[] {
   return out;
 }
 
-/**
- * Processes of the mount namespace most processes of the machine are in,
- * when it is not ours: the last resort when our ancestors are gone (a
- * backgrounded `ip netns exec` whose shell exited).
- */
-function mostCommonElsewhere(mine: number): number[] {
+/** The processes of each mount namespace (by inode), from one pass over /proc. */
+function processesByMountNamespace(): Map<number, number[]> {
   const by = new Map<number, number[]>();
   let entries: string[];
   try {
     entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
-    return [];
+    return by;
   }
   for (const e of entries) {
     const ns = mntInode(Number(e));
-    if (ns === -1 || ns === mine) continue;
-    by.set(ns, [...(by.get(ns) ?? []), Number(e)]);
+    if (ns !== -1) by.set(ns, [...(by.get(ns) ?? []), Number(e)]);
   }
-  return [...by.values()].sort((a, b) => b.length - a.length)[0]?.slice(0, 8) ?? [];
+  return by;
 }
 
 /** A path to the machine's mount namespace when this process is not in it, else null; found once. */
@@ -63,24 +58,32 @@ let target: string | null | undefined;
 // Found as the process starts, while the ancestor that started it is sure to be there.
 machineMountPath();
 
+/**
+ * The machine's mount namespace is pid 1's, when we may look at it; else
+ * the one most processes are in (some machines close pid 1's namespaces
+ * even to root). When it is not ours, it is reached through one of its
+ * processes, an ancestor of ours first (the shell that ran `ip netns exec`),
+ * held open from the start: that process may exit before vipnat does.
+ */
 function machineMountPath(): string | null {
   if (target !== undefined) return target;
   target = null;
   const mine = mntInode('self');
-  // pid 1's namespace when we may look at it; else the one this process was started from: the
-  // nearest ancestor in another mount namespace (the shell that ran `ip netns exec`).
-  const init = mntInode(1);
-  if (init === mine) return target;
-  for (const pid of [...(init !== -1 ? [1] : []), ...ancestors(), ...mostCommonElsewhere(mine)]) {
-    const ns = mntInode(pid);
-    if (ns === -1 || ns === mine || (init !== -1 && ns !== init)) continue;
+  let machine = mntInode(1);
+  let members: number[] = [1];
+  if (machine === -1) {
+    const by = processesByMountNamespace();
+    [machine, members] = [...by.entries()].sort((a, b) => b[1].length - a[1].length)[0] ?? [-1, []];
+  }
+  if (machine === -1 || machine === mine) return target;
+  const ours = ancestors().filter((p) => mntInode(p) === machine);
+  for (const pid of [...ours, ...members.slice(0, 16)]) {
     try {
-      // Held open for the life of the process: the ancestor may exit before vipnat does.
       const fd = openSync(`/proc/${pid}/ns/mnt`, 'r');
       target = `/proc/${process.pid}/fd/${fd}`;
       break;
     } catch {
-      // Not this one (pid 1's may be closed even to root): try the next.
+      // Not this one: try the next.
     }
   }
   return target;
