@@ -1,5 +1,5 @@
 // Command-line parsing for `vipnat`: commands, their flags (or VIPNAT_* environment variables), their checks, and the usage text.
-import { DEFAULT_MAX_FLOWS, DEFAULT_SHARED_PORT_QUOTA, MAX_DEFAULT_WORKERS, MAX_SESSION_ID, MAX_WORKERS } from '../gateway/index.js';
+import { DEFAULT_MAX_FLOWS, DEFAULT_SHARED_PORT_QUOTA, MAX_DEFAULT_WORKERS, MAX_SESSION_ID, MAX_WORKERS } from '../gateway/limits.js';
 
 const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CIDRs (198.19.7.0/28),
                     START-END ranges or single addresses

@@ -1,11 +1,8 @@
 // vipnat's command-line entry: parse, dispatch to the command, print its errors in one line, exit with its status.
 import { readFileSync } from 'node:fs';
-import { RUN_DIR, UserError } from '../gateway/index.js';
+import { RUN_DIR } from '../gateway/limits.js';
+import { UserError } from '../gateway/errors.js';
 import { parseArgs, USAGE, UsageError } from './args.js';
-import { down, ls, pool, stop } from './commands/query.js';
-import { exec, start } from './commands/start.js';
-import { run } from './commands/run.js';
-import { up } from './commands/up.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -26,22 +23,23 @@ async function dispatch(argv: string[]): Promise<number> {
     case 'version':
       process.stdout.write(`vipnat ${version()}\n`);
       return 0;
+    // Each command loads only what it needs: a client of the gateway needs no dataplane, no koffi.
     case 'run':
-      return run(parsed, runDir());
+      return (await import('./commands/run.js')).run(parsed, runDir());
     case 'up':
-      return up(parsed, runDir(), version());
+      return (await import('./commands/up.js')).up(parsed, runDir(), version());
     case 'start':
-      return start(parsed, runDir());
+      return (await import('./commands/start.js')).start(parsed, runDir());
     case 'exec':
-      return exec(parsed, runDir());
+      return (await import('./commands/start.js')).exec(parsed, runDir());
     case 'stop':
-      return stop(parsed, runDir());
+      return (await import('./commands/query.js')).stop(parsed, runDir());
     case 'ls':
-      return ls(parsed, runDir());
+      return (await import('./commands/query.js')).ls(parsed, runDir());
     case 'pool':
-      return pool(parsed, runDir());
+      return (await import('./commands/query.js')).pool(parsed, runDir());
     case 'down':
-      return down(parsed, runDir());
+      return (await import('./commands/query.js')).down(parsed, runDir());
   }
 }
 

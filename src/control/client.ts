@@ -1,7 +1,7 @@
 // The control client: asks a long-running gateway over its unix socket, and attaches to programs' standard streams.
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
-import { UserError } from '../gateway/index.js';
+import { UserError } from '../gateway/errors.js';
 import {
   API_PREFIX,
   ATTACH_PROTOCOL,

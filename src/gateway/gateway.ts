@@ -30,10 +30,8 @@ import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from
 import { Journal, recover, type Recovered } from './journal.js';
 import { sharedPortRange, Uplink, uplinkAddress } from './uplink.js';
 
-/** IPv4 flow table capacity unless the options say otherwise (52 bytes a flow). */
-export const DEFAULT_MAX_FLOWS = 1 << 18;
-/** Most sessions alive at once (each is a namespace, a TUN and processes): the dataplane's session slots. */
-export const MAX_LIVE_SESSIONS = 65535;
+import { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS } from './limits.js';
+export { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS };
 /** The inner address of shared sessions when the options give none (slirp's 10.0.2.x convention). */
 export const DEFAULT_SHARED_INNER = '10.0.2.100';
 const DEFAULT_DRAIN_MS = 3000;

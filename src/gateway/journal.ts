@@ -36,7 +36,8 @@ import {
   writeSysctl,
 } from '../linux/index.js';
 
-export const RUN_DIR = '/run/vipnat';
+import { RUN_DIR } from './limits.js';
+export { RUN_DIR };
 const SUFFIX = '.journal';
 const VERSION = 1;
 

@@ -16,9 +16,8 @@ export interface RunOptions extends GatewayOptions {
   onEvent: (e: GatewayEvent) => void;
 }
 
-/** Most dataplane workers by default, however many CPUs there are. */
-export const MAX_DEFAULT_WORKERS = 4;
-export const MAX_WORKERS = 64;
+import { MAX_DEFAULT_WORKERS, MAX_WORKERS } from './limits.js';
+export { MAX_DEFAULT_WORKERS, MAX_WORKERS };
 /** Sessions without a VIP that get a line each; the rest of a run of them is reported as a count. */
 const NO_VIP_LINES = 3;
 /** How many sessions are set up at once (their ip commands overlap). */

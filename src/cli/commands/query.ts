@@ -1,5 +1,6 @@
 // `vipnat ls`, `pool`, `stop` and `down`: questions to a long-running gateway, answered as tables or JSON.
-import { ControlClient, type ExitInfo, type PoolInfo, type SessionInfo } from '../../control/index.js';
+import { ControlClient } from '../../control/client.js';
+import type { ExitInfo, PoolInfo, SessionInfo } from '../../control/protocol.js';
 import type { QueryArgs, StopArgs } from '../args.js';
 import { exitText, poolTable, sessionsTable } from '../output.js';
 

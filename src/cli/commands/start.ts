@@ -1,5 +1,6 @@
 // `vipnat start` (a logon, printing the session's line, or --wait: the program's own streams and status) and `vipnat exec`.
-import { ControlClient, type SessionInfo } from '../../control/index.js';
+import { ControlClient } from '../../control/client.js';
+import type { SessionInfo } from '../../control/protocol.js';
 import type { ExecArgs, StartArgs } from '../args.js';
 import { sessionLine } from '../output.js';
 
