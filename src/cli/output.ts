@@ -1,5 +1,4 @@
 // How events and answers are shown: one readable line each or tables, or JSON with stable field names.
-import { getBorderCharacters, table } from 'table';
 import type { ExitInfo, PoolInfo, SessionInfo } from '../control/index.js';
 import type { DataplaneStats, GatewayEvent } from '../gateway/index.js';
 
@@ -87,13 +86,23 @@ export function exitText(x: ExitInfo): string {
   return x.signal ? `exited by ${x.signal}` : `exited with status ${x.code}`;
 }
 
-/** Plain columns, no borders (as `docker ps` prints them). */
+/**
+ * Plain columns, no borders, two spaces apart (as `docker ps` prints them).
+ * Written here rather than with a table library: `table` took 225 ms to lay
+ * out `ls` for 1 000 sessions, and `ls` must answer in well under 200 ms.
+ */
 function columns(rows: string[][]): string {
-  return table(rows, {
-    border: getBorderCharacters('void'),
-    columnDefault: { paddingLeft: 0, paddingRight: 2 },
-    drawHorizontalLine: () => false,
-  });
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((cell, k) => (widths[k] = Math.max(widths[k] ?? 0, cell.length)));
+  return rows
+    .map(
+      (r) =>
+        r
+          .map((cell, k) => (k === r.length - 1 ? cell : cell.padEnd(widths[k]! + 2)))
+          .join('')
+          .trimEnd() + '\n',
+    )
+    .join('');
 }
 
 function age(iso: string): string {
