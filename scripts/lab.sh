@@ -12,14 +12,17 @@
 #
 #   kernel:  NAME-k  eth0 198.19.200.2/30  <--veth-->  k0 198.19.200.1/30  NAME-gw
 #            (default via the gateway, which forwards: the kernel's own path, for benchmarks)
-#   bare:    NAME-s, an empty namespace with lo up (for slirp4netns to attach to)
+#   bare:    NAME-SUFFIX (default NAME-s), an empty namespace with lo up (for slirp4netns or pasta
+#            to attach to, or a TUN to be moved into)
 #
 # In the direct shape, MTU (default 1500) is the MTU of the gateway-backend link;
 # `lab.sh mtu NAME MTU` changes it, and the kernel link's, on a lab that is up.
 #
 # Nothing connects the lab to the machine's own namespace, so no lab packet can
 # leave the machine.
-# Usage: lab.sh up NAME [routed|direct [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME
+# `lab.sh down NAME` removes every namespace NAME-*, with what runs in them.
+#
+# Usage: lab.sh up NAME [routed|direct [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME [SUFFIX]
 #        | lab.sh mtu NAME MTU | lab.sh down NAME | lab.sh sweep PREFIX
 set -euo pipefail
 
@@ -91,7 +94,7 @@ kernel() {
 }
 
 bare() {
-  local ns="$1-s"
+  local ns="$1-${2:-s}"
   drop_ns "$ns"
   ip netns add "$ns"
   ip -n "$ns" link set lo up
@@ -123,10 +126,12 @@ drop_ns() {
   ip netns del "$ns" 2>/dev/null || true
 }
 
+# The clients first (NAME-k, NAME-s and any other), then the gateway, the router and the backend.
 down() {
-  local name=$1
-  drop_ns "$name-k"
-  drop_ns "$name-s"
+  local name=$1 ns
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$name-" | grep -vx -e "$name-gw" -e "$name-rt" -e "$name-be" || true); do
+    drop_ns "$ns"
+  done
   drop_ns "$name-gw"
   drop_ns "$name-rt"
   drop_ns "$name-be"
@@ -143,9 +148,9 @@ sweep() {
 case "${1:-}" in
   up) up "${2:?lab name}" "${3:-direct}" "${4:-1500}" ;;
   kernel) kernel "${2:?lab name}" "${3:-1500}" ;;
-  bare) bare "${2:?lab name}" ;;
+  bare) bare "${2:?lab name}" "${3:-s}" ;;
   mtu) set_mtu "${2:?lab name}" "${3:?mtu}" ;;
   down) down "${2:?lab name}" ;;
   sweep) sweep "${2:?prefix}" ;;
-  *) echo "usage: $0 up NAME [routed|direct [MTU]] | kernel NAME [MTU] | bare NAME | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
+  *) echo "usage: $0 up NAME [routed|direct [MTU]] | kernel NAME [MTU] | bare NAME [SUFFIX] | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
 esac
