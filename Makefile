@@ -11,8 +11,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# dist/: vipnat. dist-tools/: the benchmarks and the soak (bench/, test/lab/, test/soak/, compiled by
+# tsconfig.tools.json; Node 20 cannot run TypeScript itself).
 build: node_modules/.installed dist/vipnat-init
 	npx tsc -p tsconfig.json
+	npx tsc -p tsconfig.tools.json
 
 # The helper that runs each session's program in a PID namespace that dies with vipnat.
 dist/vipnat-init: native/vipnat-init.c
@@ -59,9 +62,9 @@ bench: setup build
 	node bench/run.mjs $(BENCH_ARGS)
 
 # The soak (not a test; its 5-second short form is in make test): 200 sessions x 5 checksummed echo
-# connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (test/soak/soak.mjs --help).
+# connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (node dist-tools/test/soak/soak.js --help).
 soak: setup build
-	node test/soak/soak.mjs $(SOAK_ARGS)
+	node dist-tools/test/soak/soak.js $(SOAK_ARGS)
 
 # Flood benchmark (not a test): the new-flow packet rate the gateway absorbs, and what a flood at half
 # and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (bench/flood.mjs --help).
@@ -70,4 +73,4 @@ bench-flood: setup build
 	node bench/flood.mjs $(FLOOD_ARGS)
 
 clean:
-	rm -rf dist node_modules
+	rm -rf dist dist-tools node_modules
