@@ -67,10 +67,10 @@ soak: setup build
 	node dist-tools/test/soak/soak.js $(SOAK_ARGS)
 
 # Flood benchmark (not a test): the new-flow packet rate the gateway absorbs, and what a flood at half
-# and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (bench/flood.mjs --help).
+# and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (node dist-tools/bench/flood.js --help).
 bench-flood: setup build
 	@scripts/setup-bench.sh flood
-	node bench/flood.mjs $(FLOOD_ARGS)
+	node dist-tools/bench/flood.js $(FLOOD_ARGS)
 
 clean:
 	rm -rf dist dist-tools node_modules
