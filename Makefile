@@ -56,10 +56,10 @@ demo: setup build
 	scripts/demo.sh
 
 # Benchmarks (not tests): kernel vs vipnat vs slirp4netns on one lab, micro-benchmarks, scale.
-# BENCH_ARGS=--quick for a short run (see bench/run.mjs --help).
+# BENCH_ARGS=--quick for a short run (node dist-tools/bench/run.js --help).
 bench: setup build
 	@scripts/setup-bench.sh
-	node bench/run.mjs $(BENCH_ARGS)
+	node dist-tools/bench/run.js $(BENCH_ARGS)
 
 # The soak (not a test; its 5-second short form is in make test): 200 sessions x 5 checksummed echo
 # connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (node dist-tools/test/soak/soak.js --help).
