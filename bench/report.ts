@@ -178,7 +178,7 @@ function networkNotes(opts: BenchOptions): string[] {
   const workers = workerCount(opts);
   return [
     `Every path goes from a client namespace to iperf3 or nginx in the backend namespace (198.18.0.2) through the lab's gateway namespace, measured in the same run on the same lab, ${reps}${s >= 4 ? ' (iperf3 `-O 1` leaves out the first second)' : ''}.`,
-    "- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.19.200.2/30), routed by the gateway's kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).",
+    "- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.18.200.2/30), routed by the gateway's kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).",
     `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workers} dataplane worker${workers === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default: one per two CPUs)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
     `- **slirp4netns**: \`slirp4netns --configure --mtu=M --disable-host-loopback\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}).`,
     "- **MTU M** is the MTU of the client's interface, of the gateway–backend veth and of the kernel path's veth.",

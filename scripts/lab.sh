@@ -10,8 +10,9 @@
 #            (default via the router)                     be0 198.18.0.1/24, fd00:18::1/64  <--veth-->  NAME-be as above
 #            NAME-rt forwards, and routes the pools (198.19.0.0/16, fd00:19::/32) back to the gateway.
 #
-#   kernel:  NAME-k  eth0 198.19.200.2/30  <--veth-->  k0 198.19.200.1/30  NAME-gw
-#            (default via the gateway, which forwards: the kernel's own path, for benchmarks)
+#   kernel:  NAME-k  eth0 198.18.200.2/30  <--veth-->  k0 198.18.200.1/30  NAME-gw
+#            (default via the gateway, which forwards: the kernel's own path, for benchmarks; outside
+#            198.19.0.0/16, the pools vipnat runs with in the lab, which vipnat refuses to overlap)
 #   bare:    NAME-SUFFIX (default NAME-s), an empty namespace with lo up (for slirp4netns or pasta
 #            to attach to, or a TUN to be moved into)
 #
@@ -84,11 +85,11 @@ kernel() {
   ip netns add "$name-k"
   ip -n "$name-k" link set lo up
   ip -n "$name-gw" link add k0 mtu "$mtu" type veth peer name eth0 mtu "$mtu" netns "$name-k"
-  ip -n "$name-gw" addr add 198.19.200.1/30 dev k0
+  ip -n "$name-gw" addr add 198.18.200.1/30 dev k0
   ip -n "$name-gw" link set k0 up
-  ip -n "$name-k" addr add 198.19.200.2/30 dev eth0
+  ip -n "$name-k" addr add 198.18.200.2/30 dev eth0
   ip -n "$name-k" link set eth0 up
-  ip -n "$name-k" route add default via 198.19.200.1
+  ip -n "$name-k" route add default via 198.18.200.1
   ip netns exec "$name-gw" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$name-k" ping -c 1 -W 2 "$BE_ADDR" >/dev/null 2>&1 || true
 }
