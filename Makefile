@@ -12,14 +12,20 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 # dist/: vipnat. dist-tools/: the benchmarks and the soak (bench/, test/lab/, test/soak/, compiled by
-# tsconfig.tools.json; Node 20 cannot run TypeScript itself).
-build: node_modules/.installed dist/vipnat-init
+# tsconfig.tools.json; Node 20 cannot run TypeScript itself) and the bench's reference forwarder.
+build: node_modules/.installed dist/vipnat-init dist-tools/reference-forward
 	npx tsc -p tsconfig.json
 	npx tsc -p tsconfig.tools.json
 
 # The helper that runs each session's program in a PID namespace that dies with vipnat.
 dist/vipnat-init: native/vipnat-init.c
 	@mkdir -p dist
+	@command -v cc >/dev/null || { echo "build: no C compiler (cc): install gcc (apt-get install gcc libc6-dev)" >&2; exit 1; }
+	cc -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The bench's userspace limit: copies packets between two TUNs with vipnat's offloads, no translation.
+dist-tools/reference-forward: bench/reference/forward.c
+	@mkdir -p dist-tools
 	@command -v cc >/dev/null || { echo "build: no C compiler (cc): install gcc (apt-get install gcc libc6-dev)" >&2; exit 1; }
 	cc -O2 -Wall -Wextra -Werror -o $@ $<
 
@@ -55,8 +61,8 @@ test-integration: setup build
 demo: setup build
 	scripts/demo.sh
 
-# Benchmarks (not tests): kernel vs vipnat vs slirp4netns on one lab, micro-benchmarks, scale.
-# BENCH_ARGS=--quick for a short run (node dist-tools/bench/run.js --help).
+# Benchmarks (not tests): vipnat against the kernel, the reference forwarder and slirp4netns on one lab,
+# micro-benchmarks, scale. BENCH_ARGS=--quick for a short run (node dist-tools/bench/run.js --help).
 bench: setup build
 	@scripts/setup-bench.sh
 	node dist-tools/bench/run.js $(BENCH_ARGS)

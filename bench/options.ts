@@ -1,10 +1,11 @@
 // The bench's command line (`make bench BENCH_ARGS=...`): what to measure, on which paths, how long, and whether to save.
 import os from 'node:os';
 
-export const ALL_PATHS = ['kernel', 'address', 'nat', 'slirp'] as const;
+export const ALL_PATHS = ['kernel', 'reference', 'address', 'nat', 'slirp'] as const;
 export type PathName = (typeof ALL_PATHS)[number];
 export const PATH_LABEL: Record<PathName, string> = {
   kernel: 'kernel',
+  reference: 'reference',
   address: 'vipnat address',
   nat: 'vipnat NAT',
   slirp: 'slirp4netns',
@@ -28,7 +29,7 @@ export interface BenchOptions {
 }
 
 export const USAGE = `usage: node dist-tools/bench/run.js [--quick] [--only tcp,rr,conn,udp,micro,scale]
-         [--paths kernel,address,nat,slirp] [--mtu 1500,65520] [--seconds N] [--repeat N]
+         [--paths kernel,reference,address,nat,slirp] [--mtu 1500,65520] [--seconds N] [--repeat N]
          [--scale-sessions N] [--workers N] [--save | --no-save]
 --repeat N keeps the best of N rounds over all paths for every network figure (default 2; 1 with --quick).
 --workers N runs vipnat with N dataplane workers (default: vipnat's own, one per two CPUs, 1-4); a partial run.

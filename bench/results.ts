@@ -85,10 +85,13 @@ export function targetText(m: Measure): string {
   return parts.join(', ') || '—';
 }
 
-/** The ratio a path's log line shows: to the kernel. */
+/** The ratios a path's log line shows: to the kernel, and for vipnat also to the reference forwarder. */
 function ratios(m: Measure, pathName: PathName, value: number): string {
-  if (pathName === 'kernel' || !m.values.kernel) return '';
-  return `  (${fmtRatio(value, m.values.kernel)} kernel)`;
+  if (pathName === 'kernel') return '';
+  const parts: string[] = [];
+  if (m.values.kernel) parts.push(`${fmtRatio(value, m.values.kernel)} kernel`);
+  if ((pathName === 'address' || pathName === 'nat') && m.values.reference) parts.push(`${fmtRatio(value, m.values.reference)} reference`);
+  return parts.length ? `  (${parts.join(', ')})` : '';
 }
 
 /** Adds one run's figure; a measure keeps the best run of each path (interference only ever lowers a figure). */

@@ -1,6 +1,7 @@
 // The paths the bench compares, each from a client namespace to the backend through the lab's gateway namespace: brought up per round, then down.
 import type { BenchLab } from '../lab.js';
 import type { BenchOptions, PathName } from '../options.js';
+import { referenceUp } from './reference.js';
 import { slirpUp } from './slirp.js';
 import { vipnatUp } from './vipnat.js';
 
@@ -28,6 +29,8 @@ export function pathUp(ctx: PathContext, p: PathName, mtu: number, sessions: num
     case 'kernel':
       // NAME-k, joined to the gateway by a veth pair and routed by its kernel: the physical limit.
       return Promise.resolve({ clients: [ctx.bench.k], down: () => Promise.resolve(null) });
+    case 'reference':
+      return referenceUp(ctx, mtu);
     case 'address':
     case 'nat':
       return vipnatUp(ctx, p, mtu, sessions);
