@@ -61,7 +61,7 @@ test-integration: setup build
 demo: setup build
 	scripts/demo.sh
 
-# Benchmarks (not tests): vipnat against the kernel, the reference forwarder and slirp4netns on one lab,
+# Benchmarks (not tests): vipnat against the kernel, the reference forwarder, slirp4netns and pasta on one lab,
 # micro-benchmarks, scale. BENCH_ARGS=--quick for a short run (node dist-tools/bench/run.js --help).
 bench: setup build
 	@scripts/setup-bench.sh

@@ -8,7 +8,7 @@ export const PREFIX = 'vnbench-';
 export const IPERF_PORT = 5201;
 export const HTTP_PORT = 8080;
 export const URL_TINY = `http://${BACKEND}:${HTTP_PORT}/tiny`;
-/** vipnat's transmit queue for its TUNs (TXQUEUELEN in src/session/session.ts): given to the reference forwarder's too. */
+/** vipnat's transmit queue for its TUNs (TXQUEUELEN in src/session/session.ts): given to the reference's and pasta's too. */
 export const TXQUEUELEN = '5000';
 
 /** Many short connections from one namespace: reuse TIME-WAIT ports and use the whole port range. */
@@ -17,9 +17,10 @@ export function clientSysctls(ns: string): void {
 }
 
 export class BenchLab {
-  /** Client namespaces: the kernel path's (veth), slirp4netns's and the reference forwarder's. */
+  /** Client namespaces: the kernel path's (veth), slirp4netns's, pasta's and the reference forwarder's. */
   readonly k: string;
   readonly s: string;
+  readonly p: string;
   readonly r: string;
   /** A temporary folder for nginx (its configuration, root and temporary files). */
   readonly tmp: string;
@@ -30,6 +31,7 @@ export class BenchLab {
   private constructor(readonly lab: Lab) {
     this.k = lab.addKernelClient(1500);
     this.s = lab.addBare('s');
+    this.p = lab.addBare('p');
     this.r = lab.addBare('r');
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), PREFIX));
     fs.chmodSync(this.tmp, 0o755); // nginx's workers run as nobody
@@ -52,9 +54,11 @@ export class BenchLab {
   static up(): BenchLab {
     sweepLabs(PREFIX);
     const b = new BenchLab(Lab.up({ prefix: PREFIX, mtu: 1500 }));
-    for (const n of [b.k, b.s, b.r, b.gw]) clientSysctls(n);
+    for (const n of [b.k, b.s, b.p, b.r, b.gw]) clientSysctls(n);
     sh('ip', ['netns', 'exec', b.be, 'sysctl', '-qw', 'net.core.somaxconn=4096', 'net.ipv4.tcp_max_syn_backlog=4096']);
-    log(`lab ${b.name}: gateway ${b.gw}, backend ${b.be} (${BACKEND}), clients: kernel ${b.k}, slirp4netns ${b.s}, reference ${b.r}`);
+    log(
+      `lab ${b.name}: gateway ${b.gw}, backend ${b.be} (${BACKEND}), clients: kernel ${b.k}, slirp4netns ${b.s}, pasta ${b.p}, reference ${b.r}`,
+    );
     return b;
   }
 

@@ -1,7 +1,7 @@
 // The bench's command line (`make bench BENCH_ARGS=...`): what to measure, on which paths, how long, and whether to save.
 import os from 'node:os';
 
-export const ALL_PATHS = ['kernel', 'reference', 'address', 'nat', 'slirp'] as const;
+export const ALL_PATHS = ['kernel', 'reference', 'address', 'nat', 'slirp', 'pasta'] as const;
 export type PathName = (typeof ALL_PATHS)[number];
 export const PATH_LABEL: Record<PathName, string> = {
   kernel: 'kernel',
@@ -9,6 +9,7 @@ export const PATH_LABEL: Record<PathName, string> = {
   address: 'vipnat address',
   nat: 'vipnat NAT',
   slirp: 'slirp4netns',
+  pasta: 'pasta',
 };
 export const ALL_ONLY = ['tcp', 'rr', 'conn', 'udp', 'micro', 'scale'] as const;
 export type Only = (typeof ALL_ONLY)[number];
@@ -29,7 +30,7 @@ export interface BenchOptions {
 }
 
 export const USAGE = `usage: node dist-tools/bench/run.js [--quick] [--only tcp,rr,conn,udp,micro,scale]
-         [--paths kernel,reference,address,nat,slirp] [--mtu 1500,65520] [--seconds N] [--repeat N]
+         [--paths kernel,reference,address,nat,slirp,pasta] [--mtu 1500,65520] [--seconds N] [--repeat N]
          [--scale-sessions N] [--workers N] [--save | --no-save]
 --repeat N keeps the best of N rounds over all paths for every network figure (default 2; 1 with --quick).
 --workers N runs vipnat with N dataplane workers (default: vipnat's own, one per two CPUs, 1-4); a partial run.

@@ -1,12 +1,14 @@
-// The bench's report: the machine, the tables (figures per path, vipnat against both limits and slirp4netns, the other figures) as text and Markdown, and the notes.
+// The bench's report: the machine, the tables (figures per path, vipnat against both limits and the peers, the other figures) as text and Markdown, and the notes.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { ROOT } from '../test/lab/index.js';
 import { fmtBytes, fmtCount, fmtNum, fmtRatio, lpad, pad } from './format.js';
+import { TXQUEUELEN } from './lab.js';
 import { CONN_CLIENTS, CONN_PER_CLIENT } from './measures/conn.js';
 import { SCALE_POOL } from './measures/scale.js';
 import { PATH_LABEL, workerCount, type BenchOptions, type PathName } from './options.js';
+import { pastaArgs } from './paths/pasta.js';
 import { REFERENCE_ADDRESS } from './paths/reference.js';
 import { INNER, POOL } from './paths/vipnat.js';
 import { targetText, verdict, type Measure, type Results } from './results.js';
@@ -44,6 +46,8 @@ export function machine(): Machine {
   const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
   const release = fs.existsSync('/etc/os-release') ? fs.readFileSync('/etc/os-release', 'utf8') : '';
   const distro = /PRETTY_NAME="?([^"\n]*)/.exec(release)?.[1] ?? 'Linux';
+  // pasta --version says "unknown version" in Debian's build: the package's version says more.
+  const passt = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'passt'], { encoding: 'utf8' });
   return {
     cpu,
     cores: os.cpus().length,
@@ -55,6 +59,7 @@ export function machine(): Machine {
       iperf3: version('iperf3', ['--version']),
       wrk: version('wrk', ['-v']).replace(/\s+Copyright.*/, ''),
       slirp4netns: version('slirp4netns', ['--version']),
+      pasta: passt.status === 0 ? `pasta (passt ${passt.stdout.trim()})` : version('pasta', ['--version']),
       nginx: version('nginx', ['-v']),
       cc: version('cc', ['--version']),
     },
@@ -69,12 +74,13 @@ export function commit(): string {
   return `${r.stdout.trim()}${dirty ? '+dirty' : ''}`;
 }
 
-const FIGURE_PATHS: PathName[] = ['kernel', 'reference', 'address', 'nat', 'slirp'];
-/** vipnat against the kernel (the machine's limit), the reference forwarder (the design's), and the peer. */
+const FIGURE_PATHS: PathName[] = ['kernel', 'reference', 'address', 'nat', 'slirp', 'pasta'];
+/** vipnat against the kernel (the machine's limit), the reference forwarder (the design's), and the peers. */
 const RATIOS: [PathName, string][] = [
   ['kernel', 'kernel'],
   ['reference', 'reference'],
   ['slirp', 'slirp'],
+  ['pasta', 'pasta'],
 ];
 
 function measured(m: Measure): boolean {
@@ -91,7 +97,7 @@ export function figuresTable(results: Results): Table {
   return { head, rows };
 }
 
-/** vipnat's two modes against both limits and the peer, with the targets. */
+/** vipnat's two modes against both limits and both peers, with the targets. */
 export function ratiosTable(results: Results): Table {
   const head = ['measure', ...RATIOS.flatMap(([, n]) => [`address / ${n}`, `NAT / ${n}`]), 'target', 'result'];
   const rows = results.measures.filter(measured).map((m) => {
@@ -179,16 +185,18 @@ function networkNotes(opts: BenchOptions): string[] {
       ? `the best of ${opts.repeat} runs of ${s} s per figure (in rounds over all paths, so each path's runs are spread over the run; every run is in the JSON)`
       : `one run of ${s} s per figure, no repetitions: treat differences of ±10 % as noise`;
   const workers = workerCount(opts);
+  const pasta = pastaArgs(0, 'NS').join(' ').replace('-m 0', '-m M').replace('/run/netns/NS', 'PATH');
   return [
     `Every path goes from a client namespace to iperf3 or nginx in the backend namespace (198.18.0.2) through the lab's gateway namespace, measured in the same run on the same lab, ${reps}${s >= 4 ? ' (iperf3 `-O 1` leaves out the first second)' : ''}.`,
     "- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.18.200.2/30), routed by the gateway's kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).",
     `- **reference**: \`bench/reference/forward.c\`, run in the gateway namespace, copies packets between the client namespace's TUN (eth0, ${REFERENCE_ADDRESS}/32) and a TUN in the gateway namespace with that address routed to it, both opened with vipnat's virtio-net header offloads (TSO, checksum), one \`read()\` and one \`write()\` per packet in an epoll loop, as vipnat's dataplane worker does, and no translation; the gateway's kernel forwards to the backend as with vipnat in address mode. The limit of vipnat's design (one thread, two copies per packet) on this machine: vipnat / reference is the figure to watch.`,
     `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workers} dataplane worker${workers === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default: one per two CPUs)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
     `- **slirp4netns**: \`slirp4netns --configure --mtu=M --disable-host-loopback\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}).`,
+    `- **pasta** (passt's namespace mode, podman's default): \`pasta ${pasta}\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}); no port forwarding, no gateway mapping, no DNS; tap0's transmit queue set to ${TXQUEUELEN} packets, as vipnat's TUNs' (with pasta's own, the kernel's 1000, the large receive window pasta advertises overflows the queue at MTU 1500 and uploads fall to about 0.1 Gbit/s).`,
     "- **MTU M** is the MTU of the client's interface, of the gateway–backend veth and of the kernel path's veth.",
     `- **TCP bulk**: \`iperf3 -t ${s} -P 1|4 [-R]\`, received throughput. **UDP**: \`iperf3 -u -l 16 -b 0\`, packets received by the backend per second, at MTU 1500.`,
     `- **requests/s on one connection**: \`wrk -c 1 -t 1 -d ${s}s\` for a 3-byte file (keep-alive), at MTU 1500, with the client pinned to CPU 0 and nginx to CPU 1 on every path (unpinned, the kernel path's figure flips between about 12 000 and 35 000 as the scheduler puts both on one CPU or not). **new connections/s**: ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once, at MTU 1500 — one in each of ${CONN_CLIENTS} vipnat sessions; on the other paths all ${CONN_CLIENTS} in their one namespace (the same ${CONN_CLIENTS * CONN_PER_CLIENT} connections in all). Every client namespace has \`tcp_tw_reuse=1\` and ports 1024-65535; nginx has 2 workers.`,
-    "- Client, gateway (vipnat's main thread and dataplane workers, the reference forwarder or slirp4netns) and server all share the machine's cores.",
+    "- Client, gateway (vipnat's main thread and dataplane workers, the reference forwarder, slirp4netns or pasta) and server all share the machine's cores.",
     '- A target is met when both vipnat modes meet it.',
   ];
 }
@@ -199,7 +207,7 @@ const MICRO_NOTE =
 export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; scale: boolean }): string {
   const m = info.machine;
   const t = m.tools;
-  const tools = [t['iperf3'], t['wrk'], t['slirp4netns'], t['nginx'], t['cc']].join(', ');
+  const tools = [t['iperf3'], t['wrk'], t['slirp4netns'], t['pasta'], t['nginx'], t['cc']].join(', ');
   const out = [
     `Machine: ${m.cpu}, ${m.cores} cores, ${fmtBytes(m.memory)}, Linux ${m.kernel} (${m.os}), Node ${m.node}; ${tools}. Date: ${info.date}. Commit: ${info.commit}. Command: \`${info.command}\`.`,
     '',

@@ -1,9 +1,9 @@
-// The benchmark harness (`make bench`): vipnat against the kernel and the reference forwarder (the limits) and slirp4netns on one lab, micro-benchmarks, scale.
+// The benchmark harness (`make bench`): vipnat against the kernel and the reference forwarder (the limits) and slirp4netns and pasta (the peers) on one lab, micro-benchmarks, scale.
 //
 // Paths, each from a client namespace to a backend namespace (198.18.0.2) through the lab's gateway
 // namespace (bench/paths/): kernel (a veth pair routed by the gateway's kernel), reference (a C
 // program copying packets between two TUNs as vipnat does, without translating), vipnat in address
-// and NAT mode, and slirp4netns. Loads (bench/measures/): iperf3 (TCP bulk both ways, 1 and 4
+// and NAT mode, slirp4netns and pasta. Loads (bench/measures/): iperf3 (TCP bulk both ways, 1 and 4
 // streams, MTU 1500 and 65520; UDP packets/s), wrk against nginx (requests/s on one connection, new
 // connections/s); the packet path without syscalls (bench/packet-path.ts); 1000 sessions. Every
 // namespace is named vnbench-PID-*, and the lab has no link to the machine's own network.

@@ -1,6 +1,7 @@
 // The paths the bench compares, each from a client namespace to the backend through the lab's gateway namespace: brought up per round, then down.
 import type { BenchLab } from '../lab.js';
 import type { BenchOptions, PathName } from '../options.js';
+import { pastaUp } from './pasta.js';
 import { referenceUp } from './reference.js';
 import { slirpUp } from './slirp.js';
 import { vipnatUp } from './vipnat.js';
@@ -36,5 +37,7 @@ export function pathUp(ctx: PathContext, p: PathName, mtu: number, sessions: num
       return vipnatUp(ctx, p, mtu, sessions);
     case 'slirp':
       return slirpUp(ctx, mtu);
+    case 'pasta':
+      return pastaUp(ctx, mtu);
   }
 }

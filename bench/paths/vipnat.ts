@@ -5,7 +5,7 @@ import { workersArgs } from '../options.js';
 import type { PathContext, PathEnd, PathUp } from './index.js';
 
 export const POOL = '198.19.8.0/24';
-/** The sessions' shared inner address in NAT mode (slirp4netns gives its guest the same). */
+/** The sessions' shared inner address in NAT mode (slirp4netns and pasta give their guests the same). */
 export const INNER = '10.0.2.100';
 
 export async function vipnatUp(ctx: PathContext, mode: 'address' | 'nat', mtu: number, sessions: number): Promise<PathUp> {
