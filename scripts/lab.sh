@@ -114,8 +114,12 @@ set_mtu() {
 
 # Kills what runs in a namespace, then deletes it; quiet when it is not there.
 drop_ns() {
-  local ns=$1
-  ip netns list | awk '{print $1}' | grep -qx "$ns" || return 0
+  local ns=$1 all
+  # Not `ip netns list | ... | grep -q`: grep -q quits at the first match, the writer before it dies
+  # of SIGPIPE, and with pipefail the pipeline fails: a long list (many namespaces on the machine)
+  # then made a namespace that is there look absent, and it was left behind.
+  all=$(ip netns list | awk '{print $1}')
+  grep -qx -- "$ns" <<<"$all" || return 0
   local pids
   pids=$(ip netns pids "$ns" 2>/dev/null || true)
   if [ -n "$pids" ]; then
