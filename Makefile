@@ -11,12 +11,21 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-build: node_modules/.installed dist/vipnat-init
+# dist/: vipnat. dist-tools/: the benchmarks and the soak (bench/, test/lab/, test/soak/, compiled by
+# tsconfig.tools.json; Node 20 cannot run TypeScript itself) and the bench's reference forwarder.
+build: node_modules/.installed dist/vipnat-init dist-tools/reference-forward
 	npx tsc -p tsconfig.json
+	npx tsc -p tsconfig.tools.json
 
 # The helper that runs each session's program in a PID namespace that dies with vipnat.
 dist/vipnat-init: native/vipnat-init.c
 	@mkdir -p dist
+	@command -v cc >/dev/null || { echo "build: no C compiler (cc): install gcc (apt-get install gcc libc6-dev)" >&2; exit 1; }
+	cc -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The bench's userspace limit: copies packets between two TUNs with vipnat's offloads, no translation.
+dist-tools/reference-forward: bench/reference/forward.c
+	@mkdir -p dist-tools
 	@command -v cc >/dev/null || { echo "build: no C compiler (cc): install gcc (apt-get install gcc libc6-dev)" >&2; exit 1; }
 	cc -O2 -Wall -Wextra -Werror -o $@ $<
 
@@ -52,22 +61,22 @@ test-integration: setup build
 demo: setup build
 	scripts/demo.sh
 
-# Benchmarks (not tests): kernel vs vipnat vs slirp4netns on one lab, micro-benchmarks, scale.
-# BENCH_ARGS=--quick for a short run (see bench/run.mjs --help).
+# Benchmarks (not tests): vipnat against the kernel, the reference forwarder, slirp4netns and pasta on one lab,
+# micro-benchmarks, scale. BENCH_ARGS=--quick for a short run (node dist-tools/bench/run.js --help).
 bench: setup build
 	@scripts/setup-bench.sh
-	node bench/run.mjs $(BENCH_ARGS)
+	node dist-tools/bench/run.js $(BENCH_ARGS)
 
 # The soak (not a test; its 5-second short form is in make test): 200 sessions x 5 checksummed echo
-# connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (test/soak/soak.mjs --help).
+# connections x 60 s through vipnat, zero loss or it fails. SOAK_ARGS to change it (node dist-tools/test/soak/soak.js --help).
 soak: setup build
-	node test/soak/soak.mjs $(SOAK_ARGS)
+	node dist-tools/test/soak/soak.js $(SOAK_ARGS)
 
 # Flood benchmark (not a test): the new-flow packet rate the gateway absorbs, and what a flood at half
-# and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (bench/flood.mjs --help).
+# and at twice that rate does to established connections. FLOOD_ARGS, e.g. --seconds 3 (node dist-tools/bench/flood.js --help).
 bench-flood: setup build
 	@scripts/setup-bench.sh flood
-	node bench/flood.mjs $(FLOOD_ARGS)
+	node dist-tools/bench/flood.js $(FLOOD_ARGS)
 
 clean:
-	rm -rf dist node_modules
+	rm -rf dist dist-tools node_modules

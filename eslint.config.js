@@ -49,7 +49,7 @@ function layerRules(room) {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'coverage/**', 'test/.api-example-*/**'] },
+  { ignores: ['dist/**', 'dist-tools/**', 'node_modules/**', 'bench/results/**', 'coverage/**', 'test/.api-example-*/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

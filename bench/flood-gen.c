@@ -1,4 +1,4 @@
-// Flood generator for bench/flood.mjs: new-flow packets (TCP SYNs or UDP datagrams) from many sources at a fixed rate, through a packet socket.
+// Flood generator for bench/flood.ts: new-flow packets (TCP SYNs or UDP datagrams) from many sources at a fixed rate, through a packet socket.
 //
 // Every packet is a new flow: a random source address in --src (a CIDR) and a random source port
 // (and, with --dport-random, a random destination port), with correct IPv4 and TCP/UDP checksums.

@@ -10,16 +10,20 @@
 #            (default via the router)                     be0 198.18.0.1/24, fd00:18::1/64  <--veth-->  NAME-be as above
 #            NAME-rt forwards, and routes the pools (198.19.0.0/16, fd00:19::/32) back to the gateway.
 #
-#   kernel:  NAME-k  eth0 198.19.200.2/30  <--veth-->  k0 198.19.200.1/30  NAME-gw
-#            (default via the gateway, which forwards: the kernel's own path, for benchmarks)
-#   bare:    NAME-s, an empty namespace with lo up (for slirp4netns to attach to)
+#   kernel:  NAME-k  eth0 198.18.200.2/30  <--veth-->  k0 198.18.200.1/30  NAME-gw
+#            (default via the gateway, which forwards: the kernel's own path, for benchmarks; outside
+#            198.19.0.0/16, the pools vipnat runs with in the lab, which vipnat refuses to overlap)
+#   bare:    NAME-SUFFIX (default NAME-s), an empty namespace with lo up (for slirp4netns or pasta
+#            to attach to, or a TUN to be moved into)
 #
 # In the direct shape, MTU (default 1500) is the MTU of the gateway-backend link;
 # `lab.sh mtu NAME MTU` changes it, and the kernel link's, on a lab that is up.
 #
 # Nothing connects the lab to the machine's own namespace, so no lab packet can
 # leave the machine.
-# Usage: lab.sh up NAME [routed|direct [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME
+# `lab.sh down NAME` removes every namespace NAME-*, with what runs in them.
+#
+# Usage: lab.sh up NAME [routed|direct [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME [SUFFIX]
 #        | lab.sh mtu NAME MTU | lab.sh down NAME | lab.sh sweep PREFIX
 set -euo pipefail
 
@@ -81,17 +85,17 @@ kernel() {
   ip netns add "$name-k"
   ip -n "$name-k" link set lo up
   ip -n "$name-gw" link add k0 mtu "$mtu" type veth peer name eth0 mtu "$mtu" netns "$name-k"
-  ip -n "$name-gw" addr add 198.19.200.1/30 dev k0
+  ip -n "$name-gw" addr add 198.18.200.1/30 dev k0
   ip -n "$name-gw" link set k0 up
-  ip -n "$name-k" addr add 198.19.200.2/30 dev eth0
+  ip -n "$name-k" addr add 198.18.200.2/30 dev eth0
   ip -n "$name-k" link set eth0 up
-  ip -n "$name-k" route add default via 198.19.200.1
+  ip -n "$name-k" route add default via 198.18.200.1
   ip netns exec "$name-gw" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$name-k" ping -c 1 -W 2 "$BE_ADDR" >/dev/null 2>&1 || true
 }
 
 bare() {
-  local ns="$1-s"
+  local ns="$1-${2:-s}"
   drop_ns "$ns"
   ip netns add "$ns"
   ip -n "$ns" link set lo up
@@ -110,8 +114,12 @@ set_mtu() {
 
 # Kills what runs in a namespace, then deletes it; quiet when it is not there.
 drop_ns() {
-  local ns=$1
-  ip netns list | awk '{print $1}' | grep -qx "$ns" || return 0
+  local ns=$1 all
+  # Not `ip netns list | ... | grep -q`: grep -q quits at the first match, the writer before it dies
+  # of SIGPIPE, and with pipefail the pipeline fails: a long list (many namespaces on the machine)
+  # then made a namespace that is there look absent, and it was left behind.
+  all=$(ip netns list | awk '{print $1}')
+  grep -qx -- "$ns" <<<"$all" || return 0
   local pids
   pids=$(ip netns pids "$ns" 2>/dev/null || true)
   if [ -n "$pids" ]; then
@@ -123,10 +131,12 @@ drop_ns() {
   ip netns del "$ns" 2>/dev/null || true
 }
 
+# The clients first (NAME-k, NAME-s and any other), then the gateway, the router and the backend.
 down() {
-  local name=$1
-  drop_ns "$name-k"
-  drop_ns "$name-s"
+  local name=$1 ns
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$name-" | grep -vx -e "$name-gw" -e "$name-rt" -e "$name-be" || true); do
+    drop_ns "$ns"
+  done
   drop_ns "$name-gw"
   drop_ns "$name-rt"
   drop_ns "$name-be"
@@ -143,9 +153,9 @@ sweep() {
 case "${1:-}" in
   up) up "${2:?lab name}" "${3:-direct}" "${4:-1500}" ;;
   kernel) kernel "${2:?lab name}" "${3:-1500}" ;;
-  bare) bare "${2:?lab name}" ;;
+  bare) bare "${2:?lab name}" "${3:-s}" ;;
   mtu) set_mtu "${2:?lab name}" "${3:?mtu}" ;;
   down) down "${2:?lab name}" ;;
   sweep) sweep "${2:?prefix}" ;;
-  *) echo "usage: $0 up NAME [routed|direct [MTU]] | kernel NAME [MTU] | bare NAME | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
+  *) echo "usage: $0 up NAME [routed|direct [MTU]] | kernel NAME [MTU] | bare NAME [SUFFIX] | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages `make bench` uses (iperf3, slirp4netns, wrk, nginx), only those whose command is missing.
+# Installs the Debian packages `make bench` uses (iperf3, slirp4netns, passt for pasta, wrk, nginx), only those whose command is missing.
 # `setup-bench.sh flood`: those of `make bench-flood` instead (a C compiler for its generator).
 set -euo pipefail
 
@@ -14,6 +14,7 @@ else
   needs=(
     iperf3:iperf3
     slirp4netns:slirp4netns
+    pasta:passt
     wrk:wrk
     nginx:nginx-light
     ss:iproute2

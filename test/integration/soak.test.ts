@@ -1,13 +1,14 @@
-// The soak's short form: `make soak`'s own driver (test/soak/soak.mjs), 20 sessions x 5 checksummed echo connections x 5 s, zero loss.
+// The soak's short form: `make soak`'s own driver (test/soak/soak.ts, built into dist-tools/ by make build), 20 sessions x 5 checksummed echo connections x 5 s, zero loss.
 //
 // It runs the very script `make soak` runs (its own lab, vnsoak-PID-*, cleaned up by the script on
 // every path), so the long form cannot rot unnoticed; this test then checks that the script left
 // nothing behind.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isRoot, ROOT, sh } from './lab.js';
 
-const SOAK = `${ROOT}test/soak/soak.mjs`;
+const SOAK = `${ROOT}dist-tools/test/soak/soak.js`;
 
 interface SoakReport {
   pass: boolean;
@@ -43,6 +44,7 @@ describe.skipIf(!isRoot())('soak, short form', () => {
   });
 
   it('20 sessions x 5 connections (both ways, both families) x 5 s: every byte echoed and checked, no reset, nothing left', async () => {
+    if (!existsSync(SOAK)) throw new Error(`${SOAK} is not built: run make build`);
     child = spawn(process.execPath, [SOAK, '--sessions', '20', '--connections', '5', '--seconds', '5', '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,0 +1,243 @@
+// The bench's report: the machine, the tables (figures per path, vipnat against both limits and the peers, the other figures) as text and Markdown, and the notes.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { ROOT } from '../test/lab/index.js';
+import { fmtBytes, fmtCount, fmtNum, fmtRatio, lpad, pad } from './format.js';
+import { TXQUEUELEN } from './lab.js';
+import { CONN_CLIENTS, CONN_PER_CLIENT } from './measures/conn.js';
+import { SCALE_POOL } from './measures/scale.js';
+import { PATH_LABEL, workerCount, type BenchOptions, type PathName } from './options.js';
+import { pastaArgs } from './paths/pasta.js';
+import { REFERENCE_ADDRESS } from './paths/reference.js';
+import { INNER, POOL } from './paths/vipnat.js';
+import { targetText, verdict, type Measure, type Results } from './results.js';
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memory: number;
+  kernel: string;
+  os: string;
+  node: string;
+  tools: Record<string, string>;
+}
+
+/** What a run was: when, which commit, on what, with which command and options. */
+export interface RunInfo {
+  date: string;
+  commit: string;
+  machine: Machine;
+  command: string;
+  options: BenchOptions;
+}
+
+export interface Table {
+  head: string[];
+  rows: string[][];
+}
+
+function version(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
+}
+
+export function machine(): Machine {
+  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
+  const release = fs.existsSync('/etc/os-release') ? fs.readFileSync('/etc/os-release', 'utf8') : '';
+  const distro = /PRETTY_NAME="?([^"\n]*)/.exec(release)?.[1] ?? 'Linux';
+  // pasta --version says "unknown version" in Debian's build: the package's version says more.
+  const passt = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'passt'], { encoding: 'utf8' });
+  return {
+    cpu,
+    cores: os.cpus().length,
+    memory: os.totalmem(),
+    kernel: os.release(),
+    os: distro,
+    node: process.version,
+    tools: {
+      iperf3: version('iperf3', ['--version']),
+      wrk: version('wrk', ['-v']).replace(/\s+Copyright.*/, ''),
+      slirp4netns: version('slirp4netns', ['--version']),
+      pasta: passt.status === 0 ? `pasta (passt ${passt.stdout.trim()})` : version('pasta', ['--version']),
+      nginx: version('nginx', ['-v']),
+      cc: version('cc', ['--version']),
+    },
+  };
+}
+
+export function commit(): string {
+  const env = { ...process.env, GIT_OPTIONAL_LOCKS: '0' };
+  const r = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', env });
+  if (r.status !== 0) return 'unknown';
+  const dirty = spawnSync('git', ['-C', ROOT, 'diff', '--quiet', 'HEAD', '--'], { env }).status !== 0;
+  return `${r.stdout.trim()}${dirty ? '+dirty' : ''}`;
+}
+
+const FIGURE_PATHS: PathName[] = ['kernel', 'reference', 'address', 'nat', 'slirp', 'pasta'];
+/** vipnat against the kernel (the machine's limit), the reference forwarder (the design's), and the peers. */
+const RATIOS: [PathName, string][] = [
+  ['kernel', 'kernel'],
+  ['reference', 'reference'],
+  ['slirp', 'slirp'],
+  ['pasta', 'pasta'],
+];
+
+function measured(m: Measure): boolean {
+  return Object.keys(m.values).length > 0 || Object.keys(m.errors).length > 0;
+}
+
+/** Every network figure, by path. */
+export function figuresTable(results: Results): Table {
+  const head = ['measure', ...FIGURE_PATHS.map((p) => PATH_LABEL[p])];
+  const rows = results.measures.filter(measured).map((m) => {
+    const cell = (p: PathName): string => (m.values[p] != null ? fmtNum(m.values[p], m.unit) : m.errors[p] ? 'failed' : '—');
+    return [`${m.label} (${m.unit})`, ...FIGURE_PATHS.map(cell)];
+  });
+  return { head, rows };
+}
+
+/** vipnat's two modes against both limits and both peers, with the targets. */
+export function ratiosTable(results: Results): Table {
+  const head = ['measure', ...RATIOS.flatMap(([, n]) => [`address / ${n}`, `NAT / ${n}`]), 'target', 'result'];
+  const rows = results.measures.filter(measured).map((m) => {
+    const v = m.values;
+    const ratios = RATIOS.flatMap(([p]) => [fmtRatio(v.address, v[p]), fmtRatio(v.nat, v[p])]);
+    return [m.label, ...ratios, targetText(m), verdict(m).text];
+  });
+  return { head, rows };
+}
+
+function microRows(results: Results): string[][] {
+  const { micro } = results;
+  const rows: string[][] = [];
+  const mk = (ok: boolean | null): string => (ok == null ? 'n/a' : ok ? 'met' : 'not met');
+  const mpps = (r: Record<string, unknown>): string => (r['error'] ? 'failed' : `${String(r['mpps'])} Mpps`);
+  if (micro.lookup1k) rows.push(['packet path, 1 000 flows (one core)', mpps(micro.lookup1k), '—', '—']);
+  if (micro.lookup1m) {
+    const ok = micro.lookup1m.error ? null : (micro.lookup1m['mpps'] as number) >= 10;
+    rows.push(['packet path, 1 000 000 flows (one core)', mpps(micro.lookup1m), '≥ 10 Mpps', mk(ok)]);
+  }
+  if (micro.create) {
+    const c = micro.create;
+    rows.push(['new flows/s (TCP SYN, one core)', c.error ? 'failed' : fmtNum(c['flowsPerSecond'] as number), '—', '—']);
+  }
+  if (micro.memory) {
+    const mm = micro.memory;
+    const worst = mm.error ? null : Math.max(mm['bytesPerFlow'] as number, mm['rssDeltaPerFlow'] as number);
+    const text = mm.error ? 'failed' : `${String(mm['bytesPerFlow'])} B / ${String(mm['rssDeltaPerFlow'])} B`;
+    rows.push(['memory per flow (table size / RSS growth, 1 000 000 flows)', text, '≤ 128 B', mk(worst === null ? null : worst <= 128)]);
+    rows.push([
+      'RSS with 1 000 000 flows (in-process: node + flow table)',
+      mm.error ? 'failed' : fmtBytes(mm['rssAfter'] as number),
+      '—',
+      '—',
+    ]);
+  }
+  return rows;
+}
+
+function scaleRows(results: Results, opts: BenchOptions): string[][] {
+  const { scale } = results;
+  if (!scale.sessions && !scale.error) return [];
+  const n = scale.sessions ?? opts.scaleSessions;
+  const nn = fmtCount(n);
+  const start = scale.startSeconds;
+  const stopped = `${scale.stopSeconds} s (exit ${scale.stopExit}, ${scale.leftNamespaces} namespaces left)`;
+  return [
+    [
+      `time to start ${nn} sessions`,
+      start != null ? `${start} s` : 'failed',
+      n === 1000 ? '≤ 30 s' : '—',
+      n === 1000 ? (start == null ? 'n/a' : start <= 30 ? 'met' : 'not met') : '—',
+    ],
+    [`vipnat's RSS with ${nn} sessions`, scale.gatewayRss != null ? fmtBytes(scale.gatewayRss) : 'failed', '—', '—'],
+    [`time to stop ${nn} sessions (SIGTERM to exit)`, scale.stopSeconds != null ? stopped : 'failed', '—', '—'],
+  ];
+}
+
+/** The packet path, memory and scale figures. */
+export function otherTable(results: Results, opts: BenchOptions): Table {
+  return { head: ['measure', 'value', 'target', 'result'], rows: [...microRows(results), ...scaleRows(results, opts)] };
+}
+
+const leftAligned = (h: string): boolean => h === 'measure' || h === 'target' || h === 'result';
+
+export function markdown(t: Table): string {
+  const esc = (s: string): string => s.replace(/\|/g, '\\|');
+  return [
+    `| ${t.head.join(' | ')} |`,
+    `|${t.head.map((h) => (leftAligned(h) ? '---' : '---:')).join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+export function text(t: Table): string {
+  const w = t.head.map((h, i) => Math.max(h.length, ...t.rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => r.map((c, i) => (leftAligned(t.head[i]!) ? pad(c, w[i]!) : lpad(c, w[i]!))).join('  ');
+  return [line(t.head), w.map((n) => '-'.repeat(n)).join('  '), ...t.rows.map(line)].join('\n');
+}
+
+function networkNotes(opts: BenchOptions): string[] {
+  const s = opts.seconds;
+  const reps =
+    opts.repeat > 1
+      ? `the best of ${opts.repeat} runs of ${s} s per figure (in rounds over all paths, so each path's runs are spread over the run; every run is in the JSON)`
+      : `one run of ${s} s per figure, no repetitions: treat differences of ±10 % as noise`;
+  const workers = workerCount(opts);
+  const pasta = pastaArgs(0, 'NS').join(' ').replace('-m 0', '-m M').replace('/run/netns/NS', 'PATH');
+  return [
+    `Every path goes from a client namespace to iperf3 or nginx in the backend namespace (198.18.0.2) through the lab's gateway namespace, measured in the same run on the same lab, ${reps}${s >= 4 ? ' (iperf3 `-O 1` leaves out the first second)' : ''}.`,
+    "- **kernel**: a namespace joined to the gateway namespace by a veth pair (198.18.200.2/30), routed by the gateway's kernel: the physical limit of this machine (veth carries 64 KiB GSO segments at either MTU).",
+    `- **reference**: \`bench/reference/forward.c\`, run in the gateway namespace, copies packets between the client namespace's TUN (eth0, ${REFERENCE_ADDRESS}/32) and a TUN in the gateway namespace with that address routed to it, both opened with vipnat's virtio-net header offloads (TSO, checksum), one \`read()\` and one \`write()\` per packet in an epoll loop, as vipnat's dataplane worker does, and no translation; the gateway's kernel forwards to the backend as with vipnat in address mode. The limit of vipnat's design (one thread, two copies per packet) on this machine: vipnat / reference is the figure to watch.`,
+    `- **vipnat address / NAT**: \`vipnat run --pool ${POOL} --mtu M${opts.workers ? ` --workers ${opts.workers}` : ''}\` in the gateway namespace (\`--inner-address ${INNER}\` for NAT), with ${workers} dataplane worker${workers === 1 ? '' : 's'}${opts.workers ? '' : " (vipnat's default: one per two CPUs)"}; the loads run in the sessions' namespaces (\`ip netns exec vipnat-PID-k\`) while the session programs idle.`,
+    `- **slirp4netns**: \`slirp4netns --configure --mtu=M --disable-host-loopback\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}).`,
+    `- **pasta** (passt's namespace mode, podman's default): \`pasta ${pasta}\` run in the gateway namespace, attached to a client namespace (guest address ${INNER}); no port forwarding, no gateway mapping, no DNS; tap0's transmit queue set to ${TXQUEUELEN} packets, as vipnat's TUNs' (with pasta's own, the kernel's 1000, the large receive window pasta advertises overflows the queue at MTU 1500 and uploads fall to about 0.1 Gbit/s).`,
+    "- **MTU M** is the MTU of the client's interface, of the gateway–backend veth and of the kernel path's veth.",
+    `- **TCP bulk**: \`iperf3 -t ${s} -P 1|4 [-R]\`, received throughput. **UDP**: \`iperf3 -u -l 16 -b 0\`, packets received by the backend per second, at MTU 1500.`,
+    `- **requests/s on one connection**: \`wrk -c 1 -t 1 -d ${s}s\` for a 3-byte file (keep-alive), at MTU 1500, with the client pinned to CPU 0 and nginx to CPU 1 on every path (unpinned, the kernel path's figure flips between about 12 000 and 35 000 as the scheduler puts both on one CPU or not). **new connections/s**: ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once, at MTU 1500 — one in each of ${CONN_CLIENTS} vipnat sessions; on the other paths all ${CONN_CLIENTS} in their one namespace (the same ${CONN_CLIENTS * CONN_PER_CLIENT} connections in all). Every client namespace has \`tcp_tw_reuse=1\` and ports 1024-65535; nginx has 2 workers.`,
+    "- Client, gateway (vipnat's main thread and dataplane workers, the reference forwarder, slirp4netns or pasta) and server all share the machine's cores.",
+    '- A target is met when both vipnat modes meet it.',
+  ];
+}
+
+const MICRO_NOTE =
+  "- **Packet path**: `bench/packet-path.ts`, one process per figure, no syscalls, one core, NAT mode: each UDP packet (built with the tests' packet builders, `test/unit/packets.ts`) goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin; the flows are created in a shuffled order, so consecutive packets' flow records lie scattered over the table as real traffic's do (created in packet order they would be read sequentially, which the CPU's prefetchers make unrealistically cheap). **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table's own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process's, measured in-process (filling a running gateway's table with a million flows would take minutes of packet generation in the lab, so it is not measured there).";
+
+export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; scale: boolean }): string {
+  const m = info.machine;
+  const t = m.tools;
+  const tools = [t['iperf3'], t['wrk'], t['slirp4netns'], t['pasta'], t['nginx'], t['cc']].join(', ');
+  const out = [
+    `Machine: ${m.cpu}, ${m.cores} cores, ${fmtBytes(m.memory)}, Linux ${m.kernel} (${m.os}), Node ${m.node}; ${tools}. Date: ${info.date}. Commit: ${info.commit}. Command: \`${info.command}\`.`,
+    '',
+  ];
+  if (ran.network) out.push(...networkNotes(info.options));
+  if (ran.micro) out.push(MICRO_NOTE);
+  if (ran.scale) {
+    out.push(
+      `- **Scale**: \`vipnat run --pool ${SCALE_POOL} --sessions ${info.options.scaleSessions} -- sleep 3600\` in the gateway namespace; start time runs from launch to the last \`session N vip ...\` line; RSS is the sum of VmRSS over vipnat's process tree without the session programs.`,
+    );
+  }
+  return out.join('\n');
+}
+
+/** The whole report in Markdown: what latest.md holds and the README's table is replaced with. */
+export function reportMarkdown(info: RunInfo, results: Results, ran: { network: boolean; micro: boolean; scale: boolean }): string {
+  const ft = figuresTable(results),
+    rt = ratiosTable(results),
+    ot = otherTable(results, info.options);
+  return [
+    `### Results (${info.date.slice(0, 10)}, commit ${info.commit})`,
+    '',
+    ft.rows.length ? markdown(ft) : '',
+    '',
+    rt.rows.length ? markdown(rt) : '',
+    '',
+    ot.rows.length ? markdown(ot) : '',
+    '',
+    notes(info, ran),
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
+}
