@@ -40,7 +40,9 @@ describe.skipIf(!isRoot())('cleanup', () => {
     lab = Lab.up();
     const before = lab.snapshot();
     // The session's program starts a child of its own, as real programs do.
-    const run = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'sh', '-c', 'sleep 300 & sleep 301']);
+    // Durations of this test's own (sleep takes fractions), so that pgrep finds no other run's sleeps.
+    const mine = `${process.pid % 1000}`;
+    const run = lab.vipnat(['run', '--pool', POOL, '--sessions', '3', '--', 'sh', '-c', `sleep 300.${mine} & sleep 301.${mine}`]);
     await run.waitFor(/^session 3 vip/);
     const during = lab.snapshot();
     expect(during.netns.filter((n) => n.startsWith('vipnat-'))).toHaveLength(3);
@@ -53,7 +55,7 @@ describe.skipIf(!isRoot())('cleanup', () => {
     expect(code).toBe(143);
     expect(lab.snapshot()).toEqual(before);
     for (const pid of pids) expect(alive(pid)).toBe(false);
-    expect(spawnSync('pgrep', ['-f', 'sleep 30[01]']).status).toBe(1);
+    expect(spawnSync('pgrep', ['-f', `sleep 30[01]\\.${mine}$`]).status).toBe(1);
   });
 
   it('cleans up when a session fails to start (uplink already taken)', async () => {
