@@ -152,13 +152,38 @@ function scaleRows(results: Results, opts: BenchOptions): string[][] {
       n === 1000 ? (start == null ? 'n/a' : start <= 30 ? 'met' : 'not met') : '—',
     ],
     [`vipnat's RSS with ${nn} sessions`, scale.gatewayRss != null ? fmtBytes(scale.gatewayRss) : 'failed', '—', '—'],
+    [
+      `its vipnat-init helpers with ${nn} sessions (PSS)`,
+      scale.helpersPss != null
+        ? `${fmtBytes(scale.helpersPss)} (${fmtBytes(scale.helpersPss / Math.max(1, scale.sessions ?? 1))} a session)`
+        : 'failed',
+      '—',
+      '—',
+    ],
     [`time to stop ${nn} sessions (SIGTERM to exit)`, scale.stopSeconds != null ? stopped : 'failed', '—', '—'],
   ];
 }
 
-/** The packet path, memory and scale figures. */
+function controlRows(results: Results): string[][] {
+  const c = results.control;
+  if (!c.sessions && !c.error) return [];
+  const nn = fmtCount(c.sessions ?? 0);
+  const pct = (p: { p50: number; p99: number } | undefined): string => (p ? `${p.p50} ms (p99 ${p.p99} ms)` : 'failed');
+  const under = (p: { p50: number } | undefined, ms: number): string => (p ? (p.p50 < ms ? 'met' : 'not met') : 'n/a');
+  return [
+    ['start one session, gateway holding 0 (over its socket; p50)', pct(c.startIdle), '< 100 ms', under(c.startIdle, 100)],
+    [`start one session, gateway holding ${nn} (over its socket; p50)`, pct(c.startBusy), '< 100 ms', under(c.startBusy, 100)],
+    [`ls with ${nn} sessions, over the socket (p50)`, pct(c.lsApi), '< 200 ms', under(c.lsApi, 200)],
+    [`vipnat ls with ${nn} sessions, node starting included (p50)`, pct(c.lsCli), '< 200 ms', under(c.lsCli, 200)],
+  ];
+}
+
+/** The packet path, memory, scale and control-plane figures. */
 export function otherTable(results: Results, opts: BenchOptions): Table {
-  return { head: ['measure', 'value', 'target', 'result'], rows: [...microRows(results), ...scaleRows(results, opts)] };
+  return {
+    head: ['measure', 'value', 'target', 'result'],
+    rows: [...microRows(results), ...scaleRows(results, opts), ...controlRows(results)],
+  };
 }
 
 const leftAligned = (h: string): boolean => h === 'measure' || h === 'target' || h === 'result';

@@ -126,11 +126,36 @@ export interface Micro {
 export interface Scale {
   sessions?: number;
   startSeconds?: number;
+  /** vipnat's own process. */
   gatewayRss?: number;
   gatewayProcesses?: number;
+  /** The vipnat-init helpers' proportional set size, all together, and how many there were. */
+  helpersPss?: number;
+  helpers?: number;
   treeRssWithPrograms?: number;
   stopSeconds?: number;
   stopExit?: number | string | null;
+  leftNamespaces?: number;
+  error?: string;
+}
+
+/** Milliseconds: the median, the 99th percentile, and how many samples. */
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  n: number;
+}
+
+/** The long-running gateway's control plane (bench/measures/control.ts). */
+export interface Control {
+  sessions?: number;
+  /** One session started over the socket with 0 sessions running, and with `sessions` running. */
+  startIdle?: Percentiles;
+  startBusy?: Percentiles;
+  /** `GET /v1/sessions` with `sessions` running, and `vipnat ls` as a process. */
+  lsApi?: Percentiles;
+  lsCli?: Percentiles;
+  downSeconds?: number;
   leftNamespaces?: number;
   error?: string;
 }
@@ -140,12 +165,13 @@ export interface Results {
   measures: Measure[];
   micro: Micro;
   scale: Scale;
+  control: Control;
   /** Per path, MTU and round: how the path ended (vipnat's counters, the reference's, exit statuses). */
   runInfo: { paths: Record<string, unknown> };
 }
 
 export function newResults(): Results {
-  return { measures: defineMeasures(), micro: {}, scale: {}, runInfo: { paths: {} } };
+  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, runInfo: { paths: {} } };
 }
 
 export function byId(results: Results, id: string): Measure {

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import { asDriver, cleanup, log, ROOT } from '../test/lab/index.js';
 import { BenchLab } from './lab.js';
 import { microBenchmarks } from './measures/micro.js';
+import { controlBenchmark } from './measures/control.js';
 import { scaleBenchmark } from './measures/scale.js';
 import { network } from './network.js';
 import { parseOptions } from './options.js';
@@ -39,14 +40,16 @@ async function main(): Promise<void> {
     network: opts.only.some((x) => x === 'tcp' || x === 'rr' || x === 'conn' || x === 'udp'),
     micro: opts.only.includes('micro'),
     scale: opts.only.includes('scale'),
+    control: opts.only.includes('control'),
   };
-  const bench = ran.network || ran.scale ? BenchLab.up() : null;
+  const bench = ran.network || ran.scale || ran.control ? BenchLab.up() : null;
   if (bench && ran.network) {
     await bench.serversUp();
     await network(bench, opts, results);
   }
   if (ran.micro) results.micro = await microBenchmarks(opts.quick);
   if (bench && ran.scale) results.scale = await scaleBenchmark(bench, opts);
+  if (bench && ran.control) results.control = await controlBenchmark(bench, opts);
 
   log('');
   for (const t of [figuresTable(results), ratiosTable(results), otherTable(results, opts)]) if (t.rows.length) log(`${text(t)}\n`);

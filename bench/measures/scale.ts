@@ -1,5 +1,5 @@
 // Scale: the time and memory for N sessions (`vipnat run --sessions N -- sleep 3600` in the gateway namespace), and the time to stop them.
-import { log, sleep, treeRss, waitFor } from '../../test/lab/index.js';
+import { childrenOf, log, sleep, treePss, treeRss, waitFor } from '../../test/lab/index.js';
 import { fmtBytes } from '../format.js';
 import type { BenchLab } from '../lab.js';
 import { workersArgs, type BenchOptions } from '../options.js';
@@ -32,14 +32,18 @@ export async function scaleBenchmark(bench: BenchLab, opts: BenchOptions): Promi
     scale.startSeconds = +((tStarted! - t0) / 1000).toFixed(2);
     log(`  time from launch to the ${n}th session line: ${scale.startSeconds} s`);
     await sleep(1000);
-    const gw = treeRss(run.pid, programs);
+    // vipnat itself; then its vipnat-init helpers (two per session), counted by what they share.
+    const own = treeRss(run.pid, new Set([...programs, ...childrenOf(run.pid)]));
+    const helpers = treePss(run.pid, programs);
     const all = treeRss(run.pid);
-    scale.gatewayRss = gw.bytes;
-    scale.gatewayProcesses = gw.processes;
+    scale.gatewayRss = own.bytes;
+    scale.gatewayProcesses = own.processes;
+    scale.helpersPss = helpers.bytes;
+    scale.helpers = helpers.processes;
     scale.treeRssWithPrograms = all.bytes;
-    const procs = `${gw.processes} process${gw.processes > 1 ? 'es' : ''}`;
     log(
-      `  vipnat's RSS with ${n} sessions up: ${fmtBytes(gw.bytes)} (${procs}; with the ${programs.size} session programs: ${fmtBytes(all.bytes)})`,
+      `  vipnat's RSS with ${n} sessions up: ${fmtBytes(own.bytes)}; its ${helpers.processes} vipnat-init helpers: ${fmtBytes(helpers.bytes)} PSS ` +
+        `(${fmtBytes(helpers.bytes / Math.max(1, n))} a session); the whole tree with the ${programs.size} programs: ${fmtBytes(all.bytes)} RSS`,
     );
   } catch (e) {
     scale.error = (e as Error).message;

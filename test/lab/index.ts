@@ -97,6 +97,37 @@ function childrenByParent(): Map<number, number[]> {
 }
 
 /** VmRSS in bytes of `pid` and its descendants, leaving out the subtrees of `exclude`; and how many processes that is. */
+/**
+ * The proportional set size (shared pages divided among the processes that
+ * share them) of `pid`'s descendants, not `pid` itself and not `exclude`:
+ * what many small helpers really cost, which summing their RSS would count
+ * once per process for the C library they all map.
+ */
+export function treePss(pid: number, exclude: ReadonlySet<number> = new Set()): { bytes: number; processes: number } {
+  const kids = childrenByParent();
+  let bytes = 0;
+  let processes = 0;
+  const todo = [...(kids.get(pid) ?? [])];
+  while (todo.length) {
+    const p = todo.pop()!;
+    if (exclude.has(p)) continue;
+    try {
+      const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'));
+      if (m) bytes += Number(m[1]) * 1024;
+      processes++;
+    } catch {
+      // gone meanwhile
+    }
+    todo.push(...(kids.get(p) ?? []));
+  }
+  return { bytes, processes };
+}
+
+/** The children of `pid`. */
+export function childrenOf(pid: number): number[] {
+  return childrenByParent().get(pid) ?? [];
+}
+
 export function treeRss(pid: number, exclude: ReadonlySet<number> = new Set()): { bytes: number; processes: number } {
   const kids = childrenByParent();
   let bytes = 0;
