@@ -23,7 +23,7 @@ import {
   type Family,
 } from '../pool/index.js';
 import type { ChildProcess } from 'node:child_process';
-import { initHelperExists, primaryVip, type RunAs, Session, type Stdio } from '../session/index.js';
+import { exitOf, initHelperExists, primaryVip, type RunAs, Session, type Stdio } from '../session/index.js';
 import { parseIpv4 } from '../wire/index.js';
 import { checkMtu, checkPoolUnused, parseInnerAddresses, parseUser, preflight, resolveProgram } from './checks.js';
 import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
@@ -217,10 +217,7 @@ export class GatewaySession {
     resolveProgram(program, this.runAs);
     const { child, pid } = await this.inner.exec(program, args, opts.env ?? {}, this.runAs, opts.stdio ?? 'inherit');
     if (this.inner.spawnError) throw new UserError(`session ${this.id}: cannot run ${program}: ${this.inner.spawnError.message}`);
-    const exited = new Promise<ExitStatus>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
-      else child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
+    const exited = exitOf(child);
     const e: ExecProcess = { child, pid, exited };
     this.execs.set(pid, e);
     void exited.then(() => this.execs.delete(pid));
@@ -490,10 +487,7 @@ export class Gateway implements AsyncDisposable {
     gs.state = 'running';
     // A stop asked for while it was starting: the program gets its SIGTERM now.
     if (wasStopped) void gs.stop();
-    const status = new Promise<ExitStatus>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
-      else child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
+    const status = exitOf(child);
     void status.then((st) => this.logoff(gs, st));
     this.onEvent({
       event: 'session',

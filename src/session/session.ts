@@ -27,6 +27,19 @@ export function initHelperExists(): boolean {
   return existsSync(INIT_PATH);
 }
 
+/** Whether a child process has been started and has not ended. */
+export function running(child: ChildProcess | null): child is ChildProcess {
+  return child !== null && child.exitCode === null && child.signalCode === null;
+}
+
+/** How a child process ended, once it has: at once if it already did. */
+export function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+}
+
 /** The program's standard input, output and error: vipnat's own, or pipes the caller reads and writes. */
 export type Stdio = 'inherit' | 'pipe' | 'ignore';
 
@@ -190,7 +203,7 @@ export class Session {
     runAs: RunAs | null,
     stdio: Stdio,
   ): Promise<{ child: ChildProcess; pid: number }> {
-    if (this.pid <= 0 || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) {
+    if (this.pid <= 0 || !running(this.child)) {
       return Promise.reject(new Error(`session ${this.spec.id} is not running`));
     }
     return this.launch(['--join', String(this.pid)], program, args, env, runAs, stdio);
@@ -251,14 +264,14 @@ export class Session {
 
   /** Asks the program to end: SIGTERM, once, however often this is called. */
   stop(): void {
-    if (this.signaled || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.signaled || !running(this.child)) return;
     this.signaled = true;
     this.child.kill('SIGTERM');
   }
 
   /** Ends the program at once (its whole PID namespace goes with vipnat-init). */
   kill(): void {
-    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!running(this.child)) return;
     this.child.kill('SIGKILL');
   }
 
