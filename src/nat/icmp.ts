@@ -98,12 +98,12 @@ export class Icmp4Errors {
    * another address.
    */
   fromSession(icmp: Icmp4, id: number, inner: number, outer: number): number {
-    const c = this.counters;
-    c.icmpErrors++;
-    const q = this.quoted(icmp);
+    const q = this.open(icmp, false);
+    if (q < 0) return DROP;
     const qip = this.qip;
     const k = this.qkey;
-    if (q < 0 || qip.dst !== inner || !k.readQuoted(icmp.buf, q, qip.protocol, false, PROTO_ICMP)) return dropped(c);
+    const c = this.counters;
+    if (qip.dst !== inner) return dropped(c);
     const f = this.flows.lookupInner(id, qip.protocol, inner, k.localPort, qip.src, k.remotePort);
     if (f === NO_FLOW && this.sessions.onShared[id]) return dropped(c);
     const port = f === NO_FLOW ? k.localPort : this.flows.outerPortOf(f);
@@ -117,12 +117,12 @@ export class Icmp4Errors {
    * or DROP.
    */
   fromUplink(icmp: Icmp4, id: number, outer: number): number {
-    const c = this.counters;
-    c.icmpErrors++;
-    const q = this.quoted(icmp);
+    const q = this.open(icmp, true);
+    if (q < 0) return DROP;
     const qip = this.qip;
     const k = this.qkey;
-    if (q < 0 || qip.src !== outer || !k.readQuoted(icmp.buf, q, qip.protocol, true, PROTO_ICMP)) return dropped(c);
+    const c = this.counters;
+    if (qip.src !== outer) return dropped(c);
     const flows = this.flows;
     const f = flows.lookupOuter(qip.protocol, outer, k.localPort, qip.dst, k.remotePort);
     if (f === NO_FLOW ? id === 0 : id !== 0 && flows.sessionOf(f) !== id) return dropped(c);
@@ -133,17 +133,22 @@ export class Icmp4Errors {
   }
 
   /**
-   * Attaches `qip` to the packet quoted in the error at `icmp`. Returns the
-   * offset of the quoted transport header, or -1 if the quote is unusable:
-   * short, not IPv4, or a later fragment (no transport header).
+   * Counts the error at `icmp`, attaches `qip` to the packet it quotes and
+   * reads that packet's ports into `qkey` (`sessionSent`: a packet the
+   * session sent). Returns the offset of the quoted transport header, or
+   * DROP (counted) for a quote short, not IPv4, of a later fragment (no
+   * transport header), or of a packet of no flow.
    */
-  private quoted(icmp: Icmp4): number {
+  private open(icmp: Icmp4, sessionSent: boolean): number {
+    const c = this.counters;
+    c.icmpErrors++;
     const o = icmp.off + ICMP_HEADER;
     const avail = icmp.len - ICMP_HEADER;
     const qip = this.qip;
-    if (avail < QUOTE4_MIN || !qip.attachQuote(icmp.buf, o, avail)) return -1;
+    if (avail < QUOTE4_MIN || !qip.attachQuote(icmp.buf, o, avail)) return dropped(c);
     const t = o + qip.headerLength;
-    if (t + QUOTED_TRANSPORT > o + avail || qip.fragmentOffset !== 0) return -1;
+    if (t + QUOTED_TRANSPORT > o + avail || qip.fragmentOffset !== 0) return dropped(c);
+    if (!this.qkey.readQuoted(icmp.buf, t, qip.protocol, sessionSent, PROTO_ICMP)) return dropped(c);
     return t;
   }
 
