@@ -24,9 +24,8 @@ import {
   delta128,
   delta16,
   delta32,
-  ICMP_CHECKSUM,
+  IcmpField,
   ICMP_HEADER,
-  ICMP_IDENT,
   type Icmp4,
   type Icmp6,
   Ipv4,
@@ -37,10 +36,8 @@ import {
   PROTO_TCP,
   PROTO_UDP,
   read16,
-  TCP_CHECKSUM,
-  TCP_DST_PORT,
-  TCP_SRC_PORT,
-  UDP_CHECKSUM,
+  TcpField,
+  UdpField,
   write16,
 } from '../wire/index.js';
 
@@ -66,7 +63,7 @@ function rewriteQuotedTransport(b: Uint8Array, t: number, end: number, proto: nu
     write16(b, portAt, port);
   }
   // ICMP and ICMPv6 keep their checksum in the same place.
-  const ck = proto === PROTO_TCP ? t + TCP_CHECKSUM : proto === PROTO_UDP ? t + UDP_CHECKSUM : t + ICMP_CHECKSUM;
+  const ck = proto === PROTO_TCP ? t + TcpField.CHECKSUM : proto === PROTO_UDP ? t + UdpField.CHECKSUM : t + IcmpField.CHECKSUM;
   if (ck + 2 > end) return;
   const cur = read16(b, ck);
   if (proto === PROTO_UDP && cur === 0) return;
@@ -173,7 +170,7 @@ export class Icmp4Errors {
     else qip.setDst(addr);
     // TCP and UDP cover the pseudo-header (addresses); ICMP only itself.
     const delta = proto === PROTO_ICMP ? 0 : delta32(oldAddr, addr);
-    const portAt = proto === PROTO_ICMP ? t + ICMP_IDENT : srcField ? t + TCP_SRC_PORT : t + TCP_DST_PORT;
+    const portAt = proto === PROTO_ICMP ? t + IcmpField.IDENT : srcField ? t + TcpField.SRC_PORT : t + TcpField.DST_PORT;
     rewriteQuotedTransport(icmp.buf, t, icmp.off + icmp.len, proto, delta, portAt, port);
     icmp.fillChecksum();
     return true;

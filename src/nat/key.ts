@@ -1,7 +1,6 @@
 // A packet's flow key as its transport header gives it, read the same way for IPv4 and IPv6, and for the packet an ICMP error quotes.
 import {
-  ICMP_IDENT,
-  ICMP_TYPE,
+  IcmpField,
   ICMP4_ECHO_REPLY,
   ICMP4_ECHO_REQUEST,
   ICMP6_ECHO_REPLY,
@@ -11,9 +10,8 @@ import {
   PROTO_UDP,
   read16,
   TCP_ACK,
-  TCP_DST_PORT,
+  TcpField,
   TCP_RST,
-  TCP_SRC_PORT,
   TCP_SYN,
   type Tcp,
   type Udp,
@@ -86,20 +84,20 @@ export class FlowKey {
   readQuoted(b: Uint8Array, t: number, proto: number, sessionSent: boolean, icmpProto: number): boolean {
     if (proto === PROTO_TCP || proto === PROTO_UDP) {
       // UDP's ports sit where TCP's do.
-      const src = read16(b, t + TCP_SRC_PORT);
-      const dst = read16(b, t + TCP_DST_PORT);
+      const src = read16(b, t + TcpField.SRC_PORT);
+      const dst = read16(b, t + TcpField.DST_PORT);
       this.localPort = sessionSent ? src : dst;
       this.remotePort = sessionSent ? dst : src;
       return true;
     }
     if (proto !== icmpProto) return false;
-    const type = b[t + ICMP_TYPE]!;
+    const type = b[t + IcmpField.TYPE]!;
     const echo =
       icmpProto === PROTO_ICMP6
         ? type === ICMP6_ECHO_REQUEST || type === ICMP6_ECHO_REPLY
         : type === ICMP4_ECHO_REQUEST || type === ICMP4_ECHO_REPLY;
     if (!echo) return false;
-    this.localPort = read16(b, t + ICMP_IDENT);
+    this.localPort = read16(b, t + IcmpField.IDENT);
     this.remotePort = 0;
     return true;
   }

@@ -10,7 +10,7 @@
 // several threads' translators work over.
 
 import { FlowTable, FlowTable6, randomSeed } from './flows.js';
-import { Fast4, SLOW } from './fast4.js';
+import { Fast4 } from './fast4.js';
 import { Sessions4 } from './registry.js';
 import { SharedFallback } from './shared.js';
 import { DEFAULT_TIMEOUTS, DROP, NatCounters, REPLY, type Timeouts } from './state.js';
@@ -228,7 +228,8 @@ export class Nat {
     this.counters.fromSession++;
     if (this.fast !== null) {
       const v = this.fast.fromSession(id, buf, off, len, now, csumAt);
-      if (v !== SLOW) {
+      // A verdict of 0 or more: the fast path took it (it says SLOW, negative, for what it leaves).
+      if (v >= 0) {
         this.fastPathPackets++;
         return v;
       }
@@ -246,7 +247,7 @@ export class Nat {
     this.counters.fromUplink++;
     if (this.fast !== null) {
       const v = this.fast.fromUplink(buf, off, len, now, csumAt);
-      if (v !== SLOW) {
+      if (v >= 0) {
         this.fastPathPackets++;
         return v;
       }
@@ -286,8 +287,8 @@ export class Nat {
 
   /** An IPv4 packet a session sent to another session's VIP (or the shared address), taken as the uplink's packets are. */
   private hairpin(buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
-    const v = this.fast !== null ? this.fast.fromUplink(buf, off, len, now, csumAt) : SLOW;
-    return v !== SLOW ? v : this.v4.fromUplink(buf, off, len, now, csumAt);
+    const v = this.fast !== null ? this.fast.fromUplink(buf, off, len, now, csumAt) : -1;
+    return v >= 0 ? v : this.v4.fromUplink(buf, off, len, now, csumAt);
   }
 
   private malformed(): number {

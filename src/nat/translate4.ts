@@ -25,10 +25,8 @@ import type { SharedFallback } from './shared.js';
 import { advance, DROP, type NatCounters, REPLY, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import {
-  ICMP_CODE,
+  IcmpField,
   ICMP_HEADER,
-  ICMP_IDENT,
-  ICMP_TYPE,
   Icmp4,
   ICMP4_CODE_PROHIBITED,
   ICMP4_DEST_UNREACHABLE,
@@ -38,16 +36,9 @@ import {
   ICMP4_SOURCE_QUENCH,
   ICMP4_TIME_EXCEEDED,
   Ipv4,
-  IPV4_DSCP_ECN,
-  IPV4_DST,
-  IPV4_IDENT,
+  Ipv4Field,
   IPV4_MIN_HEADER,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_TOTAL_LENGTH,
-  IPV4_TTL,
-  IPV4_VER_IHL,
-  IPV4_VER_IHL_5,
+  Ipv4Bits,
   PROTO_ICMP,
   PROTO_TCP,
   PROTO_UDP,
@@ -330,20 +321,20 @@ export class Nat4 {
     const head = IPV4_MIN_HEADER + ICMP_HEADER;
     const quote = Math.min(ip.len, REPLY_MAX - head);
     b.copyWithin(o + head, o, o + quote);
-    b[o + IPV4_VER_IHL] = IPV4_VER_IHL_5;
-    b[o + IPV4_DSCP_ECN] = 0;
-    write16(b, o + IPV4_TOTAL_LENGTH, head + quote);
-    write32(b, o + IPV4_IDENT, 0); // identification, flags, fragment offset
-    b[o + IPV4_TTL] = 64;
-    b[o + IPV4_PROTOCOL] = PROTO_ICMP;
-    write32(b, o + IPV4_SRC, blocked);
-    write32(b, o + IPV4_DST, inner);
+    b[o + Ipv4Field.VER_IHL] = Ipv4Bits.VER_IHL_5;
+    b[o + Ipv4Field.DSCP_ECN] = 0;
+    write16(b, o + Ipv4Field.TOTAL_LENGTH, head + quote);
+    write32(b, o + Ipv4Field.IDENT, 0); // identification, flags, fragment offset
+    b[o + Ipv4Field.TTL] = 64;
+    b[o + Ipv4Field.PROTOCOL] = PROTO_ICMP;
+    write32(b, o + Ipv4Field.SRC, blocked);
+    write32(b, o + Ipv4Field.DST, inner);
     ip.fillChecksum();
     const icmp = this.icmp;
     icmp.attach(b, o + IPV4_MIN_HEADER, ICMP_HEADER + quote);
-    b[icmp.off + ICMP_TYPE] = ICMP4_DEST_UNREACHABLE;
-    b[icmp.off + ICMP_CODE] = ICMP4_CODE_PROHIBITED;
-    write32(b, icmp.off + ICMP_IDENT, 0); // unused
+    b[icmp.off + IcmpField.TYPE] = ICMP4_DEST_UNREACHABLE;
+    b[icmp.off + IcmpField.CODE] = ICMP4_CODE_PROHIBITED;
+    write32(b, icmp.off + IcmpField.IDENT, 0); // unused
     icmp.fillChecksum();
     this.replyLength = head + quote;
     return REPLY;

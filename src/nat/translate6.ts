@@ -19,23 +19,16 @@ import { FlowKey, HAS_PORTS, IS_ERROR, NO_PORTS, QUOTED } from './key.js';
 import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
 import { advance, DROP, type NatCounters, REPLY, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
-  ICMP_CODE,
+  IcmpField,
   ICMP_HEADER,
-  ICMP_IDENT,
-  ICMP_TYPE,
   Icmp6,
   ICMP6_CODE_PROHIBITED,
   ICMP6_DEST_UNREACHABLE,
   ICMP6_ECHO_REQUEST,
   ICMP6_INFO_FIRST,
   Ipv6,
-  IPV6_DST,
+  Ipv6Field,
   IPV6_HEADER,
-  IPV6_HOP_LIMIT,
-  IPV6_NEXT_HEADER,
-  IPV6_PAYLOAD_LENGTH,
-  IPV6_SRC,
-  IPV6_VER_TC_FL,
   PROTO_ICMP6,
   PROTO_TCP,
   PROTO_UDP,
@@ -242,19 +235,19 @@ export class Nat6 {
     const head = IPV6_HEADER + ICMP_HEADER;
     const quote = Math.min(ip.len, REPLY_MAX - head);
     b.copyWithin(o + head, o, o + quote);
-    write32(b, o + IPV6_VER_TC_FL, 0x60000000); // version 6, traffic class and flow label 0
-    write16(b, o + IPV6_PAYLOAD_LENGTH, ICMP_HEADER + quote);
-    b[o + IPV6_NEXT_HEADER] = PROTO_ICMP6;
-    b[o + IPV6_HOP_LIMIT] = 64;
+    write32(b, o + Ipv6Field.VER_TC_FL, 0x60000000); // version 6, traffic class and flow label 0
+    write16(b, o + Ipv6Field.PAYLOAD_LENGTH, ICMP_HEADER + quote);
+    b[o + Ipv6Field.NEXT_HEADER] = PROTO_ICMP6;
+    b[o + Ipv6Field.HOP_LIMIT] = 64;
     for (let k = 0; k < 4; k++) {
-      write32(b, o + IPV6_SRC + 4 * k, this.remote[k]!);
-      write32(b, o + IPV6_DST + 4 * k, this.inner[io + k]!);
+      write32(b, o + Ipv6Field.SRC + 4 * k, this.remote[k]!);
+      write32(b, o + Ipv6Field.DST + 4 * k, this.inner[io + k]!);
     }
     const icmp = this.icmp;
     icmp.attach(b, o + IPV6_HEADER, ICMP_HEADER + quote);
-    b[icmp.off + ICMP_TYPE] = ICMP6_DEST_UNREACHABLE;
-    b[icmp.off + ICMP_CODE] = ICMP6_CODE_PROHIBITED;
-    write32(b, icmp.off + ICMP_IDENT, 0); // unused
+    b[icmp.off + IcmpField.TYPE] = ICMP6_DEST_UNREACHABLE;
+    b[icmp.off + IcmpField.CODE] = ICMP6_CODE_PROHIBITED;
+    write32(b, icmp.off + IcmpField.IDENT, 0); // unused
     icmp.fillChecksum6(b, o);
     this.replyLength = head + quote;
     return REPLY;

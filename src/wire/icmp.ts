@@ -16,12 +16,14 @@
 import { read16, write16 } from './bytes.js';
 import { update16 } from './checksum.js';
 
-// Field offsets from the start of the header (smoltcp's `mod field`).
-export const ICMP_TYPE = 0;
-export const ICMP_CODE = 1;
-export const ICMP_CHECKSUM = 2;
-export const ICMP_IDENT = 4;
-export const ICMP_SEQ = 6;
+/** Field offsets from the start of the header (smoltcp's `mod field`; a const enum, as Ipv4Field is). */
+export const enum IcmpField {
+  TYPE = 0,
+  CODE = 1,
+  CHECKSUM = 2,
+  IDENT = 4,
+  SEQ = 6,
+}
 
 export const ICMP_HEADER = 8;
 
@@ -40,31 +42,35 @@ export class IcmpHeader {
   }
 
   get type(): number {
-    return this.buf[this.off + ICMP_TYPE]!;
+    return this.buf[this.off + IcmpField.TYPE]!;
   }
   get code(): number {
-    return this.buf[this.off + ICMP_CODE]!;
+    return this.buf[this.off + IcmpField.CODE]!;
   }
   get checksum(): number {
-    return read16(this.buf, this.off + ICMP_CHECKSUM);
+    return read16(this.buf, this.off + IcmpField.CHECKSUM);
   }
   /** Echo identifier (meaningful for echo request/reply). */
   get ident(): number {
-    return read16(this.buf, this.off + ICMP_IDENT);
+    return read16(this.buf, this.off + IcmpField.IDENT);
   }
   get seq(): number {
-    return read16(this.buf, this.off + ICMP_SEQ);
+    return read16(this.buf, this.off + IcmpField.SEQ);
   }
 
   /** Writes the identifier without touching the checksum (for a checksum the device will finish). */
   writeIdent(id: number): void {
-    write16(this.buf, this.off + ICMP_IDENT, id);
+    write16(this.buf, this.off + IcmpField.IDENT, id);
   }
 
   /** Rewrites the identifier, updating the checksum incrementally (RFC 1624). */
   setIdent(id: number): void {
     const o = this.off;
-    write16(this.buf, o + ICMP_CHECKSUM, update16(read16(this.buf, o + ICMP_CHECKSUM), read16(this.buf, o + ICMP_IDENT), id));
-    write16(this.buf, o + ICMP_IDENT, id);
+    write16(
+      this.buf,
+      o + IcmpField.CHECKSUM,
+      update16(read16(this.buf, o + IcmpField.CHECKSUM), read16(this.buf, o + IcmpField.IDENT), id),
+    );
+    write16(this.buf, o + IcmpField.IDENT, id);
   }
 }

@@ -5,7 +5,7 @@
 
 import { write16 } from './bytes.js';
 import { finish, sum } from './checksum.js';
-import { ICMP_CHECKSUM, ICMP_HEADER, ICMP_TYPE, IcmpHeader } from './icmp.js';
+import { IcmpField, ICMP_HEADER, IcmpHeader } from './icmp.js';
 
 export const ICMP4_HEADER = ICMP_HEADER;
 export const ICMP4_ECHO_REPLY = 0;
@@ -20,12 +20,12 @@ export const ICMP4_CODE_PROHIBITED = 13;
 
 export class Icmp4 extends IcmpHeader {
   get isEcho(): boolean {
-    const t = this.buf[this.off + ICMP_TYPE]!;
+    const t = this.buf[this.off + IcmpField.TYPE]!;
     return t === ICMP4_ECHO_REQUEST || t === ICMP4_ECHO_REPLY;
   }
   /** True for the error messages that quote the offending packet. */
   get isError(): boolean {
-    const t = this.buf[this.off + ICMP_TYPE]!;
+    const t = this.buf[this.off + IcmpField.TYPE]!;
     return t === ICMP4_DEST_UNREACHABLE || t === ICMP4_TIME_EXCEEDED || t === ICMP4_PARAMETER_PROBLEM;
   }
 
@@ -34,7 +34,7 @@ export class Icmp4 extends IcmpHeader {
   }
 
   fillChecksum(): void {
-    write16(this.buf, this.off + ICMP_CHECKSUM, 0);
-    write16(this.buf, this.off + ICMP_CHECKSUM, finish(sum(this.buf, this.off, this.len, 0)));
+    write16(this.buf, this.off + IcmpField.CHECKSUM, 0);
+    write16(this.buf, this.off + IcmpField.CHECKSUM, finish(sum(this.buf, this.off, this.len, 0)));
   }
 }

@@ -6,7 +6,7 @@
 
 import { read16, write16 } from './bytes.js';
 import { finish, pseudoSum6, sum, update128 } from './checksum.js';
-import { ICMP_CHECKSUM, ICMP_HEADER, ICMP_TYPE, IcmpHeader } from './icmp.js';
+import { IcmpField, ICMP_HEADER, IcmpHeader } from './icmp.js';
 
 export const ICMP6_HEADER = ICMP_HEADER;
 export const PROTO_ICMP6 = 58;
@@ -27,17 +27,17 @@ const ND_LAST = 137;
 
 export class Icmp6 extends IcmpHeader {
   get isEcho(): boolean {
-    const t = this.buf[this.off + ICMP_TYPE]!;
+    const t = this.buf[this.off + IcmpField.TYPE]!;
     return t === ICMP6_ECHO_REQUEST || t === ICMP6_ECHO_REPLY;
   }
   /** True for the error messages (types 1-4) that quote the offending packet. */
   get isError(): boolean {
-    const t = this.buf[this.off + ICMP_TYPE]!;
+    const t = this.buf[this.off + IcmpField.TYPE]!;
     return t >= ICMP6_DEST_UNREACHABLE && t <= ICMP6_PARAMETER_PROBLEM;
   }
   /** Router/neighbor solicitation and advertisement, redirect: link-local business, not for translation. */
   get isNeighborDiscovery(): boolean {
-    const t = this.buf[this.off + ICMP_TYPE]!;
+    const t = this.buf[this.off + IcmpField.TYPE]!;
     return t >= ND_FIRST && t <= ND_LAST;
   }
 
@@ -48,13 +48,17 @@ export class Icmp6 extends IcmpHeader {
 
   /** Computes the checksum from scratch, with the pseudo-header of the IPv6 header at ipBuf[ipOff]. */
   fillChecksum6(ipBuf: Uint8Array, ipOff: number): void {
-    write16(this.buf, this.off + ICMP_CHECKSUM, 0);
-    write16(this.buf, this.off + ICMP_CHECKSUM, finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_ICMP6))));
+    write16(this.buf, this.off + IcmpField.CHECKSUM, 0);
+    write16(
+      this.buf,
+      this.off + IcmpField.CHECKSUM,
+      finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_ICMP6))),
+    );
   }
 
   /** Folds a change of a pseudo-header address (four words each) into the checksum (RFC 1624). */
   updateAddress128(oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): void {
-    const o = this.off + ICMP_CHECKSUM;
+    const o = this.off + IcmpField.CHECKSUM;
     write16(this.buf, o, update128(read16(this.buf, o), oldW, oldOff, newW, newOff));
   }
 }

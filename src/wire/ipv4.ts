@@ -19,26 +19,36 @@
 import { read16, read32, write16, write32 } from './bytes.js';
 import { finish, sum, update32 } from './checksum.js';
 
-// Field offsets from the start of the header (smoltcp's `mod field`).
-export const IPV4_VER_IHL = 0;
-export const IPV4_DSCP_ECN = 1;
-export const IPV4_TOTAL_LENGTH = 2;
-export const IPV4_IDENT = 4;
-export const IPV4_FLAGS_FRAG = 6;
-export const IPV4_TTL = 8;
-export const IPV4_PROTOCOL = 9;
-export const IPV4_CHECKSUM = 10;
-export const IPV4_SRC = 12;
-export const IPV4_DST = 16;
+/**
+ * Field offsets from the start of the header (smoltcp's `mod field`). A const
+ * enum: tsc writes each use as its number, where V8 would load an exported
+ * `const` from its module cell at every use, on the packet path.
+ */
+export const enum Ipv4Field {
+  VER_IHL = 0,
+  DSCP_ECN = 1,
+  TOTAL_LENGTH = 2,
+  IDENT = 4,
+  FLAGS_FRAG = 6,
+  TTL = 8,
+  PROTOCOL = 9,
+  CHECKSUM = 10,
+  SRC = 12,
+  DST = 16,
+  /** Options, or the payload of a header without them: the end of the fixed header. */
+  OPTIONS = 20,
+}
 
-/** Bits of the 16-bit word at IPV4_FLAGS_FRAG: Don't Fragment, More Fragments, and the offset in 8-byte units. */
-export const IPV4_FLAG_DF = 0x4000;
-export const IPV4_FLAG_MF = 0x2000;
-export const IPV4_FRAG_OFFSET_MASK = 0x1fff;
+/** Values in the fields: the Version/IHL byte of a header without options (version 4, IHL 5), and the bits of the word at FLAGS_FRAG. */
+export const enum Ipv4Bits {
+  VER_IHL_5 = 0x45,
+  DF = 0x4000,
+  MF = 0x2000,
+  /** The fragment offset, in 8-byte units. */
+  FRAG_OFFSET_MASK = 0x1fff,
+}
 
-export const IPV4_MIN_HEADER = 20;
-/** The Version/IHL byte of a header without options: version 4, IHL 5. */
-export const IPV4_VER_IHL_5 = 0x45;
+export const IPV4_MIN_HEADER: number = Ipv4Field.OPTIONS;
 export const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
@@ -90,11 +100,11 @@ export class Ipv4 {
 
   private check(buf: Uint8Array, off: number, avail: number, quote: boolean): boolean {
     if (avail < IPV4_MIN_HEADER) return false;
-    const vi = buf[off + IPV4_VER_IHL]!;
+    const vi = buf[off + Ipv4Field.VER_IHL]!;
     if (vi >>> 4 !== 4) return false;
     const hlen = (vi & 0x0f) << 2;
     if (hlen < IPV4_MIN_HEADER || (quote && hlen > avail)) return false;
-    const total = read16(buf, off + IPV4_TOTAL_LENGTH);
+    const total = read16(buf, off + Ipv4Field.TOTAL_LENGTH);
     // A whole packet's Total Length also bounds the header: total >= hlen and total <= avail.
     if (total < hlen || (!quote && total > avail)) return false;
     this.buf = buf;
@@ -104,45 +114,45 @@ export class Ipv4 {
   }
 
   get headerLength(): number {
-    return (this.buf[this.off + IPV4_VER_IHL]! & 0x0f) << 2;
+    return (this.buf[this.off + Ipv4Field.VER_IHL]! & 0x0f) << 2;
   }
   get dscpEcn(): number {
-    return this.buf[this.off + IPV4_DSCP_ECN]!;
+    return this.buf[this.off + Ipv4Field.DSCP_ECN]!;
   }
   get totalLength(): number {
-    return read16(this.buf, this.off + IPV4_TOTAL_LENGTH);
+    return read16(this.buf, this.off + Ipv4Field.TOTAL_LENGTH);
   }
   get ident(): number {
-    return read16(this.buf, this.off + IPV4_IDENT);
+    return read16(this.buf, this.off + Ipv4Field.IDENT);
   }
   get dontFragment(): boolean {
-    return (read16(this.buf, this.off + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & Ipv4Bits.DF) !== 0;
   }
   get moreFragments(): boolean {
-    return (read16(this.buf, this.off + IPV4_FLAGS_FRAG) & IPV4_FLAG_MF) !== 0;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & Ipv4Bits.MF) !== 0;
   }
   /** Fragment offset in bytes. */
   get fragmentOffset(): number {
-    return (read16(this.buf, this.off + IPV4_FLAGS_FRAG) & IPV4_FRAG_OFFSET_MASK) << 3;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & Ipv4Bits.FRAG_OFFSET_MASK) << 3;
   }
   /** True for any fragment, first or later. */
   get isFragment(): boolean {
-    return (read16(this.buf, this.off + IPV4_FLAGS_FRAG) & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) !== 0;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & (Ipv4Bits.MF | Ipv4Bits.FRAG_OFFSET_MASK)) !== 0;
   }
   get ttl(): number {
-    return this.buf[this.off + IPV4_TTL]!;
+    return this.buf[this.off + Ipv4Field.TTL]!;
   }
   get protocol(): number {
-    return this.buf[this.off + IPV4_PROTOCOL]!;
+    return this.buf[this.off + Ipv4Field.PROTOCOL]!;
   }
   get checksum(): number {
-    return read16(this.buf, this.off + IPV4_CHECKSUM);
+    return read16(this.buf, this.off + Ipv4Field.CHECKSUM);
   }
   get src(): number {
-    return read32(this.buf, this.off + IPV4_SRC);
+    return read32(this.buf, this.off + Ipv4Field.SRC);
   }
   get dst(): number {
-    return read32(this.buf, this.off + IPV4_DST);
+    return read32(this.buf, this.off + Ipv4Field.DST);
   }
   get payloadOffset(): number {
     return this.off + this.headerLength;
@@ -158,21 +168,21 @@ export class Ipv4 {
 
   /** Recomputes the header checksum from scratch. */
   fillChecksum(): void {
-    write16(this.buf, this.off + IPV4_CHECKSUM, 0);
-    write16(this.buf, this.off + IPV4_CHECKSUM, finish(sum(this.buf, this.off, this.headerLength, 0)));
+    write16(this.buf, this.off + Ipv4Field.CHECKSUM, 0);
+    write16(this.buf, this.off + Ipv4Field.CHECKSUM, finish(sum(this.buf, this.off, this.headerLength, 0)));
   }
 
   /** Rewrites the source address, updating the header checksum incrementally. */
   setSrc(a: number): void {
     const o = this.off;
-    write16(this.buf, o + IPV4_CHECKSUM, update32(read16(this.buf, o + IPV4_CHECKSUM), read32(this.buf, o + IPV4_SRC), a));
-    write32(this.buf, o + IPV4_SRC, a);
+    write16(this.buf, o + Ipv4Field.CHECKSUM, update32(read16(this.buf, o + Ipv4Field.CHECKSUM), read32(this.buf, o + Ipv4Field.SRC), a));
+    write32(this.buf, o + Ipv4Field.SRC, a);
   }
 
   /** Rewrites the destination address, updating the header checksum incrementally. */
   setDst(a: number): void {
     const o = this.off;
-    write16(this.buf, o + IPV4_CHECKSUM, update32(read16(this.buf, o + IPV4_CHECKSUM), read32(this.buf, o + IPV4_DST), a));
-    write32(this.buf, o + IPV4_DST, a);
+    write16(this.buf, o + Ipv4Field.CHECKSUM, update32(read16(this.buf, o + Ipv4Field.CHECKSUM), read32(this.buf, o + Ipv4Field.DST), a));
+    write32(this.buf, o + Ipv4Field.DST, a);
   }
 }

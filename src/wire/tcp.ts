@@ -21,19 +21,23 @@ import { finish, pseudoSum4, pseudoSum6, sum, update128, update16, update32 } fr
 import { read16, read32, write16 } from './bytes.js';
 import { PROTO_TCP } from './ipv4.js';
 
-// Field offsets from the start of the header (smoltcp's `mod field`).
-export const TCP_SRC_PORT = 0;
-export const TCP_DST_PORT = 2;
-export const TCP_SEQ_NUMBER = 4;
-export const TCP_ACK_NUMBER = 8;
-/** Data Offset in the high nibble (header length in 32-bit words). */
-export const TCP_DATA_OFFSET = 12;
-export const TCP_FLAGS = 13;
-export const TCP_WINDOW = 14;
-export const TCP_CHECKSUM = 16;
-export const TCP_URGENT = 18;
+/** Field offsets from the start of the header (smoltcp's `mod field`; a const enum, as Ipv4Field is). */
+export const enum TcpField {
+  SRC_PORT = 0,
+  DST_PORT = 2,
+  SEQ = 4,
+  ACK = 8,
+  /** Data Offset in the high nibble: the header's length in 32-bit words. */
+  DATA_OFFSET = 12,
+  FLAGS = 13,
+  WINDOW = 14,
+  CHECKSUM = 16,
+  URGENT = 18,
+  /** Options: the end of the fixed header. */
+  OPTIONS = 20,
+}
 
-export const TCP_MIN_HEADER = 20;
+export const TCP_MIN_HEADER: number = TcpField.OPTIONS;
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
@@ -49,7 +53,7 @@ export class Tcp {
   /** Points the view at a segment of `len` bytes; false if it is short or its data offset is impossible. */
   attach(buf: Uint8Array, off: number, len: number): boolean {
     if (len < TCP_MIN_HEADER) return false;
-    const hlen = (buf[off + TCP_DATA_OFFSET]! >>> 4) << 2;
+    const hlen = (buf[off + TcpField.DATA_OFFSET]! >>> 4) << 2;
     if (hlen < TCP_MIN_HEADER || hlen > len) return false;
     this.buf = buf;
     this.off = off;
@@ -58,29 +62,29 @@ export class Tcp {
   }
 
   get srcPort(): number {
-    return read16(this.buf, this.off + TCP_SRC_PORT);
+    return read16(this.buf, this.off + TcpField.SRC_PORT);
   }
   get dstPort(): number {
-    return read16(this.buf, this.off + TCP_DST_PORT);
+    return read16(this.buf, this.off + TcpField.DST_PORT);
   }
   get seq(): number {
-    return read32(this.buf, this.off + TCP_SEQ_NUMBER);
+    return read32(this.buf, this.off + TcpField.SEQ);
   }
   get ack(): number {
-    return read32(this.buf, this.off + TCP_ACK_NUMBER);
+    return read32(this.buf, this.off + TcpField.ACK);
   }
   get headerLength(): number {
-    return (this.buf[this.off + TCP_DATA_OFFSET]! >>> 4) << 2;
+    return (this.buf[this.off + TcpField.DATA_OFFSET]! >>> 4) << 2;
   }
   /** The eight flag bits (CWR..FIN). */
   get flags(): number {
-    return this.buf[this.off + TCP_FLAGS]!;
+    return this.buf[this.off + TcpField.FLAGS]!;
   }
   get window(): number {
-    return read16(this.buf, this.off + TCP_WINDOW);
+    return read16(this.buf, this.off + TcpField.WINDOW);
   }
   get checksum(): number {
-    return read16(this.buf, this.off + TCP_CHECKSUM);
+    return read16(this.buf, this.off + TcpField.CHECKSUM);
   }
 
   /** True when the checksum over the IPv4 pseudo-header and the segment is right. */
@@ -90,13 +94,13 @@ export class Tcp {
 
   /** Computes the checksum from scratch for the IPv4 pseudo-header. */
   fillChecksum4(src: number, dst: number): void {
-    write16(this.buf, this.off + TCP_CHECKSUM, 0);
-    write16(this.buf, this.off + TCP_CHECKSUM, finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_TCP, this.len))));
+    write16(this.buf, this.off + TcpField.CHECKSUM, 0);
+    write16(this.buf, this.off + TcpField.CHECKSUM, finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_TCP, this.len))));
   }
 
   /** Folds a change of a pseudo-header address into the checksum (RFC 1624). */
   updateAddress(oldAddr: number, newAddr: number): void {
-    const o = this.off + TCP_CHECKSUM;
+    const o = this.off + TcpField.CHECKSUM;
     write16(this.buf, o, update32(read16(this.buf, o), oldAddr, newAddr));
   }
 
@@ -107,34 +111,38 @@ export class Tcp {
 
   /** Computes the checksum from scratch, with the pseudo-header of the IPv6 header at ipBuf[ipOff]. */
   fillChecksum6(ipBuf: Uint8Array, ipOff: number): void {
-    write16(this.buf, this.off + TCP_CHECKSUM, 0);
-    write16(this.buf, this.off + TCP_CHECKSUM, finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_TCP))));
+    write16(this.buf, this.off + TcpField.CHECKSUM, 0);
+    write16(
+      this.buf,
+      this.off + TcpField.CHECKSUM,
+      finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_TCP))),
+    );
   }
 
   /** Folds a change of an IPv6 pseudo-header address (four words each) into the checksum (RFC 1624). */
   updateAddress128(oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): void {
-    const o = this.off + TCP_CHECKSUM;
+    const o = this.off + TcpField.CHECKSUM;
     write16(this.buf, o, update128(read16(this.buf, o), oldW, oldOff, newW, newOff));
   }
 
   /** Writes a port without touching the checksum: for partial checksums, which the device will sum over the port. */
   writeSrcPort(p: number): void {
-    write16(this.buf, this.off + TCP_SRC_PORT, p);
+    write16(this.buf, this.off + TcpField.SRC_PORT, p);
   }
 
   writeDstPort(p: number): void {
-    write16(this.buf, this.off + TCP_DST_PORT, p);
+    write16(this.buf, this.off + TcpField.DST_PORT, p);
   }
 
   setSrcPort(p: number): void {
     const o = this.off;
-    write16(this.buf, o + TCP_CHECKSUM, update16(read16(this.buf, o + TCP_CHECKSUM), read16(this.buf, o + TCP_SRC_PORT), p));
-    write16(this.buf, o + TCP_SRC_PORT, p);
+    write16(this.buf, o + TcpField.CHECKSUM, update16(read16(this.buf, o + TcpField.CHECKSUM), read16(this.buf, o + TcpField.SRC_PORT), p));
+    write16(this.buf, o + TcpField.SRC_PORT, p);
   }
 
   setDstPort(p: number): void {
     const o = this.off;
-    write16(this.buf, o + TCP_CHECKSUM, update16(read16(this.buf, o + TCP_CHECKSUM), read16(this.buf, o + TCP_DST_PORT), p));
-    write16(this.buf, o + TCP_DST_PORT, p);
+    write16(this.buf, o + TcpField.CHECKSUM, update16(read16(this.buf, o + TcpField.CHECKSUM), read16(this.buf, o + TcpField.DST_PORT), p));
+    write16(this.buf, o + TcpField.DST_PORT, p);
   }
 }

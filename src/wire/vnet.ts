@@ -21,29 +21,35 @@
 
 import { readLe16 } from './bytes.js';
 
-// Field offsets from the start of the header (smoltcp's `mod field`).
-export const VNET_FLAGS = 0;
-export const VNET_GSO_TYPE = 1;
-/** hdr_len: bytes of headers to copy into each segment (GSO). */
-export const VNET_GSO_HDR_LEN = 2;
-export const VNET_GSO_SIZE = 4;
-export const VNET_CSUM_START = 6;
-export const VNET_CSUM_OFFSET = 8;
+/** Field offsets from the start of the header (smoltcp's `mod field`; a const enum, as Ipv4Field is). */
+export const enum VnetField {
+  FLAGS = 0,
+  GSO_TYPE = 1,
+  /** hdr_len: bytes of headers to copy into each segment (GSO). */
+  HDR_LEN = 2,
+  GSO_SIZE = 4,
+  CSUM_START = 6,
+  CSUM_OFFSET = 8,
+}
 
 /** Bytes of the header (without the num_buffers of VIRTIO_NET_F_MRG_RXBUF, which TUN does not use). */
 export const VNET_HEADER = 10;
 
-/** flags bits. */
-export const VNET_F_NEEDS_CSUM = 1;
-export const VNET_F_DATA_VALID = 2;
+/** Bits of the flags byte. */
+export const enum VnetFlags {
+  NEEDS_CSUM = 1,
+  DATA_VALID = 2,
+}
 
 /** gso_type values (the ECN bit may be or'ed in). */
-export const VNET_GSO_NONE = 0;
-export const VNET_GSO_TCPV4 = 1;
-export const VNET_GSO_UDP = 3;
-export const VNET_GSO_TCPV6 = 4;
-export const VNET_GSO_UDP_L4 = 5;
-export const VNET_GSO_ECN = 0x80;
+export const enum VnetGso {
+  NONE = 0,
+  TCPV4 = 1,
+  UDP = 3,
+  TCPV6 = 4,
+  UDP_L4 = 5,
+  ECN = 0x80,
+}
 
 export class VirtioNetHdr {
   buf: Uint8Array = new Uint8Array(0);
@@ -58,26 +64,26 @@ export class VirtioNetHdr {
   }
 
   get flags(): number {
-    return this.buf[this.off + VNET_FLAGS]!;
+    return this.buf[this.off + VnetField.FLAGS]!;
   }
   get needsCsum(): boolean {
-    return (this.buf[this.off + VNET_FLAGS]! & VNET_F_NEEDS_CSUM) !== 0;
+    return (this.buf[this.off + VnetField.FLAGS]! & VnetFlags.NEEDS_CSUM) !== 0;
   }
   get gsoType(): number {
-    return this.buf[this.off + VNET_GSO_TYPE]!;
+    return this.buf[this.off + VnetField.GSO_TYPE]!;
   }
   get hdrLen(): number {
-    return readLe16(this.buf, this.off + VNET_GSO_HDR_LEN);
+    return readLe16(this.buf, this.off + VnetField.HDR_LEN);
   }
   get gsoSize(): number {
-    return readLe16(this.buf, this.off + VNET_GSO_SIZE);
+    return readLe16(this.buf, this.off + VnetField.GSO_SIZE);
   }
   /** Where the checksummed bytes start, from the packet's start (after this header). */
   get csumStart(): number {
-    return readLe16(this.buf, this.off + VNET_CSUM_START);
+    return readLe16(this.buf, this.off + VnetField.CSUM_START);
   }
   /** Where the checksum field is, from csumStart. */
   get csumOffset(): number {
-    return readLe16(this.buf, this.off + VNET_CSUM_OFFSET);
+    return readLe16(this.buf, this.off + VnetField.CSUM_OFFSET);
   }
 }
