@@ -53,7 +53,7 @@ export class Nat6 {
   private readonly tcp = new Tcp();
   private readonly udp = new Udp();
   private readonly icmp = new Icmp6();
-  /** The current packet's remote address (scratch). */
+  /** The current packet's remote address (scratch, passed on explicitly). */
   private readonly remote = new Uint32Array(4);
   /** The packet's flow key and flags, read by readTransport(). */
   private readonly key = new FlowKey();
@@ -152,23 +152,25 @@ export class Nat6 {
       c.linkControl++; // multicast (MLD, solicited-node): nothing to route
       return DROP;
     }
-    ip.readDst(this.remote, 0);
-    if (this.isLocal(this.remote)) return this.prohibit(io);
+    const remote = this.remote;
+    ip.readDst(remote, 0);
+    if (this.isLocal(remote)) return this.prohibit(io, remote);
     const proto = ip.transportProtocol;
     let t = this.readTransport(true);
     if (t === IS_ERROR) t = this.errors.translate(this.icmp, ip, id, true);
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
-      let f = this.flows.lookupInner(id, proto, this.inner, io, this.key.localPort, this.remote, 0, this.key.remotePort);
-      if (f === NO_FLOW) f = this.newFlow(id, proto);
-      if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, true, now, this.timeouts);
+      const k = this.key;
+      let f = this.flows.lookupInner(id, proto, this.inner, io, k.localPort, remote, 0, k.remotePort);
+      if (f === NO_FLOW) f = this.newFlow(id, proto, k.localPort, remote, k.remotePort);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, k.tcpFlags, true, now, this.timeouts);
     }
     if (!ip.srcEquals(this.vip, io)) {
       if (t !== QUOTED) this.updateUpper(proto, this.inner, io, this.vip, io, csumAt);
       ip.writeSrc(this.vip, io);
     }
     if (t === QUOTED) this.icmp.fillChecksum6(buf, off);
-    if (this.byVip.get(this.remote, 0) !== EMPTY) {
+    if (this.byVip.get(remote, 0) !== EMPTY) {
       c.hairpin++;
       return this.fromUplink(buf, off, len, now, csumAt);
     }
@@ -183,8 +185,9 @@ export class Nat6 {
       c.malformed++;
       return DROP;
     }
-    ip.readDst(this.remote, 0); // the VIP, for the index lookup
-    const id = this.byVip.get(this.remote, 0);
+    const remote = this.remote;
+    ip.readDst(remote, 0); // the VIP, for the index lookup
+    const id = this.byVip.get(remote, 0);
     if (id === EMPTY) {
       // Multicast (the uplink kernel's own router solicitations, MLD) is link business too.
       if (ip.dstWord(0) >>> 24 === 0xff) c.linkControl++;
@@ -192,15 +195,16 @@ export class Nat6 {
       return DROP;
     }
     const io = id * 4;
-    ip.readSrc(this.remote, 0);
+    ip.readSrc(remote, 0);
     const proto = ip.transportProtocol;
     let t = this.readTransport(false);
     if (t === IS_ERROR) t = this.errors.translate(this.icmp, ip, id, false);
     if (t === DROP) return DROP;
     if (t === HAS_PORTS) {
-      let f = this.flows.lookupOuter(proto, this.vip, io, this.key.localPort, this.remote, 0, this.key.remotePort);
-      if (f === NO_FLOW && this.key.opens && !this.isLocal(this.remote)) f = this.newFlow(id, proto);
-      if (f !== NO_FLOW) advance(this.flows, f, proto, this.key.tcpFlags, false, now, this.timeouts);
+      const k = this.key;
+      let f = this.flows.lookupOuter(proto, this.vip, io, k.localPort, remote, 0, k.remotePort);
+      if (f === NO_FLOW && k.opens && !this.isLocal(remote)) f = this.newFlow(id, proto, k.localPort, remote, k.remotePort);
+      if (f !== NO_FLOW) advance(this.flows, f, proto, k.tcpFlags, false, now, this.timeouts);
     }
     if (!ip.dstEquals(this.inner, io)) {
       if (t !== QUOTED) this.updateUpper(proto, this.vip, io, this.inner, io, csumAt);
@@ -216,12 +220,12 @@ export class Nat6 {
 
   /**
    * Turns the packet at `this.ip`, from the session whose inner address is at
-   * inner[io] to the blocked address in `this.remote`, into ICMPv6 type 1
+   * inner[io] to the blocked address `blocked` (four words), into ICMPv6 type 1
    * code 1 (communication administratively prohibited) back to it, in place,
    * quoting as much as fits 1280 bytes. ICMPv6 errors and later fragments
    * get none (RFC 4443 2.4 (e)): DROP.
    */
-  private prohibit(io: number): number {
+  private prohibit(io: number, blocked: Uint32Array): number {
     this.counters.toLocal++;
     const ip = this.ip;
     const b = ip.buf;
@@ -240,7 +244,7 @@ export class Nat6 {
     b[o + Ipv6Field.NEXT_HEADER] = PROTO_ICMP6;
     b[o + Ipv6Field.HOP_LIMIT] = 64;
     for (let k = 0; k < 4; k++) {
-      write32(b, o + Ipv6Field.SRC + 4 * k, this.remote[k]!);
+      write32(b, o + Ipv6Field.SRC + 4 * k, blocked[k]!);
       write32(b, o + Ipv6Field.DST + 4 * k, this.inner[io + k]!);
     }
     const icmp = this.icmp;
@@ -253,26 +257,11 @@ export class Nat6 {
     return REPLY;
   }
 
-  /** Adds the flow of the current packet (key and remote address as read) for session `id`. */
-  private newFlow(id: number, proto: number): number {
+  /** Adds a flow of session `id` with `remote` (four words): the session's side at `lport`, the remote's at `rport`. */
+  private newFlow(id: number, proto: number, lport: number, remote: Uint32Array, rport: number): number {
     const io = id * 4;
-    const k = this.key;
     if (!roomForFlow(this.flows, id, this.flowLimit, this.counters)) return NO_FLOW;
-    return this.flows.insert(
-      id,
-      proto,
-      this.inner,
-      io,
-      k.localPort,
-      this.vip,
-      io,
-      k.localPort,
-      this.remote,
-      0,
-      k.remotePort,
-      STATE_FREE,
-      0,
-    );
+    return this.flows.insert(id, proto, this.inner, io, lport, this.vip, io, lport, remote, 0, rport, STATE_FREE, 0);
   }
 
   /**
