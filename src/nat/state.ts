@@ -108,6 +108,11 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   icmp: 60,
 };
 
+/** Where a translator's path writes the length of the reply it left in the buffer when it returned REPLY (Nat.replyLength). */
+export class Reply {
+  length = 0;
+}
+
 /** Counters of what the translator did; plain numbers so the hot path only increments. */
 export class NatCounters {
   fromSession = 0;

@@ -22,7 +22,7 @@ import { Icmp4Errors } from './icmp.js';
 import { FlowKey, HAS_PORTS, IS_ERROR, NO_PORTS } from './key.js';
 import type { Sessions4 } from './registry.js';
 import type { SharedFallback } from './shared.js';
-import { advance, DROP, type NatCounters, REPLY, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
+import { advance, DROP, type NatCounters, REPLY, type Reply, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import {
   IcmpField,
@@ -50,19 +50,10 @@ import {
   write32,
 } from '../wire/index.js';
 
-/**
- * fromSession's verdict for a packet to another session's VIP or to the
- * shared address: translated as it leaves, it is then to be taken as a
- * packet from the uplink (the facade does so, counting it once).
- */
-export const HAIRPIN = -4;
-
 /** An ICMP error about a blocked packet fits 576 bytes (RFC 1812 4.3.2.3): IP header, ICMP header, quote. */
 const REPLY_MAX = 576;
 
 export class Nat4 {
-  /** Bytes of the reply written in place when fromSession returns REPLY. */
-  replyLength = 0;
   /** The uplink's own IPv4 addresses (blocked when blockLocal). */
   private local = new Vip4Index(1);
   private readonly ip = new Ipv4();
@@ -83,6 +74,8 @@ export class Nat4 {
     /** Live IPv4 flows a session may hold. */
     private readonly flowLimit: number,
     private readonly blockLocal: boolean,
+    /** Where prohibit() writes the length of its reply. */
+    private readonly reply: Reply,
   ) {
     this.errors = new Icmp4Errors(flows, sessions, counters);
   }
@@ -102,8 +95,9 @@ export class Nat4 {
   }
 
   /**
-   * An IPv4 packet that session `id` sent: TO_UPLINK, HAIRPIN, REPLY (the
-   * buffer holds replyLength bytes of ICMP error for the session) or DROP.
+   * An IPv4 packet that session `id` sent: TO_UPLINK, another session's id
+   * (hairpin: the packet is translated for it too), REPLY (the buffer holds
+   * an ICMP error for the session, `reply` says how long) or DROP.
    */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
     const c = this.counters;
@@ -141,9 +135,10 @@ export class Nat4 {
     }
     if (f !== NO_FLOW && flows.outerPortOf(f) !== key.localPort) this.setLocalPort(proto, true, flows.outerPortOf(f), csumAt);
     if (s.hairpins(remote)) {
-      // Straight to the session holding the destination (or, for the shared address, back to the uplink's own stack).
+      // Straight to the session holding the destination (or, for the shared address, back to the
+      // uplink's own stack): translated as the uplink's packets are, counted once, as the session's.
       c.hairpin++;
-      return HAIRPIN;
+      return this.fromUplink(buf, off, len, now, csumAt);
     }
     return TO_UPLINK;
   }
@@ -336,7 +331,7 @@ export class Nat4 {
     b[icmp.off + IcmpField.CODE] = ICMP4_CODE_PROHIBITED;
     write32(b, icmp.off + IcmpField.IDENT, 0); // unused
     icmp.fillChecksum();
-    this.replyLength = head + quote;
+    this.reply.length = head + quote;
     return REPLY;
   }
 }

@@ -17,7 +17,7 @@ import { FlowTable6, NO_FLOW } from './flows.js';
 import { Icmp6Errors } from './icmp.js';
 import { FlowKey, HAS_PORTS, IS_ERROR, NO_PORTS, QUOTED } from './key.js';
 import { NO_SESSION as EMPTY, Vip6Index } from './vips.js';
-import { advance, DROP, type NatCounters, REPLY, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
+import { advance, DROP, type NatCounters, REPLY, type Reply, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import {
   IcmpField,
   ICMP_HEADER,
@@ -60,8 +60,6 @@ export class Nat6 {
   private readonly errors: Icmp6Errors;
   /** The uplink's own IPv6 addresses (blocked when blockLocal). */
   private local6 = new Vip6Index(1);
-  /** Bytes of the reply written in place when fromSession returns REPLY. */
-  replyLength = 0;
 
   constructor(
     maxSession: number,
@@ -71,6 +69,8 @@ export class Nat6 {
     private readonly blockLocal: boolean,
     private readonly counters: NatCounters,
     private readonly timeouts: Timeouts,
+    /** Where prohibit() writes the length of its reply. */
+    private readonly reply: Reply,
     seed?: number,
     memory?: SharedArrayBuffer,
   ) {
@@ -126,7 +126,7 @@ export class Nat6 {
 
   /**
    * An IPv6 packet from session `id`: TO_UPLINK, a session id (hairpin),
-   * REPLY (blockLocal: replyLength bytes for the session) or DROP. `csumAt`:
+   * REPLY (blockLocal: `reply` says how long it is) or DROP. `csumAt`:
    * where the transport checksum is when the device will finish it, else -1.
    */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {
@@ -253,7 +253,7 @@ export class Nat6 {
     b[icmp.off + IcmpField.CODE] = ICMP6_CODE_PROHIBITED;
     write32(b, icmp.off + IcmpField.IDENT, 0); // unused
     icmp.fillChecksum6(b, o);
-    this.replyLength = head + quote;
+    this.reply.length = head + quote;
     return REPLY;
   }
 
