@@ -1,6 +1,6 @@
 // Moves packets between devices through the translator; knows nothing of how devices are waited on.
 import { DROP, Nat, REPLY, TO_UPLINK } from '../nat/index.js';
-import { VNET_F_NEEDS_CSUM } from '../linux/tun.js';
+import { VirtioNetHdr } from '../wire/index.js';
 
 /** Where the forwarder writes a packet: a TUN fd in production, an array in tests. */
 export interface Device {
@@ -44,6 +44,7 @@ export class Forwarder {
   private readonly devices: (Device | null)[];
   /** SESSION_COUNTERS numbers per session id (the gateway reads them from its thread). */
   readonly perSession: Float64Array;
+  private readonly vnet = new VirtioNetHdr();
 
   /**
    * `hdrLen` is the virtio_net_hdr in front of every packet (VNET_HDR_LEN when
@@ -69,8 +70,9 @@ export class Forwarder {
    * the header points outside the packet.
    */
   private csumAt(buf: Uint8Array, len: number): number {
-    if (this.hdrLen === 0 || (buf[0]! & VNET_F_NEEDS_CSUM) === 0) return -1;
-    const at = this.hdrLen + (buf[6]! | (buf[7]! << 8)) + (buf[8]! | (buf[9]! << 8));
+    const h = this.vnet;
+    if (this.hdrLen === 0 || !h.attach(buf, 0, len) || !h.needsCsum) return -1;
+    const at = this.hdrLen + h.csumStart + h.csumOffset;
     return at + 2 <= len ? at : -2;
   }
 

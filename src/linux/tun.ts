@@ -16,13 +16,10 @@ const TUN_F_USO6 = 0x40;
 
 /**
  * Bytes of the virtio_net_hdr that precedes every packet on a TUN opened with
- * offloads (struct virtio_net_hdr, little-endian on every Linux vipnat runs on):
- *
- *   0 flags (1 = NEEDS_CSUM, 2 = DATA_VALID)   1 gso_type (0 none, 1 TCPv4, 4 TCPv6, 5 UDP_L4; 0x80 ECN)
- *   2 hdr_len    4 gso_size    6 csum_start    8 csum_offset        (16-bit each)
+ * offloads (struct virtio_net_hdr; its fields: src/wire/vnet.ts, which this
+ * layer may not import).
  */
 export const VNET_HDR_LEN = 10;
-export const VNET_F_NEEDS_CSUM = 1;
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
 

@@ -517,9 +517,14 @@ export abstract class FlowTableBase {
 
   /** Drops every flow of a session (when the session ends). Returns how many. */
   removeSession(session: number): number {
+    return this.removeIf((f) => this.sessionOf(f) === session);
+  }
+
+  /** Drops every flow that `doomed` says so of; returns how many. Not for the packet path (a call a flow). */
+  removeIf(doomed: (f: number) => boolean): number {
     let dropped = 0;
     for (let f = 0; f < this.capacity; f++) {
-      if (this.stateOf(f) !== 0 && this.sessionOf(f) === session) {
+      if (this.stateOf(f) !== 0 && doomed(f)) {
         this.remove(f);
         dropped++;
       }

@@ -1,5 +1,33 @@
-// A packet's flow key as its transport header gives it, read the same way for IPv4 and IPv6.
-import { TCP_ACK, TCP_RST, TCP_SYN, type Tcp, type Udp } from '../wire/index.js';
+// A packet's flow key as its transport header gives it, read the same way for IPv4 and IPv6, and for the packet an ICMP error quotes.
+import {
+  IcmpField,
+  ICMP4_ECHO_REPLY,
+  ICMP4_ECHO_REQUEST,
+  ICMP6_ECHO_REPLY,
+  ICMP6_ECHO_REQUEST,
+  PROTO_ICMP6,
+  PROTO_TCP,
+  PROTO_UDP,
+  read16,
+  TCP_ACK,
+  TcpField,
+  TCP_RST,
+  TCP_SYN,
+  type Tcp,
+  type Udp,
+} from '../wire/index.js';
+
+/**
+ * What a translator's readTransport() found besides DROP: ports (the key
+ * holds them), none (the packet is translated by address alone: a later
+ * fragment, a protocol without ports), or an ICMP error, whose quote the
+ * error path (icmp.ts) then translates. QUOTED: an ICMPv6 error whose quote
+ * was translated, so its checksum is recomputed after the outer rewrite.
+ */
+export const NO_PORTS = 0;
+export const HAS_PORTS = 1;
+export const IS_ERROR = 2;
+export const QUOTED = 3;
 
 /**
  * Ports on the session's side (local) and the peer's (remote), the TCP flags,
@@ -42,5 +70,35 @@ export class FlowKey {
     this.localPort = ident;
     this.remotePort = 0;
     this.opens = request;
+  }
+
+  /**
+   * Reads the ports of the transport header at b[t] in a packet an ICMP
+   * error quotes (its first 8 bytes are there): localPort on the session's
+   * side (the source when the session sent the quoted packet), remotePort on
+   * the peer's; an echo's identifier is the local "port" and the remote one
+   * 0, whichever side sent it. `icmpProto` is the family's ICMP (PROTO_ICMP
+   * or PROTO_ICMP6). False for a packet of no flow: another protocol, or an
+   * ICMP message that is not an echo.
+   */
+  readQuoted(b: Uint8Array, t: number, proto: number, sessionSent: boolean, icmpProto: number): boolean {
+    if (proto === PROTO_TCP || proto === PROTO_UDP) {
+      // UDP's ports sit where TCP's do.
+      const src = read16(b, t + TcpField.SRC_PORT);
+      const dst = read16(b, t + TcpField.DST_PORT);
+      this.localPort = sessionSent ? src : dst;
+      this.remotePort = sessionSent ? dst : src;
+      return true;
+    }
+    if (proto !== icmpProto) return false;
+    const type = b[t + IcmpField.TYPE]!;
+    const echo =
+      icmpProto === PROTO_ICMP6
+        ? type === ICMP6_ECHO_REQUEST || type === ICMP6_ECHO_REPLY
+        : type === ICMP4_ECHO_REQUEST || type === ICMP4_ECHO_REPLY;
+    if (!echo) return false;
+    this.localPort = read16(b, t + IcmpField.IDENT);
+    this.remotePort = 0;
+    return true;
   }
 }

@@ -33,7 +33,7 @@
 // min or more, and a flood of half-open flows is met by eviction (they go
 // first when the table is full), not by a shorter timeout.
 
-import { type FlowTableBase, R_DEADLINE, R_OUTER, STATE_MASK } from './flows.js';
+import { type FlowTableBase, R_DEADLINE, R_OUTER, ROOM_EVICTED, ROOM_SESSION_LIMIT, ROOM_TABLE_FULL, STATE_MASK } from './flows.js';
 import { PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/index.js';
 
 /** Verdicts of fromSession/fromUplink besides a session id (> 0). */
@@ -108,6 +108,11 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   icmp: 60,
 };
 
+/** Where a translator's path writes the length of the reply it left in the buffer when it returned REPLY (Nat.replyLength). */
+export class Reply {
+  length = 0;
+}
+
 /** Counters of what the translator did; plain numbers so the hot path only increments. */
 export class NatCounters {
   fromSession = 0;
@@ -168,6 +173,27 @@ export function advance(table: FlowTableBase, f: number, proto: number, flags: n
   rec[at + R_DEADLINE] = now + timeout;
   // Most packets leave the byte as it was.
   if (nb !== b && isAssured(nb) !== isAssured(b)) table.setAssured(f, isAssured(nb));
+}
+
+/**
+ * Makes room in `table` for a new flow of `session`, which may hold `limit`
+ * flows (FlowTableBase.makeRoom), and counts what that took: an eviction, or
+ * why there is no room. True when the flow may be inserted (it is counted
+ * as created).
+ */
+export function roomForFlow(table: FlowTableBase, session: number, limit: number, c: NatCounters): boolean {
+  const room = table.makeRoom(session, limit);
+  if (room === ROOM_TABLE_FULL) {
+    c.tableFull++;
+    return false;
+  }
+  if (room === ROOM_SESSION_LIMIT) {
+    c.sessionFlowLimit++;
+    return false;
+  }
+  if (room === ROOM_EVICTED) c.flowsEvicted++;
+  c.flowsCreated++;
+  return true;
 }
 
 /** The TCP state machine of the header comment. `out` is true for packets from the session. */

@@ -31,19 +31,43 @@ export function pseudoSum4(src: number, dst: number, proto: number, length: numb
 }
 
 /**
- * RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from m to m'.
- * `check` is the checksum as stored in the packet. The result can be 0; callers
- * with a "0 means none" rule (IPv4 UDP) send that as 0xffff.
+ * RFC 1624 eqn. 3 works on the change of each field, ~m + m' for a field
+ * changing from m to m': the deltas below. Deltas of several fields add up
+ * (a number holds any count of them), and applyDelta folds them in once.
  */
+export function delta16(oldValue: number, newValue: number): number {
+  return (~oldValue & 0xffff) + (newValue & 0xffff);
+}
+
+/** The delta of a 32-bit field (an IPv4 address): both halves. */
+export function delta32(oldValue: number, newValue: number): number {
+  return (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) + (newValue >>> 16) + (newValue & 0xffff);
+}
+
+/** The delta of a 128-bit field (an IPv6 address) held as four unsigned 32-bit words, oldW[oldOff..+3] -> newW[newOff..+3]. */
+export function delta128(oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): number {
+  let acc = 0;
+  for (let i = 0; i < 4; i++) acc += delta32(oldW[oldOff + i]!, newW[newOff + i]!);
+  return acc;
+}
+
+/**
+ * RFC 1624 eqn. 3 over summed deltas: HC' = ~(~HC + sum of (~m + m')).
+ * `check` is the checksum as stored in the packet. The result can be 0;
+ * callers with a "0 means none" rule (IPv4 UDP) send that as 0xffff.
+ */
+export function applyDelta(check: number, delta: number): number {
+  return ~fold((~check & 0xffff) + delta) & 0xffff;
+}
+
+/** RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from m to m' (see applyDelta for 0). */
 export function update16(check: number, oldValue: number, newValue: number): number {
-  const acc = (~check & 0xffff) + (~oldValue & 0xffff) + (newValue & 0xffff);
-  return ~fold(acc) & 0xffff;
+  return applyDelta(check, delta16(oldValue, newValue));
 }
 
 /** RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address): both halves at once. */
 export function update32(check: number, oldValue: number, newValue: number): number {
-  const acc = (~check & 0xffff) + (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) + (newValue >>> 16) + (newValue & 0xffff);
-  return ~fold(acc) & 0xffff;
+  return applyDelta(check, delta32(oldValue, newValue));
 }
 
 /**
@@ -58,19 +82,9 @@ export function pseudoSum6(buf: Uint8Array, ipOff: number, upperLength: number, 
   return sum(buf, ipOff + 8, 32, 0) + (upperLength >>> 16) + (upperLength & 0xffff) + nextHeader;
 }
 
-/**
- * RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address) held as four unsigned
- * 32-bit words, oldW[oldOff..+3] -> newW[newOff..+3]. Same contract as update32:
- * the result can be 0 and callers with a 0 rule (UDP) send it as 0xffff.
- */
+/** RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address), oldW[oldOff..+3] -> newW[newOff..+3]; same contract as update32. */
 export function update128(check: number, oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): number {
-  let acc = ~check & 0xffff;
-  for (let i = 0; i < 4; i++) {
-    const o = oldW[oldOff + i]!;
-    const n = newW[newOff + i]!;
-    acc += (~(o >>> 16) & 0xffff) + (~o & 0xffff) + (n >>> 16) + (n & 0xffff);
-  }
-  return ~fold(acc) & 0xffff;
+  return applyDelta(check, delta128(oldW, oldOff, newW, newOff));
 }
 
 // A packet handed over with its checksum left to the device (CHECKSUM_PARTIAL,

@@ -1,8 +1,11 @@
-// Public surface of the wire layer: header views and checksum arithmetic, IPv4 and IPv6.
+// Public surface of the wire layer: byte helpers, header views and their field offsets, and checksum arithmetic, IPv4 and IPv6.
+export * from './bytes.js';
 export * from './checksum.js';
 export * from './ipv4.js';
 export * from './tcp.js';
 export * from './udp.js';
+export * from './icmp.js';
 export * from './icmp4.js';
 export * from './ipv6.js';
 export * from './icmp6.js';
+export * from './vnet.js';

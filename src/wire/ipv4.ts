@@ -16,48 +16,42 @@
 //   |                    Options                    |    Padding    |
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 
+import { read16, read32, write16, write32 } from './bytes.js';
 import { finish, sum, update32 } from './checksum.js';
 
-const VER_IHL = 0;
-const DSCP_ECN = 1;
-const TOTAL_LENGTH = 2;
-const IDENT = 4;
-const FLAGS_FRAG = 6;
-const TTL = 8;
-const PROTOCOL = 9;
-const CHECKSUM = 10;
-const SRC = 12;
-const DST = 16;
+/**
+ * Field offsets from the start of the header (smoltcp's `mod field`). A const
+ * enum: tsc writes each use as its number, where V8 would load an exported
+ * `const` from its module cell at every use, on the packet path.
+ */
+export const enum Ipv4Field {
+  VER_IHL = 0,
+  DSCP_ECN = 1,
+  TOTAL_LENGTH = 2,
+  IDENT = 4,
+  FLAGS_FRAG = 6,
+  TTL = 8,
+  PROTOCOL = 9,
+  CHECKSUM = 10,
+  SRC = 12,
+  DST = 16,
+  /** Options, or the payload of a header without them: the end of the fixed header. */
+  OPTIONS = 20,
+}
 
-export const IPV4_MIN_HEADER = 20;
+/** Values in the fields: the Version/IHL byte of a header without options (version 4, IHL 5), and the bits of the word at FLAGS_FRAG. */
+export const enum Ipv4Bits {
+  VER_IHL_5 = 0x45,
+  DF = 0x4000,
+  MF = 0x2000,
+  /** The fragment offset, in 8-byte units. */
+  FRAG_OFFSET_MASK = 0x1fff,
+}
+
+export const IPV4_MIN_HEADER: number = Ipv4Field.OPTIONS;
 export const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
-
-const FLAG_DF = 0x4000;
-const FLAG_MF = 0x2000;
-const FRAG_OFFSET_MASK = 0x1fff;
-
-/** Reads a big-endian unsigned 32-bit number. */
-export function read32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
-export function write32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
-}
-
-export function read16(b: Uint8Array, o: number): number {
-  return (b[o]! << 8) | b[o + 1]!;
-}
-
-export function write16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
 
 /** Dotted-quad text of an address held as an unsigned 32-bit number (not for the hot path). */
 export function formatIpv4(a: number): string {
@@ -91,13 +85,28 @@ export class Ipv4 {
    * longer than the bytes there.
    */
   attach(buf: Uint8Array, off: number, avail: number): boolean {
+    return this.check(buf, off, avail, false);
+  }
+
+  /**
+   * Points the view at a packet quoted in an ICMP error (RFC 792: its header
+   * and the first 8 bytes of its data), whose bytes may stop short of its
+   * Total Length: the header must be all there, and `len` is still what Total
+   * Length says. False as attach, but for a Total Length beyond the bytes.
+   */
+  attachQuote(buf: Uint8Array, off: number, avail: number): boolean {
+    return this.check(buf, off, avail, true);
+  }
+
+  private check(buf: Uint8Array, off: number, avail: number, quote: boolean): boolean {
     if (avail < IPV4_MIN_HEADER) return false;
-    const vi = buf[off + VER_IHL]!;
+    const vi = buf[off + Ipv4Field.VER_IHL]!;
     if (vi >>> 4 !== 4) return false;
     const hlen = (vi & 0x0f) << 2;
-    if (hlen < IPV4_MIN_HEADER) return false;
-    const total = read16(buf, off + TOTAL_LENGTH);
-    if (total < hlen || total > avail) return false;
+    if (hlen < IPV4_MIN_HEADER || (quote && hlen > avail)) return false;
+    const total = read16(buf, off + Ipv4Field.TOTAL_LENGTH);
+    // A whole packet's Total Length also bounds the header: total >= hlen and total <= avail.
+    if (total < hlen || (!quote && total > avail)) return false;
     this.buf = buf;
     this.off = off;
     this.len = total;
@@ -105,45 +114,45 @@ export class Ipv4 {
   }
 
   get headerLength(): number {
-    return (this.buf[this.off + VER_IHL]! & 0x0f) << 2;
+    return (this.buf[this.off + Ipv4Field.VER_IHL]! & 0x0f) << 2;
   }
   get dscpEcn(): number {
-    return this.buf[this.off + DSCP_ECN]!;
+    return this.buf[this.off + Ipv4Field.DSCP_ECN]!;
   }
   get totalLength(): number {
-    return read16(this.buf, this.off + TOTAL_LENGTH);
+    return read16(this.buf, this.off + Ipv4Field.TOTAL_LENGTH);
   }
   get ident(): number {
-    return read16(this.buf, this.off + IDENT);
+    return read16(this.buf, this.off + Ipv4Field.IDENT);
   }
   get dontFragment(): boolean {
-    return (read16(this.buf, this.off + FLAGS_FRAG) & FLAG_DF) !== 0;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & Ipv4Bits.DF) !== 0;
   }
   get moreFragments(): boolean {
-    return (read16(this.buf, this.off + FLAGS_FRAG) & FLAG_MF) !== 0;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & Ipv4Bits.MF) !== 0;
   }
   /** Fragment offset in bytes. */
   get fragmentOffset(): number {
-    return (read16(this.buf, this.off + FLAGS_FRAG) & FRAG_OFFSET_MASK) << 3;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & Ipv4Bits.FRAG_OFFSET_MASK) << 3;
   }
   /** True for any fragment, first or later. */
   get isFragment(): boolean {
-    return (read16(this.buf, this.off + FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0;
+    return (read16(this.buf, this.off + Ipv4Field.FLAGS_FRAG) & (Ipv4Bits.MF | Ipv4Bits.FRAG_OFFSET_MASK)) !== 0;
   }
   get ttl(): number {
-    return this.buf[this.off + TTL]!;
+    return this.buf[this.off + Ipv4Field.TTL]!;
   }
   get protocol(): number {
-    return this.buf[this.off + PROTOCOL]!;
+    return this.buf[this.off + Ipv4Field.PROTOCOL]!;
   }
   get checksum(): number {
-    return read16(this.buf, this.off + CHECKSUM);
+    return read16(this.buf, this.off + Ipv4Field.CHECKSUM);
   }
   get src(): number {
-    return read32(this.buf, this.off + SRC);
+    return read32(this.buf, this.off + Ipv4Field.SRC);
   }
   get dst(): number {
-    return read32(this.buf, this.off + DST);
+    return read32(this.buf, this.off + Ipv4Field.DST);
   }
   get payloadOffset(): number {
     return this.off + this.headerLength;
@@ -159,21 +168,21 @@ export class Ipv4 {
 
   /** Recomputes the header checksum from scratch. */
   fillChecksum(): void {
-    write16(this.buf, this.off + CHECKSUM, 0);
-    write16(this.buf, this.off + CHECKSUM, finish(sum(this.buf, this.off, this.headerLength, 0)));
+    write16(this.buf, this.off + Ipv4Field.CHECKSUM, 0);
+    write16(this.buf, this.off + Ipv4Field.CHECKSUM, finish(sum(this.buf, this.off, this.headerLength, 0)));
   }
 
   /** Rewrites the source address, updating the header checksum incrementally. */
   setSrc(a: number): void {
     const o = this.off;
-    write16(this.buf, o + CHECKSUM, update32(read16(this.buf, o + CHECKSUM), read32(this.buf, o + SRC), a));
-    write32(this.buf, o + SRC, a);
+    write16(this.buf, o + Ipv4Field.CHECKSUM, update32(read16(this.buf, o + Ipv4Field.CHECKSUM), read32(this.buf, o + Ipv4Field.SRC), a));
+    write32(this.buf, o + Ipv4Field.SRC, a);
   }
 
   /** Rewrites the destination address, updating the header checksum incrementally. */
   setDst(a: number): void {
     const o = this.off;
-    write16(this.buf, o + CHECKSUM, update32(read16(this.buf, o + CHECKSUM), read32(this.buf, o + DST), a));
-    write32(this.buf, o + DST, a);
+    write16(this.buf, o + Ipv4Field.CHECKSUM, update32(read16(this.buf, o + Ipv4Field.CHECKSUM), read32(this.buf, o + Ipv4Field.DST), a));
+    write32(this.buf, o + Ipv4Field.DST, a);
   }
 }

@@ -43,21 +43,27 @@
 // IPv6 has no header checksum: rewriting an address only changes the
 // transport checksums, which callers update with update128.
 
-import { formatIpv4, parseIpv4, read16, read32, write32 } from './ipv4.js';
+import { read16, read32, write32 } from './bytes.js';
+import { formatIpv4, parseIpv4 } from './ipv4.js';
 
-const VER_TC_FL = 0;
-const PAYLOAD_LENGTH = 4;
-const NEXT_HEADER = 6;
-const HOP_LIMIT = 7;
-const SRC = 8;
-const DST = 24;
+/** Field offsets from the start of the header (smoltcp's `mod field`; a const enum, as Ipv4Field is). */
+export const enum Ipv6Field {
+  VER_TC_FL = 0,
+  PAYLOAD_LENGTH = 4,
+  NEXT_HEADER = 6,
+  HOP_LIMIT = 7,
+  SRC = 8,
+  DST = 24,
+}
 
-// Within an extension header.
-const EXT_NEXT = 0;
-const EXT_LEN = 1;
+/** Field offsets within an extension header, and a Fragment header's. */
+export const enum Ipv6ExtField {
+  NEXT = 0,
+  LEN = 1,
+  FRAG_OFFSET_FLAGS = 2,
+  FRAG_IDENT = 4,
+}
 const EXT_MIN = 8;
-const FRAG_OFFSET_FLAGS = 2;
-const FRAG_IDENT = 4;
 const FRAG_HEADER = 8;
 const FRAG_OFFSET_MASK = 0xfff8; // 13-bit offset in 8-byte units, already in bytes when masked in place
 const FRAG_M = 0x0001;
@@ -188,11 +194,27 @@ export class Ipv6 {
    */
   attach(buf: Uint8Array, off: number, avail: number): boolean {
     if (avail < IPV6_HEADER) return false;
-    if (buf[off + VER_TC_FL]! >>> 4 !== 6) return false;
-    const len = IPV6_HEADER + read16(buf, off + PAYLOAD_LENGTH);
-    if (len > avail) return false;
+    const len = IPV6_HEADER + read16(buf, off + Ipv6Field.PAYLOAD_LENGTH);
+    return len <= avail && this.walk(buf, off, len, false);
+  }
+
+  /**
+   * As attach, for a packet quoted in an ICMPv6 error (RFC 4443: as much of
+   * it as fits), which may stop short of its Payload Length: the view covers
+   * the `avail` bytes there (`len` = avail). Only where the transport header
+   * starts is asked of a quote, so the chain is walked as it stands:
+   * Hop-by-Hop past the first place and a second Fragment header are walked,
+   * not refused. The transport header itself may be cut short or missing.
+   */
+  attachQuote(buf: Uint8Array, off: number, avail: number): boolean {
+    return avail >= IPV6_HEADER && this.walk(buf, off, avail, true);
+  }
+
+  /** The walk of attach over the packet buf[off, off+len); `quote` lifts the two ordering rules (see attachQuote). */
+  private walk(buf: Uint8Array, off: number, len: number, quote: boolean): boolean {
+    if (buf[off + Ipv6Field.VER_TC_FL]! >>> 4 !== 6) return false;
     const end = off + len;
-    let nh = buf[off + NEXT_HEADER]!;
+    let nh = buf[off + Ipv6Field.NEXT_HEADER]!;
     let pos = off + IPV6_HEADER;
     let count = 0;
     let hasFrag = false;
@@ -201,26 +223,26 @@ export class Ipv6 {
     let ident = 0;
     for (;;) {
       if (nh === IPV6_HOP_BY_HOP) {
-        if (count !== 0) return false;
+        if (count !== 0 && !quote) return false;
       } else if (nh !== IPV6_ROUTING && nh !== IPV6_DEST_OPTIONS && nh !== IPV6_FRAGMENT) {
         break;
       }
       if (count === IPV6_MAX_EXTENSIONS) return false;
       if (pos + EXT_MIN > end) return false;
       count++;
-      const next = buf[pos + EXT_NEXT]!;
+      const next = buf[pos + Ipv6ExtField.NEXT]!;
       if (nh === IPV6_FRAGMENT) {
-        if (hasFrag) return false;
+        if (hasFrag && !quote) return false;
         hasFrag = true;
-        const f = read16(buf, pos + FRAG_OFFSET_FLAGS);
+        const f = read16(buf, pos + Ipv6ExtField.FRAG_OFFSET_FLAGS);
         fragOff = f & FRAG_OFFSET_MASK;
         more = (f & FRAG_M) !== 0;
-        ident = read32(buf, pos + FRAG_IDENT);
+        ident = read32(buf, pos + Ipv6ExtField.FRAG_IDENT);
         pos += FRAG_HEADER;
         nh = next;
         if (fragOff !== 0) break;
       } else {
-        const hlen = (buf[pos + EXT_LEN]! + 1) << 3;
+        const hlen = (buf[pos + Ipv6ExtField.LEN]! + 1) << 3;
         if (pos + hlen > end) return false;
         pos += hlen;
         nh = next;
@@ -241,21 +263,21 @@ export class Ipv6 {
   }
 
   get trafficClass(): number {
-    return ((this.buf[this.off + VER_TC_FL]! & 0x0f) << 4) | (this.buf[this.off + VER_TC_FL + 1]! >>> 4);
+    return ((this.buf[this.off + Ipv6Field.VER_TC_FL]! & 0x0f) << 4) | (this.buf[this.off + Ipv6Field.VER_TC_FL + 1]! >>> 4);
   }
   get flowLabel(): number {
-    const o = this.off + VER_TC_FL;
+    const o = this.off + Ipv6Field.VER_TC_FL;
     return ((this.buf[o + 1]! & 0x0f) << 16) | (this.buf[o + 2]! << 8) | this.buf[o + 3]!;
   }
   get payloadLength(): number {
-    return read16(this.buf, this.off + PAYLOAD_LENGTH);
+    return read16(this.buf, this.off + Ipv6Field.PAYLOAD_LENGTH);
   }
   /** The Next Header field of the fixed header (the first extension header, if any). */
   get nextHeader(): number {
-    return this.buf[this.off + NEXT_HEADER]!;
+    return this.buf[this.off + Ipv6Field.NEXT_HEADER]!;
   }
   get hopLimit(): number {
-    return this.buf[this.off + HOP_LIMIT]!;
+    return this.buf[this.off + Ipv6Field.HOP_LIMIT]!;
   }
   /** Bytes from transportOffset to the end of the packet. */
   get transportLength(): number {
@@ -264,34 +286,34 @@ export class Ipv6 {
 
   /** Word i (0..3, most significant first) of the source address, unsigned. */
   srcWord(i: number): number {
-    return read32(this.buf, this.off + SRC + (i << 2));
+    return read32(this.buf, this.off + Ipv6Field.SRC + (i << 2));
   }
   /** Word i (0..3, most significant first) of the destination address, unsigned. */
   dstWord(i: number): number {
-    return read32(this.buf, this.off + DST + (i << 2));
+    return read32(this.buf, this.off + Ipv6Field.DST + (i << 2));
   }
 
   /** Copies the source address into out[o..o+3]. */
   readSrc(out: Uint32Array, o: number): void {
-    this.readAddress(SRC, out, o);
+    this.readAddress(Ipv6Field.SRC, out, o);
   }
   readDst(out: Uint32Array, o: number): void {
-    this.readAddress(DST, out, o);
+    this.readAddress(Ipv6Field.DST, out, o);
   }
 
   /** Rewrites the source address from w[o..o+3]; transport checksums are the caller's (update128). */
   writeSrc(w: Uint32Array, o: number): void {
-    this.writeAddress(SRC, w, o);
+    this.writeAddress(Ipv6Field.SRC, w, o);
   }
   writeDst(w: Uint32Array, o: number): void {
-    this.writeAddress(DST, w, o);
+    this.writeAddress(Ipv6Field.DST, w, o);
   }
 
   srcEquals(w: Uint32Array, o: number): boolean {
-    return this.addressEquals(SRC, w, o);
+    return this.addressEquals(Ipv6Field.SRC, w, o);
   }
   dstEquals(w: Uint32Array, o: number): boolean {
-    return this.addressEquals(DST, w, o);
+    return this.addressEquals(Ipv6Field.DST, w, o);
   }
 
   private readAddress(field: number, out: Uint32Array, o: number): void {

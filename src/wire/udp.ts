@@ -14,14 +14,20 @@
 // checksum is mandatory (RFC 8200 section 8.1): 0 is invalid, never "none".
 
 import { finish, pseudoSum4, pseudoSum6, sum, update128, update16, update32 } from './checksum.js';
-import { PROTO_UDP, read16, write16 } from './ipv4.js';
+import { read16, write16 } from './bytes.js';
+import { PROTO_UDP } from './ipv4.js';
 
-const SRC_PORT = 0;
-const DST_PORT = 2;
-const LENGTH = 4;
-const CHECKSUM = 6;
+/** Field offsets from the start of the header (smoltcp's `mod field`; a const enum, as Ipv4Field is). */
+export const enum UdpField {
+  SRC_PORT = 0,
+  DST_PORT = 2,
+  LENGTH = 4,
+  CHECKSUM = 6,
+  /** The data: the end of the header. */
+  PAYLOAD = 8,
+}
 
-export const UDP_HEADER = 8;
+export const UDP_HEADER: number = UdpField.PAYLOAD;
 
 export class Udp {
   buf: Uint8Array = new Uint8Array(0);
@@ -35,7 +41,7 @@ export class Udp {
    */
   attach(buf: Uint8Array, off: number, avail: number): boolean {
     if (avail < UDP_HEADER) return false;
-    const len = read16(buf, off + LENGTH);
+    const len = read16(buf, off + UdpField.LENGTH);
     if (len < UDP_HEADER || len > avail) return false;
     this.buf = buf;
     this.off = off;
@@ -56,16 +62,16 @@ export class Udp {
   }
 
   get srcPort(): number {
-    return read16(this.buf, this.off + SRC_PORT);
+    return read16(this.buf, this.off + UdpField.SRC_PORT);
   }
   get dstPort(): number {
-    return read16(this.buf, this.off + DST_PORT);
+    return read16(this.buf, this.off + UdpField.DST_PORT);
   }
   get length(): number {
-    return read16(this.buf, this.off + LENGTH);
+    return read16(this.buf, this.off + UdpField.LENGTH);
   }
   get checksum(): number {
-    return read16(this.buf, this.off + CHECKSUM);
+    return read16(this.buf, this.off + UdpField.CHECKSUM);
   }
 
   /** True when the checksum is right or absent (0). */
@@ -76,14 +82,14 @@ export class Udp {
 
   /** Computes the checksum from scratch for the IPv4 pseudo-header (0 is sent as 0xffff). */
   fillChecksum4(src: number, dst: number): void {
-    write16(this.buf, this.off + CHECKSUM, 0);
+    write16(this.buf, this.off + UdpField.CHECKSUM, 0);
     const c = finish(sum(this.buf, this.off, this.len, pseudoSum4(src, dst, PROTO_UDP, this.len)));
-    write16(this.buf, this.off + CHECKSUM, c === 0 ? 0xffff : c);
+    write16(this.buf, this.off + UdpField.CHECKSUM, c === 0 ? 0xffff : c);
   }
 
   /** Folds a change of a pseudo-header address into the checksum; an absent checksum stays absent. */
   updateAddress(oldAddr: number, newAddr: number): void {
-    const o = this.off + CHECKSUM;
+    const o = this.off + UdpField.CHECKSUM;
     const c = read16(this.buf, o);
     if (c === 0) return;
     const n = update32(c, oldAddr, newAddr);
@@ -98,9 +104,9 @@ export class Udp {
 
   /** Computes the checksum from scratch for the IPv6 header at ipBuf[ipOff] (0 is sent as 0xffff). */
   fillChecksum6(ipBuf: Uint8Array, ipOff: number): void {
-    write16(this.buf, this.off + CHECKSUM, 0);
+    write16(this.buf, this.off + UdpField.CHECKSUM, 0);
     const c = finish(sum(this.buf, this.off, this.len, pseudoSum6(ipBuf, ipOff, this.len, PROTO_UDP)));
-    write16(this.buf, this.off + CHECKSUM, c === 0 ? 0xffff : c);
+    write16(this.buf, this.off + UdpField.CHECKSUM, c === 0 ? 0xffff : c);
   }
 
   /**
@@ -109,7 +115,7 @@ export class Udp {
    * receiver to drop; a result of 0 is sent as 0xffff.
    */
   updateAddress128(oldW: Uint32Array, oldOff: number, newW: Uint32Array, newOff: number): void {
-    const o = this.off + CHECKSUM;
+    const o = this.off + UdpField.CHECKSUM;
     const c = read16(this.buf, o);
     if (c === 0) return;
     const n = update128(c, oldW, oldOff, newW, newOff);
@@ -118,27 +124,27 @@ export class Udp {
 
   /** Writes a port without touching the checksum: for partial checksums, which the device will sum over the port. */
   writeSrcPort(p: number): void {
-    write16(this.buf, this.off + SRC_PORT, p);
+    write16(this.buf, this.off + UdpField.SRC_PORT, p);
   }
 
   writeDstPort(p: number): void {
-    write16(this.buf, this.off + DST_PORT, p);
+    write16(this.buf, this.off + UdpField.DST_PORT, p);
   }
 
   setSrcPort(p: number): void {
-    this.setPort(SRC_PORT, p);
+    this.setPort(UdpField.SRC_PORT, p);
   }
 
   setDstPort(p: number): void {
-    this.setPort(DST_PORT, p);
+    this.setPort(UdpField.DST_PORT, p);
   }
 
   private setPort(field: number, p: number): void {
     const o = this.off;
-    const c = read16(this.buf, o + CHECKSUM);
+    const c = read16(this.buf, o + UdpField.CHECKSUM);
     if (c !== 0) {
       const n = update16(c, read16(this.buf, o + field), p);
-      write16(this.buf, o + CHECKSUM, n === 0 ? 0xffff : n);
+      write16(this.buf, o + UdpField.CHECKSUM, n === 0 ? 0xffff : n);
     }
     write16(this.buf, o + field, p);
   }

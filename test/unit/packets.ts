@@ -42,6 +42,15 @@ export class Rng {
   pick<T>(xs: readonly T[]): T {
     return xs[this.int(xs.length)]!;
   }
+  /** A random subset of 0..n-1 (each kept with odds 2 in 3), in a random order. */
+  someInOrder(n: number): number[] {
+    const xs = Array.from({ length: n }, (_, i) => i).filter(() => this.int(3) !== 0);
+    for (let k = xs.length - 1; k > 0; k--) {
+      const j = this.int(k + 1);
+      [xs[k], xs[j]] = [xs[j]!, xs[k]!];
+    }
+    return xs;
+  }
 }
 
 /** Bytes from hex text; whitespace is ignored. */
@@ -100,6 +109,19 @@ export function onesSum(chunks: readonly Uint8Array[]): number {
   for (let i = 0; i < total; i += 2) {
     s += all[i]! * 256 + all[i + 1]!;
     if (s > 0xffff) s = (s & 0xffff) + 1;
+  }
+  return s;
+}
+
+/** RFC 1071 a third way, with end-around carry at every step, over buf[off, off+len) from the sum `acc` (folded first). */
+export function naiveFolded(buf: Uint8Array, off: number, len: number, acc = 0): number {
+  let s = acc;
+  while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
+  for (let i = 0; i < len; i += 2) {
+    const hi = buf[off + i]!;
+    const lo = i + 1 < len ? buf[off + i + 1]! : 0;
+    s += hi * 256 + lo;
+    if (s > 0xffff) s -= 0xffff;
   }
   return s;
 }
