@@ -17,6 +17,9 @@ needs=(
   hping3:hping3
   tcpdump:tcpdump
   strace:strace
+  redis-server:redis-server
+  redis-cli:redis-tools
+  python3:python3
 )
 
 missing=()

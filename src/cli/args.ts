@@ -23,6 +23,9 @@ const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CID
                     shared ports one shared session holds per protocol (default ${DEFAULT_SHARED_PORT_QUOTA})
   --block-local     sessions cannot reach this namespace's own addresses (they
                     get ICMP administratively prohibited); default: they can
+  --loopback on|off 127.0.0.1 + session id reaches the session's own 127.0.0.1,
+                    every port, TCP, UDP and ping, from this namespace and from
+                    the session itself (default on)
   --workers N       dataplane threads, each with its own queue of every TUN
                     (default: one per two CPUs, at least 1, at most ${MAX_DEFAULT_WORKERS})
   --json            print events as one JSON object per line`;
@@ -57,7 +60,8 @@ ${GATEWAY_FLAGS}
   --version         print the version
 
 Every flag can also be given in the environment: --max-flows as
-VIPNAT_MAX_FLOWS=N, --json as VIPNAT_JSON=1. A flag wins over the environment.
+VIPNAT_MAX_FLOWS=N, --json as VIPNAT_JSON=1, --loopback as VIPNAT_LOOPBACK=off.
+A flag wins over the environment.
 Each session's program gets VIPNAT_SESSION_ID, VIPNAT_VIP and VIPNAT_LOOPBACK.`;
 
 export class UsageError extends Error {
@@ -80,6 +84,7 @@ export interface GatewayArgs {
   maxSessionFlows: number | undefined;
   sharedPortQuota: number | undefined;
   blockLocal: boolean;
+  loopback: boolean;
   json: boolean;
 }
 
@@ -154,6 +159,7 @@ const GATEWAY: FlagTable = {
   '--max-session-flows': value('--max-session-flows needs a value'),
   '--shared-port-quota': value('--shared-port-quota needs a value'),
   '--block-local': SWITCH,
+  '--loopback': value('--loopback needs a value: on or off'),
   '--json': SWITCH,
 };
 const NAME = { '--name': value('--name needs a value, e.g. --name default') };
@@ -273,8 +279,21 @@ function gatewayArgs(f: Flags): GatewayArgs {
     maxSessionFlows: f.num('--max-session-flows', 1, 1 << 24),
     sharedPortQuota: f.num('--shared-port-quota', 1, 65535),
     blockLocal: f.bool('--block-local'),
+    loopback: loopbackFlag(f),
     json: f.bool('--json'),
   };
+}
+
+/**
+ * --loopback on|off, or VIPNAT_LOOPBACK=on|off. A session's own
+ * VIPNAT_LOOPBACK (its address, exported to its program) is not a setting:
+ * a vipnat run inside a session ignores it.
+ */
+function loopbackFlag(f: Flags): boolean {
+  const v = f.get('--loopback');
+  if (v === undefined || (v.name !== '--loopback' && !['on', 'off'].includes(v.value))) return true;
+  if (v.value !== 'on' && v.value !== 'off') throw new UsageError(`--loopback "${v.value}": must be on or off`);
+  return v.value === 'on';
 }
 
 function program(rest: string[], at: number): { program: string; args: string[] } {

@@ -31,8 +31,10 @@ export function formatEvent(e: ShownEvent, json: boolean): string {
   switch (e.event) {
     case 'session':
       return e.shared
-        ? `session ${e.id} shared ${e.vip} loopback ${e.loopback} pid ${e.pid}`
-        : `session ${e.id} vip ${e.vip} loopback ${e.loopback} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
+        ? `session ${e.id} shared ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}`
+        : `session ${e.id} vip ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
+    case 'loopback-in-use':
+      return `vipnat: session ${e.id}'s virtual loopback ${e.address} is in use in this namespace (${e.reason}): it stays this namespace's, and the session is not reachable at it from here`;
     case 'no-vip':
       return e.to === undefined
         ? `session ${e.id} ${e.message}`
@@ -115,7 +117,7 @@ export function sessionsTable(sessions: SessionInfo[]): string {
     String(s.id),
     s.shared ? `${s.vip} (shared)` : s.vip,
     s.vip6 ?? '',
-    s.loopback,
+    s.loopback ?? '-',
     s.state,
     s.pids.join(',') || '-',
     age(s.startedAt),

@@ -88,7 +88,8 @@ export interface SessionInfo {
   vip: string;
   vip6: string | null;
   shared: boolean;
-  loopback: string;
+  /** Its virtual loopback (127.0.0.1 + id); null when the gateway has it off. */
+  loopback: string | null;
   netns: string;
   /** The session's processes: its program first, then whatever else runs in its namespace. */
   pids: number[];

@@ -28,7 +28,7 @@ export class ForwarderCounters {
   noDevice = 0;
   /** Packets written back to the uplink (the shared address's own traffic). */
   reflected = 0;
-  /** ICMP errors the translator wrote in place of a blocked packet, written back to the session that sent it. */
+  /** Answers the translator wrote in place of a packet (an ICMP error, a reset), written back to whoever sent it. */
   replies = 0;
 }
 
@@ -80,6 +80,9 @@ export class Forwarder {
    * Starts forwarding for session `id`: IPv4 inner/VIP as numbers (-1 when the
    * session has no IPv4), IPv6 as four words (null when it has none); a
    * `shared` session has no IPv4 VIP and leaves from the shared address.
+   * `loopbackId` (the gateway's id of the session) makes 127.0.0.1 +
+   * loopbackId reach the session's 127.0.0.1, when the translator has the
+   * virtual loopback.
    */
   attach(
     id: number,
@@ -89,10 +92,12 @@ export class Forwarder {
     inner6: Uint32Array | null = null,
     vip6: Uint32Array | null = null,
     shared = false,
+    loopbackId = 0,
   ): void {
     if (shared) this.nat.addSharedSession(id, inner);
     else if (vip >= 0) this.nat.addSession(id, inner, vip);
     if (inner6 && vip6) this.nat.addSession6(id, inner6, vip6);
+    if (loopbackId > 0) this.nat.addLoopback(id, loopbackId);
     this.devices[id] = dev;
     this.perSession.fill(0, id * SESSION_COUNTERS, (id + 1) * SESSION_COUNTERS);
   }
@@ -134,12 +139,12 @@ export class Forwarder {
 
   /**
    * Writes the reply the translator left at buf[hdrLen] back to session
-   * `id`'s device. Its checksums are complete and it is one small packet, so
+   * `id`'s device (0: the uplink's). Its checksums are complete and it is one small packet, so
    * its virtio header is all zeroes: no NEEDS_CSUM, no GSO, whatever the
    * header of the packet it answers said.
    */
   private reply(id: number, buf: Uint8Array): void {
-    const dev = this.devices[id];
+    const dev = id === 0 ? this.uplink : this.devices[id];
     if (this.hdrLen > 0) buf.fill(0, 0, this.hdrLen);
     if (!dev) this.counters.noDevice++;
     else if (dev.write(buf, 0, this.hdrLen + this.nat.replyLength)) this.counters.replies++;
@@ -164,6 +169,8 @@ export class Forwarder {
       // Not a session's (shared address): back to the uplink's own stack.
       if (this.uplink.write(buf, 0, len)) this.counters.reflected++;
       else this.counters.writeErrors++;
+    } else if (v === REPLY) {
+      this.reply(0, buf);
     } else {
       this.counters.dropped++;
     }

@@ -34,6 +34,8 @@ export interface DataplaneOptions {
   sharedPortQuota?: number;
   /** Refuse sessions' packets to the uplink's own addresses (see setLocalAddresses). Default false. */
   blockLocal?: boolean;
+  /** The virtual loopback (NatOptions.loopback): 127.0.0.1 + id reaches session id's 127.0.0.1. Default false. */
+  loopback?: boolean;
 }
 
 type Pending = { resolve: (s: WorkerStats | undefined) => void; reject: (e: Error) => void };
@@ -94,6 +96,7 @@ export class Dataplane {
       ...(opts.sessionFlowLimit !== undefined ? { sessionFlowLimit: opts.sessionFlowLimit } : {}),
       ...(opts.sharedPortQuota !== undefined ? { sharedPortQuota: opts.sharedPortQuota } : {}),
       blockLocal: opts.blockLocal ?? false,
+      loopback: opts.loopback ?? false,
     });
     const lock = Mutex.memory();
     const epoch = process.hrtime()[0];
@@ -123,6 +126,7 @@ export class Dataplane {
           sessionFlowLimit: opts.sessionFlowLimit,
           sharedPortQuota: opts.sharedPortQuota,
           blockLocal: opts.blockLocal ?? false,
+          loopback: opts.loopback ?? false,
           port: port2,
         };
         const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2] });

@@ -205,6 +205,7 @@ export class Loop<S extends Source> {
         a.inner6 && new Uint32Array(a.inner6),
         a.vip6 && new Uint32Array(a.vip6),
         a.shared,
+        a.loopbackId,
       );
       try {
         this.poller.add(dev);

@@ -28,6 +28,8 @@ export interface WorkerInit {
   sessionFlowLimit: number | undefined;
   sharedPortQuota: number | undefined;
   blockLocal: boolean;
+  /** NatOptions.loopback. */
+  loopback: boolean;
 }
 
 /** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */
@@ -38,6 +40,8 @@ export interface SessionAddresses {
   vip4: number | null;
   inner6: number[] | null;
   vip6: number[] | null;
+  /** The session's id, whose virtual loopback is 127.0.0.1 + id (with the loopback on); 0: none. */
+  loopbackId: number;
 }
 
 export type ToWorker =

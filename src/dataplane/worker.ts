@@ -101,6 +101,7 @@ function main(port: MessagePort, init: WorkerInit): void {
     ...(init.sessionFlowLimit !== undefined ? { sessionFlowLimit: init.sessionFlowLimit } : {}),
     ...(init.sharedPortQuota !== undefined ? { sharedPortQuota: init.sharedPortQuota } : {}),
     blockLocal: init.blockLocal,
+    loopback: init.loopback,
   });
   const uplink = new FdDevice(init.uplinkFd);
   // One worker has the translator state to itself; several share it, one packet at a time.

@@ -256,3 +256,57 @@ export function resolveProgram(program: string, user: SessionUser | null): strin
   if (refused) throw new UserError(refused, EXIT_NOT_EXECUTABLE);
   throw new UserError(`program not found: ${program}`, EXIT_NOT_FOUND);
 }
+
+/** An IPv4 address of /proc/net/{tcp,udp} (hex, in host order on little-endian machines) as a number. */
+function procAddress(hex: string): number {
+  const n = parseInt(hex, 16) >>> 0;
+  // /proc prints the 32-bit word as the kernel holds it (network order) read as a host integer.
+  return (((n & 0xff) << 24) | (((n >>> 8) & 0xff) << 16) | (((n >>> 16) & 0xff) << 8) | (n >>> 24)) >>> 0;
+}
+
+/**
+ * The addresses of 127.0.0.0/8 besides 127.0.0.1 that this namespace uses,
+ * with what uses them: an address of its own (`ip addr`), a name in
+ * /etc/hosts (Debian's 127.0.1.1 for the host name), a socket bound to it
+ * (systemd-resolved's 127.0.0.53). A session's virtual loopback that is one
+ * of them stays this namespace's, as it was.
+ */
+export async function loopbackInUse(): Promise<Map<number, string>> {
+  const used = new Map<number, string>();
+  const note = (a: number | null, why: string): void => {
+    if (a !== null && a >>> 24 === 127 && a !== 0x7f000001 && !used.has(a)) used.set(a, why);
+  };
+  const v4 = (text: string): number | null => {
+    const p = parseAddress(text);
+    return p && p.family === 4 ? Number(p.value) : null;
+  };
+  try {
+    type Link = { addr_info?: { local: string }[] };
+    for (const l of JSON.parse(await ip(['-4', '-j', 'addr', 'show'])) as Link[]) {
+      for (const a of l.addr_info ?? []) note(v4(a.local), 'an address of this namespace');
+    }
+  } catch {
+    // No addresses to read: nothing in use there.
+  }
+  try {
+    for (const line of readFileSync('/etc/hosts', 'utf8').split('\n')) {
+      const [addr, ...names] = line.replace(/#.*/, '').trim().split(/\s+/);
+      if (addr && names.length > 0) note(v4(addr), `/etc/hosts names it ${names[0]}`);
+    }
+  } catch {
+    // No /etc/hosts.
+  }
+  for (const proto of ['tcp', 'udp']) {
+    try {
+      for (const line of readFileSync(`/proc/net/${proto}`, 'utf8').split('\n').slice(1)) {
+        const local = line.trim().split(/\s+/)[1];
+        if (!local) continue;
+        const [hex, port] = local.split(':');
+        note(procAddress(hex!), `a ${proto.toUpperCase()} socket is bound to it (port ${parseInt(port!, 16)})`);
+      }
+    } catch {
+      // No /proc/net: nothing to read.
+    }
+  }
+  return used;
+}

@@ -13,6 +13,7 @@ import { Dataplane, type DataplaneStats } from '../dataplane/index.js';
 import { etcNetnsExists, localAddresses, netnsOfPid, pidsByNetns, removeEtcNetnsIfEmpty, watchAddresses, which } from '../linux/index.js';
 import {
   loopbackFor,
+  loopbackNumber,
   MAX_SESSION_ID,
   NO_VIP_MESSAGE,
   parseAddress,
@@ -25,12 +26,13 @@ import {
 import type { ChildProcess } from 'node:child_process';
 import { exitOf, initHelperExists, primaryVip, type RunAs, Session, type Stdio } from '../session/index.js';
 import { parseIpv4 } from '../wire/index.js';
-import { checkMtu, checkPoolUnused, parseInnerAddresses, parseUser, preflight, resolveProgram } from './checks.js';
+import { checkMtu, checkPoolUnused, loopbackInUse, parseInnerAddresses, parseUser, preflight, resolveProgram } from './checks.js';
 import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
 import { Journal, recover, type Recovered } from './journal.js';
 import { sharedPortRange, Uplink, uplinkAddress } from './uplink.js';
 
 import { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS } from './limits.js';
+import { LOOPBACK_PORT_HI, LOOPBACK_PORT_LO } from '../nat/index.js';
 export { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS };
 /** The inner address of shared sessions when the options give none (slirp's 10.0.2.x convention). */
 export const DEFAULT_SHARED_INNER = '10.0.2.100';
@@ -68,6 +70,11 @@ export interface GatewayOptions {
   sharedPortQuota?: number;
   /** Answer sessions' packets to this namespace's own addresses with ICMP "administratively prohibited". Default false. */
   blockLocal?: boolean;
+  /**
+   * The virtual loopback: 127.0.0.1 + id, from this namespace and from
+   * session id itself, reaches session id's 127.0.0.1 on every port. Default true.
+   */
+  loopback?: boolean;
 }
 
 /** How a program ended: its exit code, or the signal that killed it. */
@@ -107,7 +114,9 @@ export interface ExecProcess {
 }
 
 export type GatewayEvent =
-  | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string; pid: number; netns: string }
+  | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string | null; pid: number; netns: string }
+  /** A session's virtual loopback that this namespace already uses: it stays this namespace's, and the session is not reachable at it from here. */
+  | { event: 'loopback-in-use'; id: number; address: string; reason: string }
   /** A session left without a VIP; with `to` and `count`, every session from `id` to `to` (a run too long to list). */
   | { event: 'no-vip'; id: number; to?: number; count?: number; message: string }
   | { event: 'exit'; id: number; vip: string; shared?: boolean; code: number | null; signal: string | null }
@@ -174,7 +183,14 @@ export class GatewaySession {
     private readonly killGraceMs: number,
     private readonly runAs: RunAs | null,
     /** @internal What the gateway holds for it: its dataplane slot, VIPs, journal entry. */
-    readonly own: { slot: number; vips: { v4: string | null; v6: string | null } | null; seq?: number; attached?: boolean },
+    readonly own: {
+      slot: number;
+      vips: { v4: string | null; v6: string | null } | null;
+      seq?: number;
+      attached?: boolean;
+      /** Its virtual loopback has a route of its own (see Gateway.reachLoopback). */
+      loopbackRouted?: boolean;
+    },
   ) {
     this.exited = new Promise((resolve) => (this.settle = resolve));
   }
@@ -192,8 +208,9 @@ export class GatewaySession {
   get shared(): boolean {
     return this.inner.spec.shared;
   }
-  get loopback(): string {
-    return loopbackFor(this.id);
+  /** The session's virtual loopback (127.0.0.1 + id); null with the loopback off. */
+  get loopback(): string | null {
+    return this.inner.spec.loopback ? loopbackFor(this.id) : null;
   }
   get netns(): string {
     return this.inner.netns;
@@ -282,6 +299,8 @@ export class Gateway implements AsyncDisposable {
 
   /** Stops following the namespace's addresses (--block-local). */
   private unwatch: (() => void) | null = null;
+  /** The virtual loopback's routes from this namespace (null when it is off): ids 1-maxId routed, and the addresses left out. */
+  private loopbackRoutes: LoopbackRoutes | null = null;
   /** Every session from the moment its start is asked for until it is torn down. */
   private readonly all = new Map<number, GatewaySession>();
   private closing: Promise<DataplaneStats | null> | null = null;
@@ -367,12 +386,15 @@ export class Gateway implements AsyncDisposable {
         ...(opts.sessionFlowLimit !== undefined ? { sessionFlowLimit: opts.sessionFlowLimit } : {}),
         ...(opts.sharedPortQuota !== undefined ? { sharedPortQuota: opts.sharedPortQuota } : {}),
         blockLocal: opts.blockLocal ?? false,
+        loopback: opts.loopback ?? true,
       });
+      const loopback = (opts.loopback ?? true) ? await openLoopback(uplink, slots.count) : null;
       // The namespace's own addresses, kept current as they come and go (netlink events, not polling).
       const unwatch = opts.blockLocal ? await watchLocal(dataplane) : null;
       const gw = new Gateway(opts, pool, ranges, inner, runAs, slots, journal, uplink, workers, etcNetnsWasThere, dataplane, sharedAddr);
       gw.unwatch = unwatch;
       gw.onEvent = onEvent;
+      gw.loopbackRoutes = loopback;
       dataplane.onFailure = (e) => gw.fail(e);
       return gw;
     } catch (e) {
@@ -515,7 +537,23 @@ export class Gateway implements AsyncDisposable {
       vip4: s.spec.v4 ? parseIpv4(s.spec.v4.vip) : null,
       inner6: s.spec.v6 ? ipv6Words(s.spec.v6.inner) : null,
       vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
+      loopbackId: s.spec.loopback ? gs.id : 0,
     });
+    await this.reachLoopback(gs);
+  }
+
+  /** Routes a session's virtual loopback from this namespace when the range routed at open() leaves it out, or says why not. */
+  private async reachLoopback(gs: GatewaySession): Promise<void> {
+    const lb = this.loopbackRoutes;
+    if (!lb) return;
+    const address = loopbackFor(gs.id);
+    const why = lb.inUse.get(loopbackNumber(gs.id));
+    if (why !== undefined) {
+      this.onEvent({ event: 'loopback-in-use', id: gs.id, address, reason: why });
+    } else if (gs.id > lb.maxId) {
+      await this.uplink.routeLoopback(gs.id, true);
+      gs.own.loopbackRouted = true;
+    }
   }
 
   /** A logoff of session `id`; resolves with how its program ended. */
@@ -592,6 +630,7 @@ export class Gateway implements AsyncDisposable {
 
   private async teardown(gs: GatewaySession): Promise<void> {
     const own = gs.own;
+    if (own.loopbackRouted) await this.uplink.routeLoopback(gs.id, false).catch(() => undefined);
     try {
       if (this.dataplane && own.attached) await this.dataplane.removeSession(own.slot);
     } catch {
@@ -635,7 +674,8 @@ export class Gateway implements AsyncDisposable {
   }
 
   private specFor(id: number, vips: { v4: string | null; v6: string | null } | null): Session['spec'] {
-    const common = { id, mtu: this.opts.mtu, offload: this.opts.offload, queues: this.workers };
+    const loopback = this.loopbackRoutes ? { portLo: LOOPBACK_PORT_LO, portHi: LOOPBACK_PORT_HI } : null;
+    const common = { id, mtu: this.opts.mtu, offload: this.opts.offload, queues: this.workers, loopback };
     if (vips === null) {
       // Shared fallback: IPv4 only, from the uplink's own address.
       return { ...common, v4: { vip: this.sharedAddr!.address, inner: this.inner.v4 ?? DEFAULT_SHARED_INNER }, v6: null, shared: true };
@@ -647,6 +687,19 @@ export class Gateway implements AsyncDisposable {
       shared: false,
     };
   }
+}
+
+interface LoopbackRoutes {
+  maxId: number;
+  /** Addresses of 127/8 this namespace uses (as numbers), with what uses them. */
+  inUse: Map<number, string>;
+}
+
+/** Routes the virtual loopback of sessions 1-maxId from this namespace, but for the addresses it already uses. */
+async function openLoopback(uplink: Uplink, maxId: number): Promise<LoopbackRoutes> {
+  const inUse = await loopbackInUse();
+  await uplink.enableLoopback(maxId, new Set(inUse.keys()));
+  return { maxId, inUse };
 }
 
 /** Gives the dataplane this namespace's addresses now and whenever they change; returns the function that stops it. */

@@ -1,5 +1,6 @@
 // The uplink: vipnat0 in the namespace vipnat runs in, the pool routed to it, and the sysctls and rules it needs (journaled, restored).
 import { close, EBUSY, ip, ipBatch, noQueueDiscipline, openTunQueues, readSysctl, SysError, writeSysctl } from '../linux/index.js';
+import { cidrCover, loopbackNumber } from '../pool/index.js';
 import { TXQUEUELEN } from '../session/index.js';
 import { UserError } from './errors.js';
 import type { Journal } from './journal.js';
@@ -112,6 +113,34 @@ export class Uplink {
     }
   }
 
+  /**
+   * The virtual loopback (nat/loopback.ts) from this namespace: 127.0.0.2 to
+   * 127.0.0.1 + maxId routed to vipnat0 in the `local` table (where the
+   * kernel looks first, and 127.0.0.0/8 is otherwise local), with
+   * route_localnet on vipnat0 alone, so that the kernel sends it packets
+   * from 127.0.0.1 and takes its answers. `skip` are addresses this
+   * namespace already uses (they stay local). Routes and the sysctl go with
+   * the device.
+   */
+  async enableLoopback(maxId: number, skip: ReadonlySet<number>): Promise<void> {
+    writeSysctl(`net.ipv4.conf.${UPLINK_NAME}.route_localnet`, '1');
+    const lines: string[] = [];
+    let from = loopbackNumber(1);
+    const last = loopbackNumber(maxId);
+    const cut = [...skip].filter((a) => a >= from && a <= last).sort((a, b) => a - b);
+    for (const a of [...cut, last + 1]) {
+      if (a > from) for (const b of cidrCover(from, a - 1)) lines.push(loopbackRoute(b.addr, b.len));
+      from = a + 1;
+    }
+    await ipBatch(lines);
+  }
+
+  /** Routes one session's virtual loopback (its id is above what enableLoopback routed). */
+  async routeLoopback(id: number, add: boolean): Promise<void> {
+    const line = loopbackRoute(loopbackNumber(id), 32);
+    await ipBatch([add ? line : line.replace('route add', 'route del')]);
+  }
+
   /** Undoes open(): the routes go with the device, which goes with the fd. */
   async close(fdsOwnedElsewhere: boolean): Promise<void> {
     if (this.undoRules.length > 0) {
@@ -133,6 +162,11 @@ export class Uplink {
     }
     this.restore.clear();
   }
+}
+
+function loopbackRoute(addr: number, len: number): string {
+  const a = [24, 16, 8, 0].map((s) => (addr >>> s) & 255).join('.');
+  return `route add ${a}/${len} dev ${UPLINK_NAME} src 127.0.0.1 table local`;
 }
 
 /** Why routing `cidr` to vipnat0 failed, said so the user can act: which route is in the way. */

@@ -147,6 +147,14 @@ export class NatCounters {
    * is an ICMP error or a later fragment, which get no error back.
    */
   toLocal = 0;
+  /** Packets of virtual-loopback flows translated, both ways (loopback.ts). */
+  loopback = 0;
+  /** Packets to the virtual loopback of a session that is not running, answered with a reset or ICMP port unreachable. */
+  loopbackRefused = 0;
+  /** A session's own packets to 127.0.0.1 that its routes sent to vipnat (no loopback flow's), written straight back to it. */
+  loopbackReflected = 0;
+  /** New virtual-loopback flows refused because no port of the loopback range was free for that server port. */
+  loopbackPorts = 0;
 }
 
 /** Moves a flow's state on, notes the direction, refreshes its deadline, and tells the table when it becomes (or stops being) assured. */

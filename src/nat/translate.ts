@@ -16,6 +16,7 @@ import { SharedFallback } from './shared.js';
 import { DEFAULT_TIMEOUTS, DROP, NatCounters, Reply, type Timeouts } from './state.js';
 import { Nat4 } from './translate4.js';
 import { Nat6 } from './translate6.js';
+import { DEFAULT_LOOPBACK_FLOWS, Loopback4 } from './loopback.js';
 import { DEFAULT_SHARED_PORT_QUOTA, PortAllocator } from './ports.js';
 
 export interface NatOptions {
@@ -60,6 +61,14 @@ export interface NatOptions {
    * forwarded (REPLY). Default false.
    */
   blockLocal?: boolean;
+  /**
+   * The virtual loopback (loopback.ts): packets from the uplink to 127.0.0.1
+   * + id reach session id's 127.0.0.1, and so do a session's own to its
+   * 127.0.0.1 + id. Default false: 127/8 packets are dropped as before.
+   */
+  loopback?: boolean;
+  /** Flows the virtual loopback tracks (default DEFAULT_LOOPBACK_FLOWS). */
+  loopbackFlows?: number;
 }
 
 /** The per-session flow limit of a table of `capacity` flows unless NatOptions.sessionFlowLimit says otherwise. */
@@ -79,6 +88,9 @@ export interface NatMemory {
   flows: SharedArrayBuffer;
   flows6: SharedArrayBuffer;
   ports: SharedArrayBuffer | null;
+  loopbackFlows: number;
+  /** The virtual loopback's flows; null without it. */
+  loopback: SharedArrayBuffer | null;
 }
 
 function capacity6(opts: NatOptions): number {
@@ -95,6 +107,10 @@ export function natMemory(opts: NatOptions): NatMemory {
     flows: new SharedArrayBuffer(FlowTable.bytesFor(opts.flowCapacity, opts.maxSession)),
     flows6: new SharedArrayBuffer(FlowTable6.bytesFor(flowCapacity6, opts.maxSession)),
     ports: opts.shared ? new SharedArrayBuffer(PortAllocator.bytesFor(opts.maxSession)) : null,
+    loopbackFlows: opts.loopbackFlows ?? DEFAULT_LOOPBACK_FLOWS,
+    loopback: opts.loopback
+      ? new SharedArrayBuffer(Loopback4.bytesFor(opts.loopbackFlows ?? DEFAULT_LOOPBACK_FLOWS, opts.maxSession))
+      : null,
   };
   // Constructing a translator over the memory sets it up.
   new Nat({ ...opts, memory: m });
@@ -119,6 +135,8 @@ export class Nat {
   private readonly v4: Nat4;
   /** null when NatOptions.fastPath is false. */
   private readonly fast: Fast4 | null;
+  /** The virtual loopback; null without it. */
+  readonly loopback: Loopback4 | null;
 
   constructor(opts: NatOptions) {
     checkLimit('sessionFlowLimit', opts.sessionFlowLimit);
@@ -149,8 +167,28 @@ export class Nat {
       : null;
     this.sessions = new Sessions4(opts.maxSession, this.shared ? this.shared.address : -1);
     const limit = opts.sessionFlowLimit ?? defaultSessionFlowLimit(this.flows.capacity);
-    this.v4 = new Nat4(this.flows, this.sessions, this.shared, this.counters, timeouts, limit, blockLocal, this.reply);
+    if (opts.loopback && mem && !mem.loopback) throw new Error("shared memory without the virtual loopback's flows");
+    this.loopback = opts.loopback
+      ? new Loopback4(
+          opts.maxSession,
+          mem ? mem.loopbackFlows : (opts.loopbackFlows ?? DEFAULT_LOOPBACK_FLOWS),
+          mem ? mem.seed : opts.seed,
+          mem?.loopback ?? undefined,
+          this.counters,
+          this.reply,
+        )
+      : null;
+    this.v4 = new Nat4(this.flows, this.sessions, this.shared, this.counters, timeouts, limit, blockLocal, this.reply, this.loopback);
     this.fast = (opts.fastPath ?? true) ? new Fast4(this.flows, this.sessions, timeouts) : null;
+  }
+
+  /**
+   * Makes session `id`'s 127.0.0.1 reachable at 127.0.0.1 + `loopbackId`
+   * (the gateway's id of the session, which its slot `id` here need not be),
+   * with NatOptions.loopback; else nothing.
+   */
+  addLoopback(id: number, loopbackId: number = id): void {
+    this.loopback?.add(id, loopbackId);
   }
 
   /** Adds a session without a VIP of its own: its IPv4 flows leave from the shared address, port-translated. */
@@ -182,6 +220,7 @@ export class Nat {
   removeSession(id: number, dropFlows = true): void {
     this.v6.removeSession(id, false);
     this.sessions.remove(id);
+    this.loopback?.remove(id);
     if (dropFlows) this.dropFlows(id);
   }
 
@@ -189,6 +228,7 @@ export class Nat {
   dropFlows(id: number): void {
     this.flows.removeSession(id);
     this.v6.flows.removeSession(id);
+    this.loopback?.dropFlows(id);
   }
 
   /**
@@ -218,7 +258,7 @@ export class Nat {
 
   /** Live flows, both families. */
   get flowCount(): number {
-    return this.flows.count + this.v6.flows.count;
+    return this.flows.count + this.v6.flows.count + (this.loopback?.flows.count ?? 0);
   }
 
   /** The session holding `vip`, or 0. */
@@ -229,6 +269,7 @@ export class Nat {
   /** Drops idle flows; call about once a second with a slice budget. */
   expire(now: number, budget?: number): void {
     this.counters.flowsExpired += this.flows.expire(now, budget) + this.v6.flows.expire(now, budget);
+    if (this.loopback !== null) this.counters.flowsExpired += this.loopback.expire(now, budget);
   }
 
   /**
@@ -256,8 +297,10 @@ export class Nat {
 
   /**
    * Translates a packet from the uplink. Returns the id of the session to
-   * deliver it to, DROP, or TO_UPLINK for a packet to the shared address that
-   * belongs to no session's flow: it goes back to the uplink's own stack.
+   * deliver it to, DROP, TO_UPLINK for a packet to the shared address that
+   * belongs to no session's flow (it goes back to the uplink's own stack), or
+   * REPLY: the buffer holds an answer for the uplink (a reset or ICMP error
+   * for the virtual loopback of a session that is not running).
    * `csumAt` as for fromSession.
    */
   fromUplink(buf: Uint8Array, off: number, len: number, now: number, csumAt = -1): number {

@@ -19,26 +19,18 @@
 
 import { type FlowTable, NO_FLOW } from './flows.js';
 import { Icmp4Errors } from './icmp.js';
+import { icmpError4 } from './reply4.js';
+import { type Loopback4, toLoopbackNet } from './loopback.js';
 import { FlowKey, HAS_PORTS, IS_ERROR, NO_PORTS } from './key.js';
 import type { Sessions4 } from './registry.js';
 import type { SharedFallback } from './shared.js';
 import { advance, DROP, type NatCounters, REPLY, type Reply, roomForFlow, STATE_FREE, TO_UPLINK, type Timeouts } from './state.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import {
-  IcmpField,
-  ICMP_HEADER,
   Icmp4,
   ICMP4_CODE_PROHIBITED,
-  ICMP4_DEST_UNREACHABLE,
   ICMP4_ECHO_REQUEST,
-  ICMP4_PARAMETER_PROBLEM,
-  ICMP4_REDIRECT,
-  ICMP4_SOURCE_QUENCH,
-  ICMP4_TIME_EXCEEDED,
   Ipv4,
-  Ipv4Field,
-  IPV4_MIN_HEADER,
-  Ipv4Bits,
   PROTO_ICMP,
   PROTO_TCP,
   PROTO_UDP,
@@ -47,11 +39,7 @@ import {
   Udp,
   updatePartial32,
   write16,
-  write32,
 } from '../wire/index.js';
-
-/** An ICMP error about a blocked packet fits 576 bytes (RFC 1812 4.3.2.3): IP header, ICMP header, quote. */
-const REPLY_MAX = 576;
 
 export class Nat4 {
   /** The uplink's own IPv4 addresses (blocked when blockLocal). */
@@ -76,6 +64,8 @@ export class Nat4 {
     private readonly blockLocal: boolean,
     /** Where prohibit() writes the length of its reply. */
     private readonly reply: Reply,
+    /** The virtual loopback, which takes packets to 127/8; null without it. */
+    private readonly loopback: Loopback4 | null = null,
   ) {
     this.errors = new Icmp4Errors(flows, sessions, counters);
   }
@@ -100,6 +90,7 @@ export class Nat4 {
    * an ICMP error for the session, `reply` says how long) or DROP.
    */
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
+    if (this.loopback !== null && toLoopbackNet(buf, off, len)) return this.loopback.fromSession(id, buf, off, len, now, csumAt);
     const c = this.counters;
     const ip = this.ip;
     const s = this.sessions;
@@ -149,6 +140,7 @@ export class Nat4 {
    * session's flow (it goes back to the uplink's own stack).
    */
   fromUplink(buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
+    if (this.loopback !== null && toLoopbackNet(buf, off, len)) return this.loopback.fromUplink(buf, off, len, now, csumAt);
     const c = this.counters;
     const ip = this.ip;
     const s = this.sessions;
@@ -297,41 +289,9 @@ export class Nat4 {
    */
   private prohibit(inner: number, blocked: number): number {
     this.counters.toLocal++;
-    const ip = this.ip;
-    const b = ip.buf;
-    const o = ip.off;
-    if (ip.fragmentOffset !== 0) return DROP;
-    if (ip.protocol === PROTO_ICMP) {
-      // A message too short to say what it is is not answered either.
-      const type = ip.payloadLength >= 1 ? b[ip.payloadOffset]! : ICMP4_DEST_UNREACHABLE;
-      if (
-        type === ICMP4_DEST_UNREACHABLE ||
-        type === ICMP4_SOURCE_QUENCH ||
-        type === ICMP4_REDIRECT ||
-        type === ICMP4_TIME_EXCEEDED ||
-        type === ICMP4_PARAMETER_PROBLEM
-      )
-        return DROP;
-    }
-    const head = IPV4_MIN_HEADER + ICMP_HEADER;
-    const quote = Math.min(ip.len, REPLY_MAX - head);
-    b.copyWithin(o + head, o, o + quote);
-    b[o + Ipv4Field.VER_IHL] = Ipv4Bits.VER_IHL_5;
-    b[o + Ipv4Field.DSCP_ECN] = 0;
-    write16(b, o + Ipv4Field.TOTAL_LENGTH, head + quote);
-    write32(b, o + Ipv4Field.IDENT, 0); // identification, flags, fragment offset
-    b[o + Ipv4Field.TTL] = 64;
-    b[o + Ipv4Field.PROTOCOL] = PROTO_ICMP;
-    write32(b, o + Ipv4Field.SRC, blocked);
-    write32(b, o + Ipv4Field.DST, inner);
-    ip.fillChecksum();
-    const icmp = this.icmp;
-    icmp.attach(b, o + IPV4_MIN_HEADER, ICMP_HEADER + quote);
-    b[icmp.off + IcmpField.TYPE] = ICMP4_DEST_UNREACHABLE;
-    b[icmp.off + IcmpField.CODE] = ICMP4_CODE_PROHIBITED;
-    write32(b, icmp.off + IcmpField.IDENT, 0); // unused
-    icmp.fillChecksum();
-    this.reply.length = head + quote;
+    const n = icmpError4(this.ip, this.icmp, ICMP4_CODE_PROHIBITED, blocked, inner);
+    if (n === DROP) return DROP;
+    this.reply.length = n;
     return REPLY;
   }
 }

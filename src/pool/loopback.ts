@@ -23,3 +23,25 @@ export function sessionForLoopback(addr: string): number | null {
   const id = parsed.value - LOOPBACK_BASE;
   return id >= 1n && id <= BigInt(MAX_SESSION_ID) ? Number(id) : null;
 }
+
+/**
+ * The CIDR blocks (address/length, IPv4 as numbers) that cover first-last
+ * exactly, fewest first: what routes a range of addresses.
+ */
+export function cidrCover(first: number, last: number): { addr: number; len: number }[] {
+  const out: { addr: number; len: number }[] = [];
+  let a = first;
+  while (a <= last) {
+    // The largest aligned block at `a` that stays within `last`.
+    let size = 1;
+    while (size < 2 ** 32 && a % (size * 2) === 0 && a + size * 2 - 1 <= last) size *= 2;
+    out.push({ addr: a, len: 32 - Math.log2(size) });
+    a += size;
+  }
+  return out;
+}
+
+/** 127.0.0.1 + id, as a number. */
+export function loopbackNumber(sessionId: number): number {
+  return 0x7f000001 + sessionId;
+}

@@ -71,6 +71,53 @@ export interface SessionSpec {
   offload: boolean;
   /** eth0's TUN queues: one per dataplane worker. */
   queues: number;
+  /**
+   * The virtual loopback: the ports its peers get in this session (the
+   * translator's range), kept from the session's own sockets and routed
+   * back to eth0; null when it is off.
+   */
+  loopback: { portLo: number; portHi: number } | null;
+}
+
+/** The session's routing table for its answers to virtual-loopback peers ("lo"). */
+const LOOPBACK_TABLE = 0x6c6f;
+
+/**
+ * What the virtual loopback needs in a session's namespace (nat/loopback.ts):
+ * its own 127.0.0.1 + id routed to eth0, so that its clients reach its
+ * 127.0.0.1 through the translator; answers to the peers' ports, and ICMP to
+ * 127.0.0.1, routed to eth0 ahead of the local table, whose rule moves from
+ * preference 0 to 100. The namespace is the session's own: all of it goes
+ * with it.
+ */
+export function loopbackRoutes(loopback: string, portLo: number, portHi: number): string[] {
+  const ports = `${portLo}-${portHi}`;
+  const t = LOOPBACK_TABLE;
+  return [
+    `route add default dev eth0 table ${t}`,
+    `route add ${loopback}/32 dev eth0 src 127.0.0.1 table local`,
+    `rule add pref 10 iif lo to 127.0.0.1/32 ipproto tcp dport ${ports} lookup ${t}`,
+    `rule add pref 11 iif lo to 127.0.0.1/32 ipproto udp dport ${ports} lookup ${t}`,
+    `rule add pref 12 iif lo to 127.0.0.1/32 ipproto icmp lookup ${t}`,
+    `rule add pref 100 lookup local`,
+    `rule del pref 0 lookup local`,
+  ];
+}
+
+/**
+ * The sysctls of the same (written by a shell in the namespace before the
+ * program starts): eth0 carries 127/8 packets both ways and takes ones from
+ * a local address, and the session's own sockets keep off the peers' ports.
+ */
+export function loopbackSysctls(portLo: number, portHi: number): string {
+  const w = (k: string, v: string): string => `echo ${v} > /proc/sys/net/ipv4/${k}`;
+  return [
+    w('conf/eth0/route_localnet', '1'),
+    w('conf/eth0/accept_local', '1'),
+    w('conf/eth0/rp_filter', '0'),
+    w('conf/all/rp_filter', '0'),
+    w('ip_local_reserved_ports', `${portLo}-${portHi}`),
+  ].join('; ');
 }
 
 /** The session's main VIP (IPv4 when it has one), as shown and exported as VIPNAT_VIP. */
@@ -149,6 +196,7 @@ export class Session {
           ...(v4 ? [`addr add ${v4.inner}/32 dev eth0`, `route add 0.0.0.0/0 dev eth0`] : []),
           // nodad: the address is ours alone; no need to wait for duplicate detection.
           ...(v6 ? [`addr add ${v6.inner}/128 dev eth0 nodad`, `route add ::/0 dev eth0`] : []),
+          ...(this.spec.loopback ? loopbackRoutes(this.loopback, this.spec.loopback.portLo, this.spec.loopback.portHi) : []),
         ],
         this.netns,
       );
@@ -183,7 +231,7 @@ export class Session {
     runAs: RunAs | null = null,
     stdio: Stdio = 'inherit',
   ): Promise<ChildProcess> {
-    return this.launch([], program, args, env, runAs, stdio).then(({ child, pid }) => {
+    return this.launch([], program, args, env, runAs, stdio, true).then(({ child, pid }) => {
       this.child = child;
       this.pid = pid;
       return child;
@@ -217,11 +265,19 @@ export class Session {
     env: NodeJS.ProcessEnv,
     runAs: RunAs | null,
     stdio: Stdio,
+    first = false,
   ): Promise<{ child: ChildProcess; pid: number }> {
     const argv = inMachineMounts(['ip', 'netns', 'exec', this.netns]);
+    // The namespace's sysctls, set as root before the program runs (once, by the session's first program).
+    const lb = first ? this.spec.loopback : null;
+    const sysctls = [
+      ...(lb ? [loopbackSysctls(lb.portLo, lb.portHi)] : []),
+      // Unprivileged ping (ICMP datagram sockets) for every group, in this namespace only.
+      ...(runAs ? ['echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range'] : []),
+    ];
+    if (sysctls.length > 0) argv.push('sh', '-c', `${sysctls.join('; ')}; exec "$@"`, 'sh');
     if (runAs) {
-      // Unprivileged ping (ICMP datagram sockets) for every group, in this namespace only; then drop to the user.
-      argv.push('sh', '-c', 'echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range; exec "$@"', 'sh');
+      // Then drop to the user.
       argv.push('setpriv', `--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, runAs.name ? '--init-groups' : '--clear-groups');
       // No capabilities now, and none to gain: with no_new_privs an exec ignores setuid bits and file capabilities
       // (clearing the bounding set too would make the kernel refuse to exec binaries with file capabilities, like ping).

@@ -82,7 +82,7 @@ class Rig {
     const fd = this.nextFd++;
     const tun = new MemTun(`session ${id}`);
     this.byFd.set(fd, tun);
-    const full: SessionAddresses = { shared: false, inner4: INNER, vip4: VIP(id), inner6: null, vip6: null, ...addrs };
+    const full: SessionAddresses = { shared: false, inner4: INNER, vip4: VIP(id), inner6: null, vip6: null, loopbackId: 0, ...addrs };
     return { seq: this.control.send({ op: 'add', id, fd, addrs: full }), tun };
   }
 

@@ -14,6 +14,7 @@ export function gatewayOptions(a: GatewayArgs, runDir: string): GatewayOptions {
     ...(a.maxSessionFlows !== undefined ? { sessionFlowLimit: a.maxSessionFlows } : {}),
     ...(a.sharedPortQuota !== undefined ? { sharedPortQuota: a.sharedPortQuota } : {}),
     blockLocal: a.blockLocal,
+    loopback: a.loopback,
     runDir,
     // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
     offload: process.env['VIPNAT_OFFLOAD'] !== '0',
