@@ -39,11 +39,11 @@ export async function until(cond: () => boolean, timeoutMs = 10_000): Promise<vo
 }
 
 /** Calls `fn` until it stops throwing, or rethrows its last error after the timeout. */
-export async function retry<T>(fn: () => T, timeoutMs = 10_000): Promise<T> {
+export async function retry<T>(fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return fn();
+      return await fn();
     } catch (e) {
       if (Date.now() > end) throw e;
       await new Promise((r) => setTimeout(r, 100));
