@@ -16,6 +16,28 @@ export function clientSysctls(ns: string): void {
   sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65535']);
 }
 
+/** nginx as the bench runs it: 2 workers, in the foreground, its files in `tmp` (which holds /tiny), listening on `listen`. */
+export function nginxConf(tmp: string, listen: string, name = 'nginx'): string {
+  const t = path.join(tmp, 'nginx-tmp');
+  return `daemon off;
+worker_processes 2;
+pid ${tmp}/${name}.pid;
+error_log ${tmp}/${name}-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  client_body_temp_path ${t}; proxy_temp_path ${t}; fastcgi_temp_path ${t}; uwsgi_temp_path ${t}; scgi_temp_path ${t};
+  server {
+    listen ${listen} backlog=4096 reuseport;
+    root ${tmp};
+    location / { }
+  }
+}
+`;
+}
+
 export class BenchLab {
   /** Client namespaces: the kernel path's (veth), slirp4netns's, pasta's and the reference forwarder's. */
   readonly k: string;
@@ -80,26 +102,7 @@ export class BenchLab {
     const t = path.join(tmp, 'nginx-tmp');
     fs.writeFileSync(path.join(tmp, 'tiny'), 'ok\n');
     fs.mkdirSync(t);
-    fs.writeFileSync(
-      path.join(tmp, 'nginx.conf'),
-      `daemon off;
-worker_processes 2;
-pid ${tmp}/nginx.pid;
-error_log ${tmp}/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 60s;
-  client_body_temp_path ${t}; proxy_temp_path ${t}; fastcgi_temp_path ${t}; uwsgi_temp_path ${t}; scgi_temp_path ${t};
-  server {
-    listen ${BACKEND}:${HTTP_PORT} backlog=4096 reuseport;
-    root ${tmp};
-    location / { }
-  }
-}
-`,
-    );
+    fs.writeFileSync(path.join(tmp, 'nginx.conf'), nginxConf(tmp, `${BACKEND}:${HTTP_PORT}`));
     const argv = ['netns', 'exec', this.be, 'nginx', '-c', `${tmp}/nginx.conf`, '-p', tmp, '-e', `${tmp}/nginx-error.log`];
     this.nginx = this.lab.start('ip', argv, { stdout: 'ignore' });
     await waitFor('nginx', () => tcpListening(this.be, HTTP_PORT));

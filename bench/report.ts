@@ -178,11 +178,36 @@ function controlRows(results: Results): string[][] {
   ];
 }
 
+function loopbackRows(results: Results): string[][] {
+  const l = results.loopback;
+  if (l.seconds === undefined && !l.error) return [];
+  const plain = l.bulkPlain;
+  const ratio = (v: number | undefined): string =>
+    v !== undefined && plain
+      ? `${v.toFixed(2)} Gbit/s (${(v / plain).toFixed(2)}× the in-session loopback's ${plain.toFixed(2)})`
+      : 'failed';
+  const meets = (v: number | undefined): string => (v !== undefined && plain ? (v / plain >= 0.3 ? 'met' : 'not met') : 'n/a');
+  const conn =
+    l.conn !== undefined && l.connPlain !== undefined
+      ? `${fmtCount(Math.round(l.conn))} (in-session loopback ${fmtCount(Math.round(l.connPlain))})`
+      : 'failed';
+  return [
+    ['TCP bulk through the virtual loopback, gateway → session', ratio(l.bulkIn), '≥ 0.3× in-session loopback', meets(l.bulkIn)],
+    ['TCP bulk through the virtual loopback, session → gateway', ratio(l.bulkOut), '≥ 0.3× in-session loopback', meets(l.bulkOut)],
+    [
+      'new TCP connections/s through the virtual loopback',
+      conn,
+      '≥ 5 000',
+      l.conn !== undefined ? (l.conn >= 5000 ? 'met' : 'not met') : 'n/a',
+    ],
+  ];
+}
+
 /** The packet path, memory, scale and control-plane figures. */
 export function otherTable(results: Results, opts: BenchOptions): Table {
   return {
     head: ['measure', 'value', 'target', 'result'],
-    rows: [...microRows(results), ...scaleRows(results, opts), ...controlRows(results)],
+    rows: [...microRows(results), ...scaleRows(results, opts), ...controlRows(results), ...loopbackRows(results)],
   };
 }
 
@@ -229,7 +254,7 @@ function networkNotes(opts: BenchOptions): string[] {
 const MICRO_NOTE =
   "- **Packet path**: `bench/packet-path.ts`, one process per figure, no syscalls, one core, NAT mode: each UDP packet (built with the tests' packet builders, `test/unit/packets.ts`) goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin; the flows are created in a shuffled order, so consecutive packets' flow records lie scattered over the table as real traffic's do (created in packet order they would be read sequentially, which the CPU's prefetchers make unrealistically cheap). **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table's own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process's, measured in-process (filling a running gateway's table with a million flows would take minutes of packet generation in the lab, so it is not measured there).";
 
-export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; scale: boolean }): string {
+export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean }): string {
   const m = info.machine;
   const t = m.tools;
   const tools = [t['iperf3'], t['wrk'], t['slirp4netns'], t['pasta'], t['nginx'], t['cc']].join(', ');
@@ -244,11 +269,20 @@ export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; sc
       `- **Scale**: \`vipnat run --pool ${SCALE_POOL} --sessions ${info.options.scaleSessions} -- sleep 3600\` in the gateway namespace; start time runs from launch to the last \`session N vip ...\` line; RSS is the sum of VmRSS over vipnat's process tree without the session programs.`,
     );
   }
+  if (ran.loopback) {
+    out.push(
+      `- **Virtual loopback**: \`vipnat run --pool 198.19.8.0/28 -- sleep 3600\` (MTU 1500) in the gateway namespace, with \`iperf3 -s -B 127.0.0.1\` and nginx on 127.0.0.1 (2 workers, the 3-byte /tiny) in session 1; from the gateway namespace \`iperf3 -c 127.0.0.2 -t ${info.options.seconds} [-R]\` and ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once to http://127.0.0.2/tiny; the same from inside the session to 127.0.0.1 for the in-session loopback; the best of ${info.options.repeat} rounds.`,
+    );
+  }
   return out.join('\n');
 }
 
 /** The whole report in Markdown: what latest.md holds and the README's table is replaced with. */
-export function reportMarkdown(info: RunInfo, results: Results, ran: { network: boolean; micro: boolean; scale: boolean }): string {
+export function reportMarkdown(
+  info: RunInfo,
+  results: Results,
+  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean },
+): string {
   const ft = figuresTable(results),
     rt = ratiosTable(results),
     ot = otherTable(results, info.options);

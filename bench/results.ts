@@ -160,18 +160,33 @@ export interface Control {
   error?: string;
 }
 
+/** The virtual loopback (bench/measures/loopback.ts): Gbit/s and connections per second, through it and inside the session. */
+export interface Loopback {
+  seconds?: number;
+  /** TCP bulk, gateway's namespace → session's 127.0.0.1 (iperf3), and back (-R); in the session, 127.0.0.1 → 127.0.0.1. */
+  bulkIn?: number;
+  bulkOut?: number;
+  bulkPlain?: number;
+  /** New connections per second (wrk, Connection: close) through it, and inside the session. */
+  conn?: number;
+  connPlain?: number;
+  leftNamespaces?: number;
+  error?: string;
+}
+
 /** Everything a run found; saved as JSON as it is. */
 export interface Results {
   measures: Measure[];
   micro: Micro;
   scale: Scale;
   control: Control;
+  loopback: Loopback;
   /** Per path, MTU and round: how the path ended (vipnat's counters, the reference's, exit statuses). */
   runInfo: { paths: Record<string, unknown> };
 }
 
 export function newResults(): Results {
-  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, runInfo: { paths: {} } };
+  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, loopback: {}, runInfo: { paths: {} } };
 }
 
 export function byId(results: Results, id: string): Measure {

@@ -13,6 +13,7 @@ import { asDriver, cleanup, log, ROOT } from '../test/lab/index.js';
 import { BenchLab } from './lab.js';
 import { microBenchmarks } from './measures/micro.js';
 import { controlBenchmark } from './measures/control.js';
+import { loopbackBenchmark } from './measures/loopback.js';
 import { scaleBenchmark } from './measures/scale.js';
 import { network } from './network.js';
 import { parseOptions } from './options.js';
@@ -41,8 +42,9 @@ async function main(): Promise<void> {
     micro: opts.only.includes('micro'),
     scale: opts.only.includes('scale'),
     control: opts.only.includes('control'),
+    loopback: opts.only.includes('loopback'),
   };
-  const bench = ran.network || ran.scale || ran.control ? BenchLab.up() : null;
+  const bench = ran.network || ran.scale || ran.control || ran.loopback ? BenchLab.up() : null;
   if (bench && ran.network) {
     await bench.serversUp();
     await network(bench, opts, results);
@@ -50,6 +52,7 @@ async function main(): Promise<void> {
   if (ran.micro) results.micro = await microBenchmarks(opts.quick);
   if (bench && ran.scale) results.scale = await scaleBenchmark(bench, opts);
   if (bench && ran.control) results.control = await controlBenchmark(bench, opts);
+  if (bench && ran.loopback) results.loopback = await loopbackBenchmark(bench, opts);
 
   log('');
   for (const t of [figuresTable(results), ratiosTable(results), otherTable(results, opts)]) if (t.rows.length) log(`${text(t)}\n`);

@@ -22,12 +22,25 @@
 // inner key and a session's answer by the outer key, whose V says whose.
 //
 // A packet to the loopback of a session that is not running is answered at
-// once, as a closed port would be: a TCP reset, or ICMP port unreachable.
+// once, as a closed port would be: a TCP reset, ICMP port unreachable for
+// UDP, host unreachable for the rest.
+//
+// TCP timestamps. Every peer of a session's server reaches it from
+// 127.0.0.1, so the server's TIME_WAIT sockets (it closed first, as an HTTP
+// server does) hold tuples that the next connections on the same port of
+// the range meet within their 60 s. Linux takes a SYN for such a tuple only
+// if its timestamp is newer than the last one seen there (PAWS), and it
+// draws each connection's timestamp offset at random: half the SYNs would be
+// refused, and their clients wait a second to retry. So the timestamps a
+// server sees are shifted, per flow, onto one clock (vipnat's, in ms, from
+// the flow's SYN): TSval on the way in, TSecr back on the way out. The shift
+// lives in the one word of the flow's record the table leaves free.
 
 import { FlowTable, NO_FLOW, randomSeed } from './flows.js';
 import { FlowKey } from './key.js';
 import { NO_SESSION, Vip4Index } from './vips.js';
 import { icmpError4, tcpReset4 } from './reply4.js';
+import { setPort4 } from './rewrite4.js';
 import {
   advance,
   DROP,
@@ -54,6 +67,10 @@ import {
   read16,
   read32,
   Tcp,
+  TCP_ACK,
+  TCP_MIN_HEADER,
+  TCP_SYN,
+  TcpField,
   Udp,
   update16,
   update32,
@@ -75,6 +92,19 @@ export const LOOPBACK_PORT_HI = 65534;
 const PORTS = LOOPBACK_PORT_HI - LOOPBACK_PORT_LO + 1;
 /** Ports tried for a new flow before it is refused. */
 const PORT_TRIES = 128;
+
+/** The word of a loopback flow's record, free in an IPv4 one (flows.ts), that holds its timestamp shift. */
+const R_TS_SHIFT = 7;
+/** TCP option kinds: end of list, no-op, timestamps (RFC 7323, 10 bytes). */
+const OPT_END = 0;
+const OPT_NOP = 1;
+const OPT_TIMESTAMPS = 8;
+const OPT_TIMESTAMPS_LEN = 10;
+
+/** vipnat's clock for the shifted timestamps: milliseconds, the same in every thread. */
+function clockMs(): number {
+  return Math.floor(performance.timeOrigin + performance.now()) >>> 0;
+}
 
 /** Flows the virtual loopback tracks unless told otherwise. */
 export const DEFAULT_LOOPBACK_FLOWS = 65536;
@@ -124,6 +154,7 @@ export class Loopback4 {
     private readonly reply: Reply,
   ) {
     this.flows = new FlowTable(capacity, seed, memory, 2 * maxSession);
+    if (this.flows.stride <= R_TS_SHIFT) throw new Error('flow records have no free word for the timestamp shift');
     this.live = new Uint8Array(maxSession + 1);
     this.addrOf = new Uint32Array(maxSession + 1);
     this.byAddr = new Vip4Index(maxSession);
@@ -133,6 +164,7 @@ export class Loopback4 {
 
   /** Session `id` (1-maxSession) answers at 127.0.0.1 + loopbackId (1-16777214). */
   add(id: number, loopbackId: number): void {
+    if (!Number.isInteger(id) || id < 1 || id > this.maxSession) throw new RangeError(`session ${id}: ids run 1-${this.maxSession}`);
     if (!Number.isInteger(loopbackId) || loopbackId < 1 || loopbackId > 0xfffffe) {
       throw new RangeError(`virtual loopback of session ${loopbackId}: ids run 1-16777214`);
     }
@@ -183,7 +215,8 @@ export class Loopback4 {
   fromSession(id: number, buf: Uint8Array, off: number, len: number, now: number, csumAt: number): number {
     const ip = this.ip;
     if (!ip.attach(buf, off, len)) return this.malformed();
-    if (this.live[id] === 0) {
+    if (this.live[id] !== 1) {
+      // (Also an id out of range, which has no entry.)
       this.counters.noSession++;
       return DROP;
     }
@@ -225,6 +258,7 @@ export class Loopback4 {
     advance(flows, f, proto, key.tcpFlags, true, now, LOOPBACK_TIMEOUTS);
     this.rewrite(proto, client, LOOPBACK, v, LOOPBACK, csumAt);
     this.setPort(proto, true, flows.outerPortOf(f), csumAt);
+    if (proto === PROTO_TCP) this.shiftTimestamps(f, true, csumAt);
     this.counters.loopback++;
     return id;
   }
@@ -251,6 +285,7 @@ export class Loopback4 {
     const client = flows.innerAddrOf(f);
     this.rewrite(proto, LOOPBACK, v, LOOPBACK, client, csumAt);
     this.setPort(proto, false, flows.innerPortOf(f), csumAt);
+    if (proto === PROTO_TCP) this.shiftTimestamps(f, false, csumAt);
     this.counters.loopback++;
     return flows.sessionOf(f) === id ? TO_UPLINK : id;
   }
@@ -267,7 +302,8 @@ export class Loopback4 {
     const qoff = icmp.off + 8;
     const qlen = icmp.off + icmp.len - qoff;
     // The quote: the session's packet to the client's port, 127.0.0.1:Q -> 127.0.0.1:P'.
-    if (!q.attachQuote(b, qoff, qlen) || q.isFragment || q.payloadLength < 4) return this.reflect(id);
+    // The ports must be there: in the quote's own bytes, not only in its header's count.
+    if (!q.attachQuote(b, qoff, qlen) || q.isFragment || q.payloadLength < 4 || q.payloadOffset + 4 > qoff + qlen) return this.reflect(id);
     const proto = q.protocol;
     if (proto !== PROTO_TCP && proto !== PROTO_UDP) return this.reflect(id);
     const t = q.payloadOffset;
@@ -278,7 +314,8 @@ export class Loopback4 {
     if (f === NO_FLOW || q.src !== LOOPBACK || q.dst !== LOOPBACK) return this.reflect(id);
     const flows = this.flows;
     const client = flows.innerAddrOf(f);
-    // The quote as the client sent it: C:P -> V:Q. Its transport checksum, when quoted whole, follows.
+    // The quote with the client's addresses and ports: C:P -> V:Q (a TCP quote keeps its shifted timestamps, which no stack
+    // reads in a quote). Its transport checksum, when quoted whole, follows.
     const ck = proto === PROTO_TCP ? t + 16 : t + 6;
     if (ck + 2 <= qoff + qlen) {
       let c = read16(b, ck);
@@ -333,6 +370,50 @@ export class Loopback4 {
     return false;
   }
 
+  /**
+   * Shifts the TCP timestamps of the segment at this.tcp onto vipnat's clock
+   * (see the header): the client's TSval on the way to the server
+   * (`toServer`; a SYN sets the flow's shift), the server's TSecr back.
+   */
+  private shiftTimestamps(f: number, toServer: boolean, csumAt: number): void {
+    const at = this.timestampsAt();
+    if (at < 0) return;
+    const b = this.tcp.buf;
+    const i = f * this.flows.stride + R_TS_SHIFT;
+    const rec = this.flows.rec;
+    const field = toServer ? at : at + 4;
+    const was = read32(b, field);
+    if (toServer && (this.key.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN) rec[i] = (clockMs() + 1 - was) | 0;
+    const now = (toServer ? was + rec[i]! : was - rec[i]!) >>> 0;
+    write32(b, field, now);
+    // A partial checksum is summed over the header by the device later.
+    if (csumAt < 0) {
+      const ck = this.tcp.off + TcpField.CHECKSUM;
+      write16(b, ck, update32(read16(b, ck), was, now));
+    }
+  }
+
+  /** Where the timestamps option's TSval is in the segment at this.tcp (TSecr 4 bytes on), or -1. */
+  private timestampsAt(): number {
+    const t = this.tcp;
+    const b = t.buf;
+    const end = t.off + t.headerLength;
+    let o = t.off + TCP_MIN_HEADER;
+    while (o < end) {
+      const kind = b[o]!;
+      if (kind === OPT_END) return -1;
+      if (kind === OPT_NOP) {
+        o++;
+        continue;
+      }
+      const len = o + 1 < end ? b[o + 1]! : 0;
+      if (len < 2 || o + len > end) return -1;
+      if (kind === OPT_TIMESTAMPS) return len === OPT_TIMESTAMPS_LEN ? o + 2 : -1;
+      o += len;
+    }
+    return -1;
+  }
+
   /** A port of the loopback range free for a flow to server V:Q, or -1: a TCP flow that has closed gives its port up. */
   private port(proto: number, v: number, q: number): number {
     const flows = this.flows;
@@ -373,18 +454,7 @@ export class Loopback4 {
 
   /** Rewrites the client's port (the source when `toServer`, else the destination), or an echo's identifier. */
   private setPort(proto: number, toServer: boolean, port: number, csumAt: number): void {
-    const partial = csumAt >= 0;
-    if (proto === PROTO_ICMP) {
-      if (partial) this.icmp.writeIdent(port);
-      else this.icmp.setIdent(port);
-      return;
-    }
-    const v = proto === PROTO_TCP ? this.tcp : this.udp;
-    if (partial) {
-      if (toServer) v.writeSrcPort(port);
-      else v.writeDstPort(port);
-    } else if (toServer) v.setSrcPort(port);
-    else v.setDstPort(port);
+    setPort4(proto, this.tcp, this.udp, this.icmp, toServer, port, csumAt >= 0);
   }
 
   /** The answer of a closed port, for the sender: a TCP reset or ICMP port unreachable, in place (REPLY), or DROP. */

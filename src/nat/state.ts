@@ -149,7 +149,12 @@ export class NatCounters {
   toLocal = 0;
   /** Packets of virtual-loopback flows translated, both ways (loopback.ts). */
   loopback = 0;
-  /** Packets to the virtual loopback of a session that is not running, answered with a reset or ICMP port unreachable. */
+  /**
+   * Packets to the virtual loopback of a session that is not running, and TCP
+   * segments of no loopback flow: answered as a closed port would be (a
+   * reset, ICMP unreachable), or dropped when they are themselves a reset or
+   * an ICMP error.
+   */
   loopbackRefused = 0;
   /** A session's own packets to 127.0.0.1 that its routes sent to vipnat (no loopback flow's), written straight back to it. */
   loopbackReflected = 0;

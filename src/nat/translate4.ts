@@ -20,6 +20,7 @@
 import { type FlowTable, NO_FLOW } from './flows.js';
 import { Icmp4Errors } from './icmp.js';
 import { icmpError4 } from './reply4.js';
+import { setPort4 } from './rewrite4.js';
 import { type Loopback4, toLoopbackNet } from './loopback.js';
 import { FlowKey, HAS_PORTS, IS_ERROR, NO_PORTS } from './key.js';
 import type { Sessions4 } from './registry.js';
@@ -264,20 +265,7 @@ export class Nat4 {
 
   /** Rewrites the session-side port (source when `out`, else destination), or an echo's identifier. */
   private setLocalPort(proto: number, out: boolean, port: number, csumAt: number): void {
-    // A partial checksum is summed over the ports by the device later: leave it.
-    const partial = csumAt >= 0;
-    if (proto === PROTO_ICMP) {
-      if (partial) this.icmp.writeIdent(port);
-      else this.icmp.setIdent(port);
-      return;
-    }
-    // Flows are TCP, UDP or echoes: nothing else has a port.
-    const v = proto === PROTO_TCP ? this.tcp : this.udp;
-    if (partial) {
-      if (out) v.writeSrcPort(port);
-      else v.writeDstPort(port);
-    } else if (out) v.setSrcPort(port);
-    else v.setDstPort(port);
+    setPort4(proto, this.tcp, this.udp, this.icmp, out, port, csumAt >= 0);
   }
 
   /**

@@ -48,11 +48,20 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
   });
   afterAll(() => sweepLabs());
 
+  /** SIGTERM to the run: it exits 143 and leaves the lab as `before` found it. */
+  async function stopped(before: ReturnType<Lab['snapshot']>): Promise<void> {
+    run!.child.kill('SIGTERM');
+    expect((await run!.done).code).toBe(143);
+    run = null;
+    expect(lab.snapshot()).toEqual(before);
+  }
+
   it('reaches redis-server on 127.0.0.1:6379 in each of 3 sessions at 127.0.0.(1+id), each with its own data and 127.0.0.1 as its peer', async () => {
     lab = Lab.up();
     const before = lab.snapshot();
-    // Sessions 1 and 2: redis's default bind (127.0.0.1 -::1); session 3 listens on every address, IPv4 and IPv6, with
-    // protected mode on, which refuses any client that is not 127.0.0.1, ::1 or a unix socket.
+    // Sessions 1 and 2 bind 127.0.0.1 (and ::1), as Debian's redis.conf does; session 3 listens on every address, IPv4 and
+    // IPv6, as redis does without a configuration file. Protected mode is on: it refuses any client that is not 127.0.0.1,
+    // ::1 or a unix socket.
     const redis = 'exec redis-server --port 6379 --save "" --appendonly no --protected-mode yes';
     run = lab.vipnat([
       'run',
@@ -63,7 +72,7 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
       '--',
       'sh',
       '-c',
-      `if [ "$VIPNAT_SESSION_ID" = 3 ]; then ${redis} --bind "* -::*"; else ${redis}; fi`,
+      `if [ "$VIPNAT_SESSION_ID" = 3 ]; then ${redis} --bind "* -::*"; else ${redis} --bind "127.0.0.1 -::1"; fi`,
     ]);
     await run.waitFor(/^session 3 vip \S+ loopback 127\.0\.0\.4 pid/);
     const gw = lab.gw;
@@ -88,10 +97,7 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
     // 127.0.0.1 itself is still this namespace's own: nothing listens on 6379 here.
     const own = await inNs(gw, ['redis-cli', '-h', '127.0.0.1', 'ping']);
     expect(own.stdout + own.stderr).toMatch(/Connection refused/);
-    run.child.kill('SIGTERM');
-    expect((await run.done).code).toBe(143);
-    run = null;
-    expect(lab.snapshot()).toEqual(before);
+    await stopped(before);
   });
 
   it('reaches a listener opened after the session started, TCP and UDP, and fails at once for closed ports and missing sessions', async () => {
@@ -151,10 +157,7 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
     // ping too: the session answers, a missing one is unreachable.
     expect((await inNs(gw, ['ping', '-c', '1', '-W', '2', '127.0.0.3'])).stdout).toMatch(/1 received/);
     expect((await inNs(gw, ['ping', '-c', '1', '-W', '2', '127.0.0.9'])).stdout).toMatch(/0 received|Unreachable/);
-    run.child.kill('SIGTERM');
-    expect((await run.done).code).toBe(143);
-    run = null;
-    expect(lab.snapshot()).toEqual(before);
+    await stopped(before);
   });
 
   it("is the session's own loopback too: its client reaches its own 127.0.0.1 at 127.0.0.(1+id), and the rest of its loopback works as before", async () => {
@@ -202,10 +205,7 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
     expect(routes.stdout.trim()).toBe('');
     const r = await inNs(lab.gw, ['timeout', '5', 'socat', '-', 'TCP:127.0.0.2:9000']);
     expect(r.stderr).toMatch(/Connection refused/);
-    run.child.kill('SIGTERM');
-    await run.done;
-    run = null;
-    expect(lab.snapshot()).toEqual(before);
+    await stopped(before);
   });
 
   it("leaves a session's loopback address that this namespace already uses to it, and says so", async () => {
