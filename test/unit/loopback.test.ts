@@ -1,6 +1,7 @@
 // Unit tests for the virtual-loopback formula (127.0.0.1 + session id).
 import { describe, it, expect } from 'vitest';
-import { MAX_SESSION_ID, PoolError, loopbackFor, sessionForLoopback } from '../../src/pool/index.js';
+import fc from 'fast-check';
+import { MAX_SESSION_ID, PoolError, cidrCover, loopbackFor, loopbackNumber, sessionForLoopback } from '../../src/pool/index.js';
 
 describe('loopbackFor', () => {
   it.each([
@@ -43,5 +44,39 @@ describe('sessionForLoopback', () => {
     for (const a of ['127.0.0.1', '127.0.0.0', '126.255.255.255', '10.0.0.1', '::1', 'junk']) {
       expect(sessionForLoopback(a), a).toBeNull();
     }
+  });
+});
+
+describe('cidrCover (the routes of a range of virtual loopbacks)', () => {
+  const text = (b: { addr: number; len: number }): string => `${[24, 16, 8, 0].map((s) => (b.addr >>> s) & 255).join('.')}/${b.len}`;
+
+  it('covers sessions 1-14 (a /28 pool) with the fewest aligned blocks', () => {
+    expect(cidrCover(loopbackNumber(1), loopbackNumber(14)).map(text)).toEqual(['127.0.0.2/31', '127.0.0.4/30', '127.0.0.8/29']);
+  });
+
+  it('gives one /32 for one address, and a whole /8 for all of it', () => {
+    expect(cidrCover(loopbackNumber(300), loopbackNumber(300)).map(text)).toEqual(['127.0.1.45/32']);
+    expect(cidrCover(0x7f000000, 0x7fffffff).map(text)).toEqual(['127.0.0.0/8']);
+  });
+
+  it('covers exactly the range, with aligned blocks in order, for any range', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: MAX_SESSION_ID }), fc.integer({ min: 0, max: 100_000 }), (first, span) => {
+        const lo = loopbackNumber(first);
+        const hi = Math.min(lo + span, 0x7fffffff);
+        const blocks = cidrCover(lo, hi);
+        let next = lo;
+        for (const b of blocks) {
+          const size = 2 ** (32 - b.len);
+          expect(b.addr).toBe(next);
+          expect(b.addr % size).toBe(0);
+          next = b.addr + size;
+        }
+        expect(next - 1).toBe(hi);
+        // Fewest: at most two blocks of each size.
+        expect(blocks.length).toBeLessThanOrEqual(2 * 32);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
