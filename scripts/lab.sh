@@ -16,6 +16,12 @@
 #   bare:    NAME-SUFFIX (default NAME-s), an empty namespace with lo up (for slirp4netns or pasta
 #            to attach to, or a TUN to be moved into)
 #
+#   lan:     a LAN: a bridge (br0, in NAME-sw) joining NAME-gw (lan0 198.18.100.1/24, fd00:100::1/64)
+#            and NAME-be (lan0 198.18.100.2/24, fd00:100::2/64), neither with a default route: the
+#            backend reaches only its own subnet, as on a LAN whose router nobody may touch.
+#            `lab.sh lanhost NAME SUFFIX ADDR4/LEN ADDR6/LEN` adds NAME-SUFFIX to it (another host,
+#            another gateway).
+#
 # In the direct shape, MTU (default 1500) is the MTU of the gateway-backend link;
 # `lab.sh mtu NAME MTU` changes it, and the kernel link's, on a lab that is up.
 #
@@ -23,7 +29,8 @@
 # leave the machine.
 # `lab.sh down NAME` removes every namespace NAME-*, with what runs in them.
 #
-# Usage: lab.sh up NAME [routed|direct [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME [SUFFIX]
+# Usage: lab.sh up NAME [routed|direct|lan [MTU]] | lab.sh kernel NAME [MTU] | lab.sh bare NAME [SUFFIX]
+#        | lab.sh lanhost NAME SUFFIX ADDR4/LEN ADDR6/LEN
 #        | lab.sh mtu NAME MTU | lab.sh down NAME | lab.sh sweep PREFIX
 set -euo pipefail
 
@@ -34,6 +41,10 @@ BE_ADDR6=fd00:18::2
 
 up() {
   local name=$1 shape=${2:-direct} mtu=${3:-1500}
+  if [ "$shape" = lan ]; then
+    lan "$name"
+    return
+  fi
   down "$name"
   ip netns add "$name-gw"
   ip netns add "$name-be"
@@ -76,6 +87,28 @@ up() {
     ip netns exec "$name-gw" ping -c 1 -W 2 "$BE_ADDR" >/dev/null 2>&1 || true
     ip netns exec "$name-gw" ping -6 -c 1 -W 2 "$BE_ADDR6" >/dev/null 2>&1 || true
   fi
+}
+
+lan() {
+  local name=$1
+  down "$name"
+  ip netns add "$name-sw"
+  ip -n "$name-sw" link set lo up
+  ip -n "$name-sw" link add br0 type bridge mcast_snooping 0
+  ip -n "$name-sw" link set br0 up
+  lanhost "$name" gw 198.18.100.1/24 fd00:100::1/64
+  lanhost "$name" be 198.18.100.2/24 fd00:100::2/64
+}
+
+# A namespace NAME-SUFFIX (made if missing) joined to the LAN's bridge by lan0, with these addresses.
+lanhost() {
+  local name=$1 suffix=$2 a4=$3 a6=$4 ns="$1-$2"
+  ip netns list | awk '{print $1}' | grep -qx -- "$ns" || { ip netns add "$ns"; ip -n "$ns" link set lo up; }
+  ip -n "$name-sw" link add "p-$suffix" type veth peer name lan0 netns "$ns"
+  ip -n "$name-sw" link set "p-$suffix" master br0 up
+  ip -n "$ns" addr add "$a4" dev lan0
+  ip -n "$ns" addr add "$a6" dev lan0 nodad
+  ip -n "$ns" link set lan0 up
 }
 
 # A client namespace routed by the kernel through the gateway: the physical limit of the lab.
@@ -152,10 +185,11 @@ sweep() {
 
 case "${1:-}" in
   up) up "${2:?lab name}" "${3:-direct}" "${4:-1500}" ;;
+  lanhost) lanhost "${2:?lab name}" "${3:?suffix}" "${4:?IPv4 address/length}" "${5:?IPv6 address/length}" ;;
   kernel) kernel "${2:?lab name}" "${3:-1500}" ;;
   bare) bare "${2:?lab name}" "${3:-s}" ;;
   mtu) set_mtu "${2:?lab name}" "${3:?mtu}" ;;
   down) down "${2:?lab name}" ;;
   sweep) sweep "${2:?prefix}" ;;
-  *) echo "usage: $0 up NAME [routed|direct [MTU]] | kernel NAME [MTU] | bare NAME [SUFFIX] | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
+  *) echo "usage: $0 up NAME [routed|direct|lan [MTU]] | lanhost NAME SUFFIX ADDR4/LEN ADDR6/LEN | kernel NAME [MTU] | bare NAME [SUFFIX] | mtu NAME MTU | down NAME | sweep PREFIX" >&2; exit 2 ;;
 esac

@@ -23,6 +23,9 @@ const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CID
                     shared ports one shared session holds per protocol (default ${DEFAULT_SHARED_PORT_QUOTA})
   --block-local     sessions cannot reach this namespace's own addresses (they
                     get ICMP administratively prohibited); default: they can
+  --uplink DEV      the interface that faces the network: a pool range inside
+                    its subnet is on-link (proxy ARP/NDP, probed, announced);
+                    default: the interface whose subnet holds the pool, if any
   --loopback on|off 127.0.0.1 + session id reaches the session's own 127.0.0.1,
                     every port, TCP, UDP and ping, from this namespace and from
                     the session itself (default on)
@@ -85,6 +88,7 @@ export interface GatewayArgs {
   sharedPortQuota: number | undefined;
   blockLocal: boolean;
   loopback: boolean;
+  uplink: string | undefined;
   json: boolean;
 }
 
@@ -160,6 +164,7 @@ const GATEWAY: FlagTable = {
   '--shared-port-quota': value('--shared-port-quota needs a value'),
   '--block-local': SWITCH,
   '--loopback': value('--loopback needs a value: on or off'),
+  '--uplink': value('--uplink needs an interface name'),
   '--json': SWITCH,
 };
 const NAME = { '--name': value('--name needs a value, e.g. --name default') };
@@ -280,6 +285,7 @@ function gatewayArgs(f: Flags): GatewayArgs {
     sharedPortQuota: f.num('--shared-port-quota', 1, 65535),
     blockLocal: f.bool('--block-local'),
     loopback: loopbackFlag(f),
+    uplink: f.get('--uplink')?.value,
     json: f.bool('--json'),
   };
 }

@@ -33,6 +33,8 @@ export function formatEvent(e: ShownEvent, json: boolean): string {
       return e.shared
         ? `session ${e.id} shared ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}`
         : `session ${e.id} vip ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
+    case 'vip-in-use':
+      return `vipnat: ${e.address} is in use on ${e.dev} (answered by ${e.by}): session ${e.id} takes another, and it is tried again in a minute`;
     case 'loopback-in-use':
       return `vipnat: session ${e.id}'s virtual loopback ${e.address} is in use in this namespace (${e.reason}): it stays this namespace's, and the session is not reachable at it from here`;
     case 'no-vip':
@@ -47,6 +49,7 @@ export function formatEvent(e: ShownEvent, json: boolean): string {
       const parts = [
         ...(e.sysctls.length > 0 ? [`restored ${e.sysctls.join(', ')}`] : []),
         ...(e.rules > 0 ? [`removed ${plural(e.rules, 'rule')}`] : []),
+        ...(e.proxies > 0 ? [`removed ${e.proxies} neighbour ${e.proxies === 1 ? 'proxy' : 'proxies'}`] : []),
         ...(e.namespaces > 0 ? [`removed ${plural(e.namespaces, 'session namespace')}`] : []),
       ];
       return `vipnat: cleaned up after vipnat ${e.pid}, which did not exit cleanly: ${parts.join('; ') || 'nothing was left'}${e.skipped ? ` (${e.skipped})` : ''}`;

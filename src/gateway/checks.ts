@@ -120,7 +120,13 @@ function inPool(ranges: AddressRange[], text: string): boolean {
  * vipnat0 would take the neighbour's traffic), a known neighbour, or a
  * route's gateway. Names the address and where it is in use.
  */
-export async function checkPoolUnused(spec: string, ranges: AddressRange[]): Promise<void> {
+/**
+ * Refuses a pool that this namespace already uses: an address of its own, a
+ * route's gateway, and (unless the pool is on-link on `onLinkDev`, where the
+ * link is probed address by address instead) a subnet of a link or a
+ * neighbour.
+ */
+export async function checkPoolUnused(spec: string, ranges: AddressRange[], onLinkDev: string | null = null): Promise<void> {
   const refuse = (what: string): never => {
     throw new UserError(`pool "${spec}": ${what}; pick a pool that nothing here uses`, EXIT_USAGE);
   };
@@ -132,7 +138,7 @@ export async function checkPoolUnused(spec: string, ranges: AddressRange[]): Pro
     }
   }
   for (const l of links) {
-    if (l.ifname === UPLINK_NAME || l.ifname === 'lo') continue;
+    if (l.ifname === UPLINK_NAME || l.ifname === 'lo' || l.ifname === onLinkDev) continue;
     for (const a of l.addr_info ?? []) {
       if (a.scope === 'link' || a.scope === 'host') continue;
       const parsed = parseAddress(a.local);
@@ -150,7 +156,7 @@ export async function checkPoolUnused(spec: string, ranges: AddressRange[]): Pro
   }
   const neighbours = JSON.parse(await ip(['-j', 'neigh', 'show'])) as Neigh[];
   for (const n of neighbours) {
-    if (n.state?.includes('FAILED') || n.state?.includes('INCOMPLETE')) continue;
+    if (n.state?.includes('FAILED') || n.state?.includes('INCOMPLETE') || n.dev === onLinkDev) continue;
     if (inPool(ranges, n.dst)) refuse(`${n.dst} is a neighbour on ${n.dev ?? 'a link'} here${n.lladdr ? ` (${n.lladdr})` : ''}`);
   }
   for (const family of ['-4', '-6']) {

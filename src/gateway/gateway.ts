@@ -10,7 +10,16 @@
 // A Gateway owns no process-wide state: no signal handlers, no environment
 // reads, no exit codes. The CLI and the API's users own those.
 import { Dataplane, type DataplaneStats } from '../dataplane/index.js';
-import { etcNetnsExists, localAddresses, netnsOfPid, pidsByNetns, removeEtcNetnsIfEmpty, watchAddresses, which } from '../linux/index.js';
+import {
+  etcNetnsExists,
+  localAddresses,
+  readSysctl,
+  netnsOfPid,
+  pidsByNetns,
+  removeEtcNetnsIfEmpty,
+  watchAddresses,
+  which,
+} from '../linux/index.js';
 import {
   loopbackFor,
   loopbackNumber,
@@ -30,6 +39,7 @@ import { checkMtu, checkPoolUnused, loopbackInUse, parseInnerAddresses, parseUse
 import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
 import { Journal, recover, type Recovered } from './journal.js';
 import { sharedPortRange, Uplink, uplinkAddress } from './uplink.js';
+import { findLanLink, Lan } from './onlink.js';
 
 import { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS } from './limits.js';
 import { LOOPBACK_PORT_HI, LOOPBACK_PORT_LO } from '../nat/index.js';
@@ -75,6 +85,13 @@ export interface GatewayOptions {
    * session id itself, reaches session id's 127.0.0.1 on every port. Default true.
    */
   loopback?: boolean;
+  /**
+   * The interface that faces the network. A pool range inside its subnet is
+   * on-link: vipnat answers for each VIP there (proxy ARP and NDP), probes an
+   * address before handing it out and announces it when taken. Default: the
+   * interface whose subnet holds the pool, if any (else routed, as without it).
+   */
+  uplink?: string;
 }
 
 /** How a program ended: its exit code, or the signal that killed it. */
@@ -115,6 +132,8 @@ export interface ExecProcess {
 
 export type GatewayEvent =
   | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string | null; pid: number; netns: string }
+  /** An on-link VIP that something on the link answered for: skipped, and tried again later. */
+  | { event: 'vip-in-use'; id: number; address: string; dev: string; by: string }
   /** A session's virtual loopback that this namespace already uses: it stays this namespace's, and the session is not reachable at it from here. */
   | { event: 'loopback-in-use'; id: number; address: string; reason: string }
   /** A session left without a VIP; with `to` and `count`, every session from `id` to `to` (a run too long to list). */
@@ -301,6 +320,12 @@ export class Gateway implements AsyncDisposable {
   private unwatch: (() => void) | null = null;
   /** The virtual loopback's routes from this namespace (null when it is off): ids 1-maxId routed, and the addresses left out. */
   private loopbackRoutes: LoopbackRoutes | null = null;
+  /** On-link VIPs' proxies and probes (null: the pool is routed). */
+  private lan: Lan | null = null;
+  /** Ids of sessions whose VIPs are being probed (not yet in `all`). */
+  private readonly reserved = new Set<number>();
+  /** On-link VIPs found in use, each back in the pool when its timer fires. */
+  private readonly quarantined = new Map<string, NodeJS.Timeout>();
   /** Every session from the moment its start is asked for until it is torn down. */
   private readonly all = new Map<number, GatewaySession>();
   private closing: Promise<DataplaneStats | null> | null = null;
@@ -365,11 +390,17 @@ export class Gateway implements AsyncDisposable {
     const uplink = new Uplink(journal);
     const etcNetnsWasThere = etcNetnsExists();
     let dataplane: Dataplane | null = null;
+    let lan: Lan | null = null;
     try {
       for (const r of await recover(opts.runDir)) onEvent({ event: 'recovered', ...r });
-      await checkPoolUnused(opts.pool, ranges);
+      const lanLink = await findLanLink(opts.uplink, ranges);
+      await checkPoolUnused(opts.pool, ranges, lanLink?.dev ?? null);
       if (!etcNetnsWasThere) journal.record({ op: 'etc-netns' });
       await uplink.open(opts.mtu, pool.routes(), pool.families().includes(6), opts.offload, workers);
+      if (lanLink) {
+        lan = new Lan(lanLink, journal);
+        lan.open(uplink, readSysctl);
+      }
       let sharedAddr: { address: string; portLo: number; portHi: number } | null = null;
       if (shared) {
         const address = await uplinkAddress();
@@ -395,10 +426,12 @@ export class Gateway implements AsyncDisposable {
       gw.unwatch = unwatch;
       gw.onEvent = onEvent;
       gw.loopbackRoutes = loopback;
+      gw.lan = lan;
       dataplane.onFailure = (e) => gw.fail(e);
       return gw;
     } catch (e) {
       if (dataplane) await dataplane.stop().catch(() => null);
+      await lan?.close();
       await uplink.close(dataplane !== null);
       if (!etcNetnsWasThere) removeEtcNetnsIfEmpty();
       journal.close();
@@ -476,14 +509,17 @@ export class Gateway implements AsyncDisposable {
     if (!Number.isInteger(id) || id < 1 || id > MAX_SESSION_ID) {
       throw new UserError(`session id ${id}: must be 1-${MAX_SESSION_ID}`, EXIT_USAGE);
     }
-    if (this.all.has(id)) throw new ConflictError(`session ${id} already exists`);
+    if (this.all.has(id) || this.reserved.has(id)) throw new ConflictError(`session ${id} already exists`);
     resolveProgram(o.program, this.runAs);
-    // Everything up to the session's entry in `all` is synchronous: two starts at once never share an id or a VIP.
-    const vips = this.takeVips(o.vip);
+    // Two starts at once never share an id or a VIP: VIPs leave the pool synchronously, and the id is reserved while
+    // on-link VIPs are probed; from then on to the session's entry in `all`, everything is synchronous.
+    const vips = this.lan ? await this.reserve(id, () => this.takeVipsOnLink(id, o.vip)) : this.takeVips(o.vip);
     if (vips === null && !this.sharedAddr) throw new NoVipError();
     const slot = this.slots.take();
-    if (slot < 0) {
+    if (slot < 0 || this.closing) {
+      await this.releaseOnLink(vips);
       this.giveBack(vips);
+      if (this.closing) throw new UserError('the gateway is closing');
       throw new UserError(`session ${id}: ${this.slots.count} sessions are running, the most this gateway takes at once`);
     }
     const s = new Session(this.specFor(id, vips));
@@ -603,6 +639,8 @@ export class Gateway implements AsyncDisposable {
     // Sessions still being set up see `closing` and tear themselves down; the others end.
     await Promise.all([...this.all.values()].map((s) => s.exited));
     const stats = this.dataplane ? await this.dataplane.stop().catch(() => null) : null;
+    for (const t of this.quarantined.values()) clearTimeout(t);
+    await this.lan?.close();
     await this.uplink.close(this.dataplane !== null);
     this.dataplane = null;
     // /etc/netns goes if vipnat made it and nothing else put files in it since.
@@ -640,11 +678,69 @@ export class Gateway implements AsyncDisposable {
     await gs.inner.destroy().catch(() => undefined);
     if (own.seq !== undefined) this.journal.done(own.seq);
     this.slots.release(own.slot);
+    await this.releaseOnLink(own.vips);
     this.giveBack(own.vips);
   }
 
+  /** Runs `fn` with session id `id` reserved (no other start takes it meanwhile). */
+  private async reserve<T>(id: number, fn: () => Promise<T>): Promise<T> {
+    this.reserved.add(id);
+    try {
+      return await fn();
+    } finally {
+      this.reserved.delete(id);
+    }
+  }
+
+  /**
+   * takeVips() for a pool with on-link ranges: each on-link VIP is first
+   * asked for on the link; one that something answers for is reported, kept
+   * out of the pool for a while, and another taken. The VIPs it returns are
+   * answered for (proxy entries) and announced.
+   */
+  private async takeVipsOnLink(id: number, want?: string): Promise<{ v4: string | null; v6: string | null } | null> {
+    const lan = this.lan!;
+    for (let tries = 0; ; tries++) {
+      const vips = this.takeVips(want);
+      if (vips === null) return null;
+      const covered = [vips.v4, vips.v6].filter((a): a is string => a !== null && lan.covers(a));
+      const answers = await Promise.all(covered.map((a) => lan.probe(a)));
+      const busy = covered.filter((_, k) => answers[k] !== null);
+      if (busy.length === 0) {
+        for (const a of covered) await lan.claim(a);
+        return vips;
+      }
+      for (const [k, a] of covered.entries()) {
+        const by = answers[k];
+        if (!by) continue;
+        this.onEvent({ event: 'vip-in-use', id, address: a, dev: lan.link.dev, by });
+        this.quarantine(a);
+      }
+      for (const a of [vips.v4, vips.v6]) if (a && !busy.includes(a)) this.pool.release(a);
+      if (want !== undefined) throw new ConflictError(`--vip ${want}: in use on ${lan.link.dev} (answered by ${answers.find((x) => x)})`);
+      if (this.closing || tries >= 64) return null;
+    }
+  }
+
+  /** Keeps an on-link VIP found in use out of the pool for IN_USE_RETRY_MS, then gives it back to be tried again. */
+  private quarantine(address: string): void {
+    const t = setTimeout(() => {
+      this.quarantined.delete(address);
+      this.pool.release(address);
+    }, IN_USE_RETRY_MS);
+    t.unref();
+    this.quarantined.set(address, t);
+  }
+
+  /** Stops answering for a session's on-link VIPs. */
+  private async releaseOnLink(vips: { v4: string | null; v6: string | null } | null): Promise<void> {
+    const lan = this.lan;
+    if (!lan || !vips) return;
+    for (const a of [vips.v4, vips.v6]) if (a && lan.covers(a)) await lan.release(a);
+  }
+
   private freeId(): number {
-    for (let id = 1; id <= MAX_SESSION_ID; id++) if (!this.all.has(id)) return id;
+    for (let id = 1; id <= MAX_SESSION_ID; id++) if (!this.all.has(id) && !this.reserved.has(id)) return id;
     throw new UserError(`every session id (1-${MAX_SESSION_ID}) is in use`);
   }
 
@@ -688,6 +784,9 @@ export class Gateway implements AsyncDisposable {
     };
   }
 }
+
+/** How long an on-link VIP found in use stays out of the pool before it is tried again. */
+const IN_USE_RETRY_MS = 60_000;
 
 interface LoopbackRoutes {
   maxId: number;

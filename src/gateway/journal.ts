@@ -47,6 +47,8 @@ export type JournalEntry =
   | { op: 'sysctl'; key: string; was: string }
   /** Policy rules or routes: `ip -batch` lines that undo them, in order, each tried on its own. */
   | { op: 'ip'; undo: string[] }
+  /** A neighbour proxy entry (proxy ARP or NDP) for an on-link VIP. */
+  | { op: 'proxy'; dev: string; address: string }
   /** The `local` rule moved from preference 0 (shared fallback): put back unless it already is. */
   | { op: 'local-rule' }
   /** A session's named network namespace (and its /etc/netns/NAME). */
@@ -157,6 +159,8 @@ export interface Recovered {
   /** sysctls put back, as KEY=VALUE. */
   sysctls: string[];
   rules: number;
+  /** Neighbour proxy entries removed (on-link VIPs). */
+  proxies: number;
   namespaces: number;
   /** Why its sysctls and rules were not undone here, if they were not. */
   skipped: string | null;
@@ -251,6 +255,9 @@ async function undoInNamespace(entry: JournalEntry, nsName: string | null, out: 
     case 'ip':
       out.rules += await ipEach(entry.undo, nsName);
       return;
+    case 'proxy':
+      out.proxies += await ipEach([`neigh del proxy ${entry.address} dev ${entry.dev}`], nsName);
+      return;
     case 'local-rule':
       if (!(await localRuleAt0(nsName).catch(() => true))) out.rules += await ipEach(['rule add pref 0 lookup local'], nsName);
       return;
@@ -279,6 +286,7 @@ async function undo(path: string): Promise<Recovered | null> {
     pid: header.pid,
     sysctls: [],
     rules: 0,
+    proxies: 0,
     namespaces: 0,
     skipped:
       reach.reachable || reach.gone

@@ -49,7 +49,8 @@ export class Uplink {
     if (ipv6) this.set('net.ipv6.conf.all.forwarding', '1');
   }
 
-  private set(key: string, value: string): void {
+  /** Sets a sysctl of this namespace, journaled first and put back by close(). */
+  set(key: string, value: string): void {
     let was: string;
     try {
       was = readSysctl(key);

@@ -9,3 +9,5 @@ export * from './icmp4.js';
 export * from './ipv6.js';
 export * from './icmp6.js';
 export * from './vnet.js';
+export * from './arp.js';
+export * from './ndp.js';

@@ -48,11 +48,17 @@ export class Lab {
    * between gateway and backend, with `mtu` on the gateway-router link (on the gateway-backend
    * link in the direct shape).
    */
-  static up(opts: { routed?: boolean; mtu?: number; prefix?: string } = {}): Lab {
+  static up(opts: { routed?: boolean; lan?: boolean; mtu?: number; prefix?: string } = {}): Lab {
     const lab = new Lab(`${opts.prefix ?? LAB_PREFIX}${process.pid}-${randomBytes(2).toString('hex')}`);
     labsUp.add(lab);
-    sh(LAB_SH, ['up', lab.name, opts.routed ? 'routed' : 'direct', String(opts.mtu ?? 1500)]);
+    sh(LAB_SH, ['up', lab.name, opts.lan ? 'lan' : opts.routed ? 'routed' : 'direct', String(opts.mtu ?? 1500)]);
     return lab;
+  }
+
+  /** In the LAN shape: adds NAME-suffix (another host, another gateway) to the LAN's bridge with these addresses (lab.sh lanhost). */
+  addLanHost(suffix: string, a4: string, a6: string): string {
+    sh(LAB_SH, ['lanhost', this.name, suffix, a4, a6]);
+    return this.ns(suffix);
   }
 
   /** The name of the lab's namespace NAME-suffix. */
@@ -98,8 +104,8 @@ export class Lab {
   }
 
   /** Runs the real CLI with the gateway namespace as its uplink (nsenter keeps /run/netns shared). */
-  vipnat(args: string[], env?: NodeJS.ProcessEnv): VipnatRun {
-    const c = this.adopt(spawnTracked('nsenter', [`--net=/run/netns/${this.gw}`, VIPNAT, ...args], { env: { ...process.env, ...env } }));
+  vipnat(args: string[], env?: NodeJS.ProcessEnv, ns: string = this.gw): VipnatRun {
+    const c = this.adopt(spawnTracked('nsenter', [`--net=/run/netns/${ns}`, VIPNAT, ...args], { env: { ...process.env, ...env } }));
     if (c.pid) this.vipnatPids.add(c.pid); // nsenter execs vipnat: same pid
     return new VipnatRun(c);
   }

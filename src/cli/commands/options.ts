@@ -15,6 +15,7 @@ export function gatewayOptions(a: GatewayArgs, runDir: string): GatewayOptions {
     ...(a.sharedPortQuota !== undefined ? { sharedPortQuota: a.sharedPortQuota } : {}),
     blockLocal: a.blockLocal,
     loopback: a.loopback,
+    ...(a.uplink !== undefined ? { uplink: a.uplink } : {}),
     runDir,
     // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
     offload: process.env['VIPNAT_OFFLOAD'] !== '0',
