@@ -200,10 +200,8 @@ describe.skipIf(!isRoot())('bad input gets one line and exit status 2, 126 or 12
 
   it.each([
     ['198.18.0.1', /pool "198.18.0.1": 198.18.0.1 is an address of be0 in this namespace; pick a pool that nothing here uses/],
-    ['198.18.0.2', /pool "198.18.0.2": 198.18.0.2 is on the link of be0 \(198.18.0.0\/24\), where neighbours of this namespace live/],
     ['198.18.0.0/24', /pool "198.18.0.0\/24": 198.18.0.1 is an address of be0 in this namespace/],
-    ['198.18.0.200-198.18.1.3', /198.18.0.200 is on the link of be0/],
-    ['fd00:18::2', /fd00:18::2 is on the link of be0 \(fd00:18::\/64\)/],
+    ['198.18.0.200-198.18.1.3', /pool range 198.18.0.200-198.18.1.3 straddles the edge of be0's subnet \(198.18.0.1\/24\)/],
   ])('refuses the pool %s, which this namespace uses', async (pool, message) => {
     const r = lab.vipnat(['run', '--pool', pool, '--', 'true']);
     expect((await r.done).code).toBe(2);
@@ -211,6 +209,17 @@ describe.skipIf(!isRoot())('bad input gets one line and exit status 2, 126 or 12
     expect(r.stderr).toMatch(message);
     expect(lab.snapshot().gwLinks).not.toContain('vipnat0');
   });
+
+  it.each(['198.18.0.2', 'fd00:18::2'])(
+    "takes the pool %s, inside be0's subnet, as on-link, and finds the backend there using it: named, no VIP",
+    async (pool) => {
+      const r = lab.vipnat(['run', '--pool', pool, '--', 'true']);
+      expect((await r.done).code).toBe(3);
+      expect(r.lines[0]).toMatch(new RegExp(`^vipnat: ${pool.replace(/\./g, '\\.')} is in use on be0 \\(answered by [0-9a-f:]{17}\\)`));
+      expect(r.lines).toContain('session 1 No virtual IP address is available for this session, please contact your administrator.');
+      expect(lab.snapshot().gwLinks).not.toContain('vipnat0');
+    },
+  );
 
   it('says which route is in the way when the pool is routed here already', async () => {
     lab.exec(lab.gw, ['ip', 'route', 'add', '198.19.9.0/28', 'dev', 'lo']);
