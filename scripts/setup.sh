@@ -20,6 +20,8 @@ needs=(
   redis-server:redis-server
   redis-cli:redis-tools
   python3:python3
+  kea-dhcp4:kea-dhcp4-server
+  dnsmasq:dnsmasq-base
 )
 
 missing=()

@@ -33,8 +33,14 @@ export function formatEvent(e: ShownEvent, json: boolean): string {
       return e.shared
         ? `session ${e.id} shared ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}`
         : `session ${e.id} vip ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
+    case 'lease-failed':
+      return `vipnat: session ${e.id}: no DHCP lease on ${e.dev} (${e.why})`;
+    case 'lease-lost':
+      return `vipnat: session ${e.id} lost its lease of ${e.address} (${e.why}): stopping it`;
     case 'vip-in-use':
-      return `vipnat: ${e.address} is in use on ${e.dev} (answered by ${e.by}): session ${e.id} takes another, and it is tried again in a minute`;
+      return e.leased
+        ? `vipnat: ${e.address}, offered by the DHCP server, is in use on ${e.dev} (answered by ${e.by}): session ${e.id} declines it and asks for another`
+        : `vipnat: ${e.address} is in use on ${e.dev} (answered by ${e.by}): session ${e.id} takes another, and it is tried again in a minute`;
     case 'loopback-in-use':
       return `vipnat: session ${e.id}'s virtual loopback ${e.address} is in use in this namespace (${e.reason}): it stays this namespace's, and the session is not reachable at it from here`;
     case 'no-vip':

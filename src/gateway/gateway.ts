@@ -21,6 +21,7 @@ import {
   which,
 } from '../linux/index.js';
 import {
+  formatAddress,
   loopbackFor,
   loopbackNumber,
   MAX_SESSION_ID,
@@ -39,7 +40,8 @@ import { checkMtu, checkPoolUnused, loopbackInUse, parseInnerAddresses, parseUse
 import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
 import { Journal, recover, type Recovered } from './journal.js';
 import { sharedPortRange, Uplink, uplinkAddress } from './uplink.js';
-import { findLanLink, Lan } from './onlink.js';
+import { dhcpLink, findLanLink, Lan } from './onlink.js';
+import { duidFor, Leases } from '../lease/index.js';
 
 import { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS } from './limits.js';
 import { LOOPBACK_PORT_HI, LOOPBACK_PORT_LO } from '../nat/index.js';
@@ -50,7 +52,11 @@ const DEFAULT_DRAIN_MS = 3000;
 const DEFAULT_KILL_GRACE_MS = 5000;
 
 export interface GatewayOptions {
-  /** The VIPs: comma-separated CIDRs, START-END ranges or addresses, IPv4, IPv6 or both. */
+  /**
+   * The VIPs: comma-separated CIDRs, START-END ranges or addresses, IPv4,
+   * IPv6 or both; or `dhcp` (`dhcp:DEV`): each session leases its IPv4 VIP
+   * from the DHCP server on the link (DEV, else the default route's).
+   */
   pool: string;
   /** NAT mode: every session's eth0 holds this address (one per family, comma-separated), translated to its VIP. */
   innerAddress?: string;
@@ -92,6 +98,8 @@ export interface GatewayOptions {
    * interface whose subnet holds the pool, if any (else routed, as without it).
    */
   uplink?: string;
+  /** The gateway's name (`up --name`; default `run`): part of its sessions' DHCP client identifiers. */
+  name?: string;
 }
 
 /** How a program ended: its exit code, or the signal that killed it. */
@@ -132,8 +140,12 @@ export interface ExecProcess {
 
 export type GatewayEvent =
   | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string | null; pid: number; netns: string }
+  /** A session found no DHCP lease (no server answered, none left, every offer in use). */
+  | { event: 'lease-failed'; id: number; dev: string; why: string }
+  /** A session's lease ended without being extended: the session is stopped. */
+  | { event: 'lease-lost'; id: number; address: string; why: string }
   /** An on-link VIP that something on the link answered for: skipped, and tried again later. */
-  | { event: 'vip-in-use'; id: number; address: string; dev: string; by: string }
+  | { event: 'vip-in-use'; id: number; address: string; dev: string; by: string; leased?: boolean }
   /** A session's virtual loopback that this namespace already uses: it stays this namespace's, and the session is not reachable at it from here. */
   | { event: 'loopback-in-use'; id: number; address: string; reason: string }
   /** A session left without a VIP; with `to` and `count`, every session from `id` to `to` (a run too long to list). */
@@ -322,6 +334,9 @@ export class Gateway implements AsyncDisposable {
   private loopbackRoutes: LoopbackRoutes | null = null;
   /** On-link VIPs' proxies and probes (null: the pool is routed). */
   private lan: Lan | null = null;
+  /** With --pool dhcp: the sessions' DHCP clients, and the address each holds. */
+  private leases: Leases | null = null;
+  private readonly leased = new Map<number, string>();
   /** Ids of sessions whose VIPs are being probed (not yet in `all`). */
   private readonly reserved = new Set<number>();
   /** On-link VIPs found in use, each back in the pool when its timer fires. */
@@ -361,9 +376,10 @@ export class Gateway implements AsyncDisposable {
     inner: { v4: string | null; v6: string | null };
     runAs: RunAs | null;
   } {
-    const { pool, ranges } = parsePool(options.pool);
-    const inner = parseInnerAddresses(options.innerAddress, pool);
-    checkMtu(options.mtu ?? 1500, pool);
+    const dhcp = dhcpPool(options.pool);
+    const { pool, ranges } = dhcp ? { pool: new VipPool([]), ranges: [] } : parsePool(options.pool);
+    const inner = dhcp ? { v4: dhcpInner(options.innerAddress), v6: null } : parseInnerAddresses(options.innerAddress, pool);
+    if (!dhcp) checkMtu(options.mtu ?? 1500, pool);
     const runAs = options.user === undefined ? null : parseUser(options.user);
     return { pool, ranges, inner, runAs };
   }
@@ -391,9 +407,11 @@ export class Gateway implements AsyncDisposable {
     const etcNetnsWasThere = etcNetnsExists();
     let dataplane: Dataplane | null = null;
     let lan: Lan | null = null;
+    let leases: Leases | null = null;
     try {
       for (const r of await recover(opts.runDir)) onEvent({ event: 'recovered', ...r });
-      const lanLink = await findLanLink(opts.uplink, ranges);
+      const dhcp = dhcpPool(opts.pool);
+      const lanLink = dhcp ? await dhcpLink(dhcp.dev ?? opts.uplink) : await findLanLink(opts.uplink, ranges);
       await checkPoolUnused(opts.pool, ranges, lanLink?.dev ?? null);
       if (!etcNetnsWasThere) journal.record({ op: 'etc-netns' });
       await uplink.open(opts.mtu, pool.routes(), pool.families().includes(6), opts.offload, workers);
@@ -401,6 +419,8 @@ export class Gateway implements AsyncDisposable {
         lan = new Lan(lanLink, journal);
         lan.open(uplink, readSysctl);
       }
+      if (dhcp && lanLink)
+        leases = new Leases(lanLink.dev, lanLink.mac, duidFor(`${opts.name ?? 'run'}/${journal.netnsName ?? ''}/${lanLink.dev}`));
       let sharedAddr: { address: string; portLo: number; portHi: number } | null = null;
       if (shared) {
         const address = await uplinkAddress();
@@ -427,10 +447,12 @@ export class Gateway implements AsyncDisposable {
       gw.onEvent = onEvent;
       gw.loopbackRoutes = loopback;
       gw.lan = lan;
+      gw.leases = leases;
       dataplane.onFailure = (e) => gw.fail(e);
       return gw;
     } catch (e) {
       if (dataplane) await dataplane.stop().catch(() => null);
+      leases?.close();
       await lan?.close();
       await uplink.close(dataplane !== null);
       if (!etcNetnsWasThere) removeEtcNetnsIfEmpty();
@@ -453,6 +475,16 @@ export class Gateway implements AsyncDisposable {
         if (p && a) held.push({ family: p.family, value: p.value, address: a, session: s.id });
       }
     }
+    if (this.leases) {
+      // Leased: the server holds the pool; here are the addresses it gave.
+      const n = held.length;
+      const holders = held.map((h) => ({ address: h.address, session: h.session }));
+      return {
+        ranges: [{ range: `dhcp:${this.leases.dev}`, family: 4, total: n, used: n, free: 0, holders }],
+        families: [{ family: 4, total: n, used: n, free: 0 }],
+        shared: this.sharedAddr ? { address: this.sharedAddr.address, sessions: sharedIds } : null,
+      };
+    }
     const ranges = this.ranges.map((r) => {
       const holders = held.filter((h) => h.family === r.family && h.value >= r.first && h.value <= r.last);
       const total = capped(r.last - r.first + 1n);
@@ -473,6 +505,8 @@ export class Gateway implements AsyncDisposable {
 
   /** Whether every family of the pool has a VIP left. */
   hasFreeVip(): boolean {
+    // The DHCP server knows; every start asks it.
+    if (this.leases) return true;
     return this.pool.families().every((f) => this.pool.free(f) > 0);
   }
 
@@ -513,12 +547,16 @@ export class Gateway implements AsyncDisposable {
     resolveProgram(o.program, this.runAs);
     // Two starts at once never share an id or a VIP: VIPs leave the pool synchronously, and the id is reserved while
     // on-link VIPs are probed; from then on to the session's entry in `all`, everything is synchronous.
-    const vips = this.lan ? await this.reserve(id, () => this.takeVipsOnLink(id, o.vip)) : this.takeVips(o.vip);
+    if (this.leases && o.vip !== undefined) throw new UserError(`--vip ${o.vip}: the pool is leased from DHCP`, EXIT_USAGE);
+    const vips = this.leases
+      ? await this.reserve(id, () => this.leaseVips(id))
+      : this.lan
+        ? await this.reserve(id, () => this.takeVipsOnLink(id, o.vip))
+        : this.takeVips(o.vip);
     if (vips === null && !this.sharedAddr) throw new NoVipError();
     const slot = this.slots.take();
     if (slot < 0 || this.closing) {
-      await this.releaseOnLink(vips);
-      this.giveBack(vips);
+      await this.returnVips(id, vips);
       if (this.closing) throw new UserError('the gateway is closing');
       throw new UserError(`session ${id}: ${this.slots.count} sessions are running, the most this gateway takes at once`);
     }
@@ -640,6 +678,7 @@ export class Gateway implements AsyncDisposable {
     await Promise.all([...this.all.values()].map((s) => s.exited));
     const stats = this.dataplane ? await this.dataplane.stop().catch(() => null) : null;
     for (const t of this.quarantined.values()) clearTimeout(t);
+    this.leases?.close();
     await this.lan?.close();
     await this.uplink.close(this.dataplane !== null);
     this.dataplane = null;
@@ -678,8 +717,61 @@ export class Gateway implements AsyncDisposable {
     await gs.inner.destroy().catch(() => undefined);
     if (own.seq !== undefined) this.journal.done(own.seq);
     this.slots.release(own.slot);
-    await this.releaseOnLink(own.vips);
-    this.giveBack(own.vips);
+    await this.returnVips(gs.id, own.vips);
+  }
+
+  /** A session's VIPs go back: a lease to its server, an on-link VIP off the link, a static one to the pool. */
+  private async returnVips(id: number, vips: { v4: string | null; v6: string | null } | null): Promise<void> {
+    const address = this.leased.get(id);
+    if (this.leases && address !== undefined) {
+      this.leased.delete(id);
+      await this.lan?.release(address);
+      await this.uplink.routeVip(address, false).catch(() => undefined);
+      this.leases.release(id);
+      return;
+    }
+    await this.releaseOnLink(vips);
+    this.giveBack(vips);
+  }
+
+  /**
+   * With --pool dhcp: leases session `id`'s IPv4 VIP (the client checks an
+   * acknowledged address on the link and declines one in use), routes it to
+   * vipnat0 and answers for it on the link. Null when no lease could be had.
+   */
+  private async leaseVips(id: number): Promise<{ v4: string | null; v6: string | null } | null> {
+    const leases = this.leases!;
+    const lan = this.lan!;
+    const r = await leases.lease(id, {
+      inUse: async (a) => {
+        const address = formatAddress(4, BigInt(a));
+        const by = await lan.probe(address);
+        if (by !== null) this.onEvent({ event: 'vip-in-use', id, address, dev: lan.link.dev, by, leased: true });
+        return by !== null;
+      },
+      lost: (why) => this.leaseLost(id, why),
+    });
+    if ('failed' in r) {
+      this.onEvent({ event: 'lease-failed', id, dev: leases.dev, why: r.failed });
+      return null;
+    }
+    const address = formatAddress(4, BigInt(r.lease.address));
+    this.leased.set(id, address);
+    try {
+      await this.uplink.routeVip(address, true);
+      await lan.claim(address);
+    } catch (e) {
+      await this.returnVips(id, { v4: address, v6: null });
+      throw e;
+    }
+    return { v4: address, v6: null };
+  }
+
+  /** A session's lease ended: it stops, as a Remote Desktop session whose address went would lose its network. */
+  private leaseLost(id: number, why: string): void {
+    const address = this.leased.get(id) ?? '?';
+    this.onEvent({ event: 'lease-lost', id, address, why });
+    this.stopSession(id).catch(() => undefined);
   }
 
   /** Runs `fn` with session id `id` reserved (no other start takes it meanwhile). */
@@ -811,6 +903,20 @@ async function watchLocal(dp: Dataplane): Promise<() => void> {
   const stop = watchAddresses(() => void push().catch(() => undefined));
   await push();
   return stop;
+}
+
+/** `dhcp` or `dhcp:DEV` as --pool: the interface named, if any; null for a static pool. */
+function dhcpPool(spec: string): { dev: string | undefined } | null {
+  const m = /^\s*dhcp(?::(\S+))?\s*$/.exec(spec);
+  return m ? { dev: m[1] } : null;
+}
+
+/** --inner-address with --pool dhcp: one IPv4 address (leases are IPv4). */
+function dhcpInner(text: string | undefined): string | null {
+  if (text === undefined) return null;
+  const a = parseAddress(text.trim());
+  if (!a || a.family !== 4) throw new UserError(`--inner-address ${text}: with --pool dhcp, one IPv4 address`, EXIT_USAGE);
+  return text.trim();
 }
 
 function parsePool(spec: string): { pool: VipPool; ranges: AddressRange[] } {

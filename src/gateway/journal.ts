@@ -116,6 +116,9 @@ export class Journal {
   private seq = 0;
   private closed = false;
 
+  /** The name of the namespace this vipnat runs in, when it is a named one (ip netns). */
+  netnsName: string | null = null;
+
   private constructor(readonly path: string) {}
 
   /** Starts this process's journal (the directory is root's alone). */
@@ -125,7 +128,8 @@ export class Journal {
     const start = processStart('self');
     const j = new Journal(`${dir}/${process.pid}-${start}${SUFFIX}`);
     const inode = netnsInode('/proc/self/ns/net');
-    j.append({ op: 'open', v: VERSION, pid: process.pid, start, netns: inode, netnsName: netnsNameOf(inode) });
+    j.netnsName = netnsNameOf(inode);
+    j.append({ op: 'open', v: VERSION, pid: process.pid, start, netns: inode, netnsName: j.netnsName });
     return j;
   }
 

@@ -131,6 +131,28 @@ export async function findLanLink(uplink: string | undefined, ranges: AddressRan
   };
 }
 
+/**
+ * The link for `--pool dhcp`: `dev` when given, else the interface of the
+ * default route. Its IPv4 address is the sender of probes; leases are
+ * on-link there.
+ */
+export async function dhcpLink(dev: string | undefined): Promise<LanLink> {
+  let name = dev;
+  if (name === undefined) {
+    const routes = JSON.parse(await ip(['-4', '-j', 'route', 'show', 'default'])) as { dev?: string }[];
+    name = routes.find((r) => r.dev && r.dev !== UPLINK_NAME)?.dev;
+    if (name === undefined) throw new UserError('--pool dhcp: this namespace has no default route: name the interface, --pool dhcp:DEV', 2);
+  }
+  const links = JSON.parse(await ip(['-j', 'addr', 'show'])) as Link[];
+  const l = links.find((x) => x.ifname === name);
+  if (!l || l.ifname === 'lo' || l.ifname === UPLINK_NAME)
+    throw new UserError(`--pool dhcp:${name}: no such interface in this namespace`, 2);
+  if (!l.address) throw new UserError(`--pool dhcp:${name}: ${name} has no link-layer address: DHCP leases need an Ethernet link`, 2);
+  const a = (l.addr_info ?? []).find((x) => x.family === 'inet' && x.scope !== 'host');
+  if (!a) throw new UserError(`--pool dhcp:${name}: ${name} has no IPv4 address of its own to probe the link from`, 2);
+  return { dev: name, mac: parseMac(l.address), v4: Number(parseAddress(a.local)!.value), v6: null, families: [4] };
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The proxy entries, probes and announcements for on-link VIPs on one interface. */

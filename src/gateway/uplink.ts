@@ -136,6 +136,11 @@ export class Uplink {
     await ipBatch(lines);
   }
 
+  /** Routes one leased VIP to vipnat0, or stops (the route goes with the device, too). */
+  async routeVip(address: string, add: boolean): Promise<void> {
+    await ipBatch([`route ${add ? 'add' : 'del'} ${address}/32 dev ${UPLINK_NAME}`]);
+  }
+
   /** Routes one session's virtual loopback (its id is above what enableLoopback routed). */
   async routeLoopback(id: number, add: boolean): Promise<void> {
     const line = loopbackRoute(loopbackNumber(id), 32);

@@ -11,3 +11,4 @@ export * from './icmp6.js';
 export * from './vnet.js';
 export * from './arp.js';
 export * from './ndp.js';
+export * from './dhcp.js';

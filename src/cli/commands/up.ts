@@ -8,7 +8,7 @@ import { gatewayOptions } from './options.js';
 export async function up(a: UpArgs, runDir: string, version: string): Promise<number> {
   const print = (e: ShownEvent): void => void process.stdout.write(`${formatEvent(e, a.json)}\n`);
   await ControlServer.checkName(runDir, a.name);
-  const gw = await Gateway.open({ ...gatewayOptions(a, runDir), workers: a.workers ?? defaultWorkers() }, print);
+  const gw = await Gateway.open({ ...gatewayOptions(a, runDir), name: a.name, workers: a.workers ?? defaultWorkers() }, print);
   let stopped: (how: { signal?: NodeJS.Signals; error?: Error }) => void = () => undefined;
   const ended = new Promise<{ signal?: NodeJS.Signals; error?: Error }>((resolve) => (stopped = resolve));
   let server: ControlServer;
