@@ -203,11 +203,26 @@ function loopbackRows(results: Results): string[][] {
   ];
 }
 
+function dhcpRows(results: Results): string[][] {
+  const d = results.dhcp;
+  if (d.sessions === undefined && !d.error) return [];
+  const ok = d.dhcpSeconds !== undefined && d.staticSeconds !== undefined;
+  const extra = ok ? d.dhcpSeconds! - d.staticSeconds! : 0;
+  return [
+    [
+      `time to start ${fmtCount(d.sessions ?? 0)} sessions with --pool dhcp (Kea), against a static on-link pool`,
+      ok ? `${d.dhcpSeconds} s (static ${d.staticSeconds} s: ${extra >= 0 ? '+' : ''}${extra.toFixed(2)} s)` : 'failed',
+      '≤ +2 s',
+      ok ? (extra <= 2 ? 'met' : 'not met') : 'n/a',
+    ],
+  ];
+}
+
 /** The packet path, memory, scale and control-plane figures. */
 export function otherTable(results: Results, opts: BenchOptions): Table {
   return {
     head: ['measure', 'value', 'target', 'result'],
-    rows: [...microRows(results), ...scaleRows(results, opts), ...controlRows(results), ...loopbackRows(results)],
+    rows: [...microRows(results), ...scaleRows(results, opts), ...controlRows(results), ...loopbackRows(results), ...dhcpRows(results)],
   };
 }
 
@@ -254,7 +269,10 @@ function networkNotes(opts: BenchOptions): string[] {
 const MICRO_NOTE =
   "- **Packet path**: `bench/packet-path.ts`, one process per figure, no syscalls, one core, NAT mode: each UDP packet (built with the tests' packet builders, `test/unit/packets.ts`) goes out and back (parse, flow lookup, address rewrite, incremental checksum update), flows visited round-robin; the flows are created in a shuffled order, so consecutive packets' flow records lie scattered over the table as real traffic's do (created in packet order they would be read sequentially, which the CPU's prefetchers make unrealistically cheap). **New flows**: a TCP SYN per new flow into an empty table. **Memory per flow**: the table's own count per slot, and the RSS growth of a process that inserts 1 000 000 flows into a table of 2^20; **RSS with 1 000 000 flows** is that process's, measured in-process (filling a running gateway's table with a million flows would take minutes of packet generation in the lab, so it is not measured there).";
 
-export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean }): string {
+export function notes(
+  info: RunInfo,
+  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean; dhcp?: boolean },
+): string {
   const m = info.machine;
   const t = m.tools;
   const tools = [t['iperf3'], t['wrk'], t['slirp4netns'], t['pasta'], t['nginx'], t['cc']].join(', ');
@@ -269,6 +287,11 @@ export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; sc
       `- **Scale**: \`vipnat run --pool ${SCALE_POOL} --sessions ${info.options.scaleSessions} -- sleep 3600\` in the gateway namespace; start time runs from launch to the last \`session N vip ...\` line; RSS is the sum of VmRSS over vipnat's process tree without the session programs.`,
     );
   }
+  if (ran.dhcp) {
+    out.push(
+      "- **VIPs on a LAN**: the lab's LAN shape (a bridge joining the gateway, a backend and a DHCP server namespace); `vipnat run --pool 198.18.100.20-198.18.100.250 --sessions N -- sleep 3600` (on-link: every address probed on the link), then the same with `--pool dhcp:lan0` against ISC Kea (in-memory leases, the same range); time from launch to the last `session N vip` line.",
+    );
+  }
   if (ran.loopback) {
     out.push(
       `- **Virtual loopback**: \`vipnat run --pool 198.19.8.0/28 -- sleep 3600\` (MTU 1500) in the gateway namespace, with \`iperf3 -s -B 127.0.0.1\` and nginx on 127.0.0.1 (2 workers, the 3-byte /tiny) in session 1; from the gateway namespace \`iperf3 -c 127.0.0.2 -t ${info.options.seconds} [-R]\` and ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once to http://127.0.0.2/tiny; the same from inside the session to 127.0.0.1 for the in-session loopback; the best of ${info.options.repeat} rounds.`,
@@ -281,7 +304,7 @@ export function notes(info: RunInfo, ran: { network: boolean; micro: boolean; sc
 export function reportMarkdown(
   info: RunInfo,
   results: Results,
-  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean },
+  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean; dhcp?: boolean },
 ): string {
   const ft = figuresTable(results),
     rt = ratiosTable(results),

@@ -174,6 +174,14 @@ export interface Loopback {
   error?: string;
 }
 
+/** VIPs on a LAN (bench/measures/dhcp.ts): seconds to start the sessions with --pool dhcp (Kea) and with a static on-link pool. */
+export interface Dhcp {
+  sessions?: number;
+  staticSeconds?: number;
+  dhcpSeconds?: number;
+  error?: string;
+}
+
 /** Everything a run found; saved as JSON as it is. */
 export interface Results {
   measures: Measure[];
@@ -181,12 +189,13 @@ export interface Results {
   scale: Scale;
   control: Control;
   loopback: Loopback;
+  dhcp: Dhcp;
   /** Per path, MTU and round: how the path ended (vipnat's counters, the reference's, exit statuses). */
   runInfo: { paths: Record<string, unknown> };
 }
 
 export function newResults(): Results {
-  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, loopback: {}, runInfo: { paths: {} } };
+  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, loopback: {}, dhcp: {}, runInfo: { paths: {} } };
 }
 
 export function byId(results: Results, id: string): Measure {

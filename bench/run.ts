@@ -14,6 +14,7 @@ import { BenchLab } from './lab.js';
 import { microBenchmarks } from './measures/micro.js';
 import { controlBenchmark } from './measures/control.js';
 import { loopbackBenchmark } from './measures/loopback.js';
+import { dhcpBenchmark } from './measures/dhcp.js';
 import { scaleBenchmark } from './measures/scale.js';
 import { network } from './network.js';
 import { parseOptions } from './options.js';
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     scale: opts.only.includes('scale'),
     control: opts.only.includes('control'),
     loopback: opts.only.includes('loopback'),
+    dhcp: opts.only.includes('dhcp'),
   };
   const bench = ran.network || ran.scale || ran.control || ran.loopback ? BenchLab.up() : null;
   if (bench && ran.network) {
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
   if (bench && ran.scale) results.scale = await scaleBenchmark(bench, opts);
   if (bench && ran.control) results.control = await controlBenchmark(bench, opts);
   if (bench && ran.loopback) results.loopback = await loopbackBenchmark(bench, opts);
+  if (ran.dhcp) results.dhcp = await dhcpBenchmark(opts);
 
   log('');
   for (const t of [figuresTable(results), ratiosTable(results), otherTable(results, opts)]) if (t.rows.length) log(`${text(t)}\n`);
