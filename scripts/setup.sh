@@ -22,6 +22,7 @@ needs=(
   python3:python3
   kea-dhcp4:kea-dhcp4-server
   dnsmasq:dnsmasq-base
+  udhcpc:udhcpc
 )
 
 missing=()

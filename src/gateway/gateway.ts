@@ -809,6 +809,11 @@ export class Gateway implements AsyncDisposable {
         this.quarantine(a);
       }
       for (const a of [vips.v4, vips.v6]) if (a && !busy.includes(a)) this.pool.release(a);
+      if (lan.collided) {
+        // Another gateway probed the same address at the same moment: both skip it; a random wait keeps them apart next time.
+        lan.collided = false;
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 400));
+      }
       if (want !== undefined) throw new ConflictError(`--vip ${want}: in use on ${lan.link.dev} (answered by ${answers.find((x) => x)})`);
       if (this.closing || tries >= 64) return null;
     }

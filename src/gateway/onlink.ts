@@ -164,6 +164,10 @@ export class Lan {
   private readonly buf = new Uint8Array(2048);
   /** Who was last heard from for each address (ARP or neighbour advertisement), and when (ms). */
   private readonly seen = new Map<string, { mac: string; at: number }>();
+  /** Who else was last heard probing each address, and when. */
+  private readonly probing = new Map<string, { mac: string; at: number }>();
+  /** Set when a probe met another's probe of the same address: the caller waits a random while before its next. */
+  collided = false;
 
   constructor(
     readonly link: LanLink,
@@ -210,6 +214,11 @@ export class Lan {
       this.pump();
       const s = this.seen.get(address);
       if (s && s.at >= start) return s.mac;
+      const q = this.probing.get(address);
+      if (q && q.at >= start) {
+        this.collided = true;
+        return q.mac;
+      }
       await sleep(10);
     }
     return null;
@@ -255,9 +264,18 @@ export class Lan {
     }
   }
 
+  /**
+   * An ARP request for `target` from this namespace's address, which holders
+   * and proxies answer, and an RFC 5227 probe (from 0.0.0.0), by which
+   * another vipnat probing the same address at the same moment sees this one.
+   */
   private askArp(target: number): void {
-    if (!this.arp || this.link.v4 === null) return;
-    const n = writeArp(this.buf, 0, ARP_REQUEST, this.link.mac, this.link.v4, null, target);
+    if (!this.arp) return;
+    if (this.link.v4 !== null) {
+      const n = writeArp(this.buf, 0, ARP_REQUEST, this.link.mac, this.link.v4, null, target);
+      this.arp.send(this.buf, n, ETH_P_ARP, BROADCAST);
+    }
+    const n = writeArp(this.buf, 0, ARP_REQUEST, this.link.mac, 0, null, target);
     this.arp.send(this.buf, n, ETH_P_ARP, BROADCAST);
   }
 
@@ -275,14 +293,16 @@ export class Lan {
    */
   private pump(): void {
     const now = Date.now();
-    if (this.seen.size > 4096) for (const [k, v] of this.seen) if (v.at < now - 10_000) this.seen.delete(k);
+    for (const m of [this.seen, this.probing]) if (m.size > 4096) for (const [k, v] of m) if (v.at < now - 10_000) m.delete(k);
     const b = this.buf;
     const mine = (m: Uint8Array): boolean => m.every((x, i) => x === this.link.mac[i]);
     if (this.arp) {
       for (let n = this.arp.recv(b); n > 0; n = this.arp.recv(b)) {
         const m = readArp(b, 0, n);
-        if (!m || m.spa === 0 || (m.op !== ARP_REPLY && m.op !== ARP_REQUEST) || mine(m.sha)) continue;
-        this.seen.set(formatAddress(4, BigInt(m.spa)), { mac: macText(m.sha), at: now });
+        if (!m || (m.op !== ARP_REPLY && m.op !== ARP_REQUEST) || mine(m.sha)) continue;
+        if (m.spa !== 0) this.seen.set(formatAddress(4, BigInt(m.spa)), { mac: macText(m.sha), at: now });
+        // Someone else probing the address (RFC 5227 2.1.1): a conflict for a probe of ours going on.
+        else if (m.op === ARP_REQUEST) this.probing.set(formatAddress(4, BigInt(m.tpa)), { mac: macText(m.sha), at: now });
       }
     }
     if (this.nd) {

@@ -215,6 +215,39 @@ describe.skipIf(!isRoot())('VIPs leased from DHCP', () => {
     for (const vip of all) expect(await whoIs(lab.be, vip)).toMatch(/^session [12]$/);
   });
 
+  it("works alongside the machine's own DHCP client on the same interface", { timeout: 60_000 }, async () => {
+    // Short times, so that both the machine's client and the sessions' renew (and so listen) while the others lease.
+    const leases = await kea(lan(), [30, 3, 20]);
+    const mac = (
+      JSON.parse(spawnSync('ip', ['-n', lab.gw, '-j', 'link', 'show', 'lan0'], { encoding: 'utf8' }).stdout) as { address: string }[]
+    )[0]!.address;
+    // busybox's udhcpc as the machine's client (-s /bin/true: it changes nothing on the interface).
+    const own = lab.spawn(lab.gw, ['udhcpc', '-f', '-i', 'lan0', '-s', '/bin/true', '-t', '10', '-T', '1']);
+    const ownRows = (): string[] =>
+      readFileSync(leases, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(`,${mac},`) && !/,ff:00:00:00:/.test(l));
+    try {
+      await retry(() => {
+        if (ownRows().length === 0) throw new Error('udhcpc has no lease yet');
+      }, 15_000);
+      const r = run(['--sessions', '2', ...SERVE]);
+      await r.waitFor(/^session 2 vip/);
+      for (const [id, vip] of vips(r)) expect(await whoIs(lab.be, vip)).toBe(`session ${id}`);
+      const before = ownRows().length;
+      // The sessions renew every 3 s, udhcpc at half its lease (15 s): wait until it has renewed, the sessions leasing
+      // and renewing meanwhile, and see it still running.
+      await retry(() => {
+        if (ownRows().length <= before) throw new Error('udhcpc has not renewed yet');
+      }, 30_000);
+      expect(own.exitCode).toBeNull();
+      for (const vip of vips(r).values()) expect(keaLeases(leases).get(vip)!.rows).toBeGreaterThanOrEqual(2);
+      for (const [id, vip] of vips(r)) expect(await whoIs(lab.be, vip)).toBe(`session ${id}`);
+    } finally {
+      own.kill('SIGKILL');
+    }
+  });
+
   it('renews: a lease of 20 s outlives 60 s of traffic', async () => {
     const leases = await kea(lan(), [20, 10, 17]);
     const script = 'for i in $(seq 60); do ping -c 1 -W 1 198.18.100.2 >/dev/null || exit 1; sleep 1; done';

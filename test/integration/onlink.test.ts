@@ -189,6 +189,28 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     expect(await whoIs(lab.be, '198.18.100.65')).toBe('session 1');
   });
 
+  it('two gateways started at the same moment with one pool never take the same address', async () => {
+    lab = Lab.up({ lan: true });
+    const g2 = lab.addLanHost('g2', '198.18.100.3/24', 'fd00:100::3/64');
+    const one = run(['--sessions', '3', ...SERVE]);
+    const two = run(['--sessions', '3', ...SERVE], g2);
+    await one.waitFor(/^session 3 vip/, 60_000);
+    await two.waitFor(/^session 3 vip/, 60_000);
+    const vips = (r: VipnatRun): string[] => r.lines.filter((l) => /^session \d+ vip/.test(l)).map((l) => l.split(' ')[3]!);
+    const all = [...vips(one), ...vips(two)];
+    expect(all).toHaveLength(6);
+    expect(new Set(all).size).toBe(6);
+    for (const addr of all) {
+      expect(
+        await retry(async () => {
+          const who = await whoIs(lab.be, addr);
+          if (!/^session [123]$/.test(who)) throw new Error(`${addr}: ${who}`);
+          return who;
+        }),
+      ).toMatch(/^session [123]$/);
+    }
+  });
+
   it('after SIGKILL, the next start removes the neighbour proxies and puts the sysctls back', async () => {
     lab = Lab.up({ lan: true });
     const before = lanState(lab.gw);
