@@ -337,8 +337,10 @@ export class Gateway implements AsyncDisposable {
   /** With --pool dhcp: the sessions' DHCP clients, and the address each holds. */
   private leases: Leases | null = null;
   private readonly leased = new Map<number, string>();
-  /** Ids of sessions whose VIPs are being probed (not yet in `all`). */
+  /** Ids of sessions whose VIPs are being probed or leased (not yet in `all`). */
   private readonly reserved = new Set<number>();
+  /** Those probes and leases, which close() waits for before it takes the link's state down. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   /** On-link VIPs found in use, each back in the pool when its timer fires. */
   private readonly quarantined = new Map<string, NodeJS.Timeout>();
   /** Every session from the moment its start is asked for until it is torn down. */
@@ -553,16 +555,21 @@ export class Gateway implements AsyncDisposable {
       : this.lan
         ? await this.reserve(id, () => this.takeVipsOnLink(id, o.vip))
         : this.takeVips(o.vip);
-    if (vips === null && !this.sharedAddr) throw new NoVipError();
+    if (vips === null && !this.sharedAddr) {
+      this.reserved.delete(id);
+      throw new NoVipError();
+    }
     const slot = this.slots.take();
     if (slot < 0 || this.closing) {
       await this.returnVips(id, vips);
+      this.reserved.delete(id);
       if (this.closing) throw new UserError('the gateway is closing');
       throw new UserError(`session ${id}: ${this.slots.count} sessions are running, the most this gateway takes at once`);
     }
     const s = new Session(this.specFor(id, vips));
     const gs = new GatewaySession(s, { ...o.labels }, this.opts.killGraceMs, this.runAs, { slot, vips });
     this.all.set(id, gs);
+    this.reserved.delete(id);
     // Journaled before it exists, so that a vipnat killed half-way through still has it removed.
     gs.own.seq = this.journal.record({ op: 'netns', name: s.netns });
     try {
@@ -676,6 +683,9 @@ export class Gateway implements AsyncDisposable {
     this.stopAll();
     // Sessions still being set up see `closing` and tear themselves down; the others end.
     await Promise.all([...this.all.values()].map((s) => s.exited));
+    // Starts still probing or leasing see `closing` when they are done, and give their VIPs back.
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await Promise.all([...this.all.values()].map((s) => s.exited));
     const stats = this.dataplane ? await this.dataplane.stop().catch(() => null) : null;
     for (const t of this.quarantined.values()) clearTimeout(t);
     this.leases?.close();
@@ -745,6 +755,12 @@ export class Gateway implements AsyncDisposable {
     const r = await leases.lease(id, {
       inUse: async (a) => {
         const address = formatAddress(4, BigInt(a));
+        // An address off the link, this namespace's own, or one a session here holds already is not taken, whatever the server says.
+        const bad = unusableLease(a, lan.link, [...this.leased.values()]);
+        if (bad !== null) {
+          this.onEvent({ event: 'vip-in-use', id, address, dev: lan.link.dev, by: bad, leased: true });
+          return true;
+        }
         const by = await lan.probe(address);
         if (by !== null) this.onEvent({ event: 'vip-in-use', id, address, dev: lan.link.dev, by, leased: true });
         return by !== null;
@@ -774,13 +790,22 @@ export class Gateway implements AsyncDisposable {
     this.stopSession(id).catch(() => undefined);
   }
 
-  /** Runs `fn` with session id `id` reserved (no other start takes it meanwhile). */
+  /**
+   * Runs `fn` with session id `id` reserved: no other start takes it
+   * meanwhile. The reservation stays when `fn` succeeds (startSession drops it
+   * once the session is in `all`); the gateway's close waits for `fn`.
+   */
   private async reserve<T>(id: number, fn: () => Promise<T>): Promise<T> {
     this.reserved.add(id);
+    const p = fn();
+    this.inFlight.add(p);
     try {
-      return await fn();
-    } finally {
+      return await p;
+    } catch (e) {
       this.reserved.delete(id);
+      throw e;
+    } finally {
+      this.inFlight.delete(p);
     }
   }
 
@@ -799,7 +824,13 @@ export class Gateway implements AsyncDisposable {
       const answers = await Promise.all(covered.map((a) => lan.probe(a)));
       const busy = covered.filter((_, k) => answers[k] !== null);
       if (busy.length === 0) {
-        for (const a of covered) await lan.claim(a);
+        try {
+          for (const a of covered) await lan.claim(a);
+        } catch (e) {
+          for (const a of covered) await lan.release(a);
+          this.giveBack(vips);
+          throw e;
+        }
         return vips;
       }
       for (const [k, a] of covered.entries()) {
@@ -908,6 +939,19 @@ async function watchLocal(dp: Dataplane): Promise<() => void> {
   const stop = watchAddresses(() => void push().catch(() => undefined));
   await push();
   return stop;
+}
+
+/** Why a leased IPv4 address (a number) may not be used, or null: off the link's subnet, its network or broadcast address, this namespace's own, one held already. */
+function unusableLease(a: number, link: { v4: number | null; v4Prefix?: number }, held: string[]): string | null {
+  const own = link.v4;
+  const len = link.v4Prefix ?? 32;
+  if (own === null) return null;
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  if ((a & mask) >>> 0 !== (own & mask) >>> 0) return 'not on this link';
+  if (len <= 30 && (a === (own & mask) >>> 0 || a === (own | ~mask) >>> 0)) return "the link's network or broadcast address";
+  if (a === own) return 'this namespace itself';
+  if (held.includes(formatAddress(4, BigInt(a)))) return 'another session here';
+  return null;
 }
 
 /** `dhcp` or `dhcp:DEV` as --pool: the interface named, if any; null for a static pool. */

@@ -51,6 +51,8 @@ export interface LanLink {
   mac: Uint8Array;
   /** Its IPv4 address in the pool's subnet (the sender of probes), or null when no IPv4 range is on-link. */
   v4: number | null;
+  /** That address's prefix length (DHCP leases must lie in its subnet). */
+  v4Prefix?: number;
   /** Its IPv6 address for neighbour discovery (link-local, else the one in the subnet), or null when no IPv6 range is on-link. */
   v6: Uint8Array | null;
   /** The on-link families. */
@@ -150,7 +152,7 @@ export async function dhcpLink(dev: string | undefined): Promise<LanLink> {
   if (!l.address) throw new UserError(`--pool dhcp:${name}: ${name} has no link-layer address: DHCP leases need an Ethernet link`, 2);
   const a = (l.addr_info ?? []).find((x) => x.family === 'inet' && x.scope !== 'host');
   if (!a) throw new UserError(`--pool dhcp:${name}: ${name} has no IPv4 address of its own to probe the link from`, 2);
-  return { dev: name, mac: parseMac(l.address), v4: Number(parseAddress(a.local)!.value), v6: null, families: [4] };
+  return { dev: name, mac: parseMac(l.address), v4: Number(parseAddress(a.local)!.value), v4Prefix: a.prefixlen, v6: null, families: [4] };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -203,7 +205,9 @@ export class Lan {
    */
   async probe(address: string): Promise<string | null> {
     const p = parseAddress(address)!;
+    // What the sockets held before this probe is stamped now, before it starts: old frames are no answer to it.
     const start = Date.now();
+    this.pump(start - 1);
     let next = 0;
     while (Date.now() < start + PROBE_MS) {
       if (Date.now() >= next) {
@@ -291,8 +295,7 @@ export class Lan {
    * request from an address) and every neighbour advertisement that is not
    * our own, who sent it for which address, and when.
    */
-  private pump(): void {
-    const now = Date.now();
+  private pump(now: number = Date.now()): void {
     for (const m of [this.seen, this.probing]) if (m.size > 4096) for (const [k, v] of m) if (v.at < now - 10_000) m.delete(k);
     const b = this.buf;
     const mine = (m: Uint8Array): boolean => m.every((x, i) => x === this.link.mac[i]);

@@ -34,6 +34,7 @@ import { type Lease, type LeaseAction, LeaseClient } from './client.js';
 const BROADCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const ETHERNET = 14;
 const FAST_MS = 10;
+const MAX_TIMEOUT_MS = 0x7fffffff;
 const SLOW_MS = 250;
 
 /** A stable DUID-UUID (RFC 6355) for `key` on this machine: its machine id and the key, hashed. */
@@ -217,7 +218,8 @@ export class Leases {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (Number.isFinite(next)) {
-      this.timer = setTimeout(() => this.tick(), Math.max(0, next - Date.now()));
+      // setTimeout takes at most 2^31-1 ms (24.8 days), and fires at once beyond: a long lease is waited for in steps.
+      this.timer = setTimeout(() => this.tick(), Math.min(MAX_TIMEOUT_MS, Math.max(0, next - Date.now())));
       this.timer.unref();
     }
   }
