@@ -756,7 +756,7 @@ export class Gateway implements AsyncDisposable {
       inUse: async (a) => {
         const address = formatAddress(4, BigInt(a));
         // An address off the link, this namespace's own, or one a session here holds already is not taken, whatever the server says.
-        const bad = unusableLease(a, lan.link, [...this.leased.values()]);
+        const bad = lan.unusable(address, this.leased.values());
         if (bad !== null) {
           this.onEvent({ event: 'vip-in-use', id, address, dev: lan.link.dev, by: bad, leased: true });
           return true;
@@ -939,19 +939,6 @@ async function watchLocal(dp: Dataplane): Promise<() => void> {
   const stop = watchAddresses(() => void push().catch(() => undefined));
   await push();
   return stop;
-}
-
-/** Why a leased IPv4 address (a number) may not be used, or null: off the link's subnet, its network or broadcast address, this namespace's own, one held already. */
-function unusableLease(a: number, link: { v4: number | null; v4Prefix?: number }, held: string[]): string | null {
-  const own = link.v4;
-  const len = link.v4Prefix ?? 32;
-  if (own === null) return null;
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  if ((a & mask) >>> 0 !== (own & mask) >>> 0) return 'not on this link';
-  if (len <= 30 && (a === (own & mask) >>> 0 || a === (own | ~mask) >>> 0)) return "the link's network or broadcast address";
-  if (a === own) return 'this namespace itself';
-  if (held.includes(formatAddress(4, BigInt(a)))) return 'another session here';
-  return null;
 }
 
 /** `dhcp` or `dhcp:DEV` as --pool: the interface named, if any; null for a static pool. */

@@ -75,12 +75,16 @@ function v6Bytes(text: string): Uint8Array {
 function within(r: AddressRange, local: string, prefixlen: number): boolean | 'part' {
   const p = parseAddress(local);
   if (!p || p.family !== r.family) return false;
-  const bits = p.family === 4 ? 32 : 128;
-  const host = BigInt(bits - prefixlen);
-  const net = (p.value >> host) << host;
-  const last = net + (1n << host) - 1n;
+  const { net, last } = subnetOf(p.family, p.value, prefixlen);
   if (r.first >= net && r.last <= last) return true;
   return r.last < net || r.first > last ? false : 'part';
+}
+
+/** The first and last address of the subnet of `value/prefixlen`. */
+function subnetOf(family: Family, value: bigint, prefixlen: number): { net: bigint; last: bigint } {
+  const host = BigInt((family === 4 ? 32 : 128) - prefixlen);
+  const net = (value >> host) << host;
+  return { net, last: net + (1n << host) - 1n };
 }
 
 /**
@@ -190,6 +194,24 @@ export class Lan {
       if (readSysctl(`net.ipv6.conf.${d}.accept_ra`) === '1') uplink.set(`net.ipv6.conf.${d}.accept_ra`, '2');
       this.nd = PacketSocket.open(d, { protocol: ETH_P_IPV6 });
     }
+  }
+
+  /**
+   * Why a leased IPv4 address may not be used here, whatever the server said,
+   * or null: off the link's subnet, its network or broadcast address, this
+   * namespace's own, or one of `held` (a session here has it already).
+   */
+  unusable(address: string, held: Iterable<string>): string | null {
+    const own = this.link.v4;
+    const a = parseAddress(address);
+    if (own === null || !a || a.family !== 4) return null;
+    const len = this.link.v4Prefix ?? 32;
+    const { net, last } = subnetOf(4, BigInt(own), len);
+    if (a.value < net || a.value > last) return 'not on this link';
+    if (len <= 30 && (a.value === net || a.value === last)) return "the link's network or broadcast address";
+    if (a.value === BigInt(own)) return 'this namespace itself';
+    for (const h of held) if (h === address) return 'another session here';
+    return null;
   }
 
   /** Whether this address is one of the on-link families'. */

@@ -488,8 +488,3 @@ export class Loopback4 {
 export function toLoopbackNet(buf: Uint8Array, off: number, len: number): boolean {
   return len >= IPV4_MIN_HEADER && buf[off + Ipv4Field.DST] === 127;
 }
-
-/** The unsigned destination address of the IPv4 packet at buf[off]. */
-export function dstOf(buf: Uint8Array, off: number): number {
-  return read32(buf, off + Ipv4Field.DST);
-}

@@ -1,5 +1,5 @@
 // VIPs leased from the LAN's DHCP server (--pool dhcp), against Debian's ISC Kea and dnsmasq in a namespace of the lab's LAN.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,22 +7,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, Lab, retry, sweepLabs, type VipnatRun } from './lab.js';
 
 const SERVE = ['--', 'sh', '-c', 'exec socat TCP-LISTEN:9000,reuseaddr,fork SYSTEM:"echo session $VIPNAT_SESSION_ID"'];
-
-function inNs(ns: string, argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function whoIs(ns: string, addr: string): Promise<string> {
-  const r = await inNs(ns, ['timeout', '5', 'socat', '-t', '2', '-', `TCP:${addr}:9000`]);
-  return r.stdout.trim() || r.stderr.trim();
-}
 
 function udpListening(ns: string, port: number): boolean {
   return spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Hlun', `sport = :${port}`], { encoding: 'utf8' }).stdout.trim() !== '';
@@ -139,7 +123,7 @@ describe.skipIf(!isRoot())('VIPs leased from DHCP', () => {
       expect(vip).toMatch(/^198\.18\.100\.(1[0-4]\d|150)$/);
       expect(
         await retry(async () => {
-          const who = await whoIs(lab.be, vip);
+          const who = await lab.answerAt(lab.be, vip, 9000);
           if (who !== `session ${id}`) throw new Error(`${vip}: ${who}`);
           return who;
         }),
@@ -160,7 +144,7 @@ describe.skipIf(!isRoot())('VIPs leased from DHCP', () => {
     await first.waitFor(/^session 2 vip/);
     const a = vips(first);
     expect([...a.values()].every((v) => /^198\.18\.100\.1[678]\d$/.test(v))).toBe(true);
-    for (const [id, vip] of a) expect(await whoIs(lab.be, vip)).toBe(`session ${id}`);
+    for (const [id, vip] of a) expect(await lab.answerAt(lab.be, vip, 9000)).toBe(`session ${id}`);
     expect(readFileSync(leases, 'utf8').trim().split('\n')).toHaveLength(2);
     first.child.kill('SIGTERM');
     await first.done;
@@ -212,7 +196,7 @@ describe.skipIf(!isRoot())('VIPs leased from DHCP', () => {
     await two.waitFor(/^session 2 vip/);
     const all = [...vips(one).values(), ...vips(two).values()];
     expect(new Set(all).size).toBe(4);
-    for (const vip of all) expect(await whoIs(lab.be, vip)).toMatch(/^session [12]$/);
+    for (const vip of all) expect(await lab.answerAt(lab.be, vip, 9000)).toMatch(/^session [12]$/);
   });
 
   it("works alongside the machine's own DHCP client on the same interface", { timeout: 60_000 }, async () => {
@@ -233,7 +217,7 @@ describe.skipIf(!isRoot())('VIPs leased from DHCP', () => {
       }, 15_000);
       const r = run(['--sessions', '2', ...SERVE]);
       await r.waitFor(/^session 2 vip/);
-      for (const [id, vip] of vips(r)) expect(await whoIs(lab.be, vip)).toBe(`session ${id}`);
+      for (const [id, vip] of vips(r)) expect(await lab.answerAt(lab.be, vip, 9000)).toBe(`session ${id}`);
       const before = ownRows().length;
       // The sessions renew every 3 s, udhcpc at half its lease (15 s): wait until it has renewed, the sessions leasing
       // and renewing meanwhile, and see it still running.
@@ -242,7 +226,7 @@ describe.skipIf(!isRoot())('VIPs leased from DHCP', () => {
       }, 30_000);
       expect(own.exitCode).toBeNull();
       for (const vip of vips(r).values()) expect(keaLeases(leases).get(vip)!.rows).toBeGreaterThanOrEqual(2);
-      for (const [id, vip] of vips(r)) expect(await whoIs(lab.be, vip)).toBe(`session ${id}`);
+      for (const [id, vip] of vips(r)) expect(await lab.answerAt(lab.be, vip, 9000)).toBe(`session ${id}`);
     } finally {
       own.kill('SIGKILL');
     }

@@ -1,5 +1,5 @@
 // The virtual loopback: from the namespace vipnat runs in, 127.0.0.1 + id reaches session id's own 127.0.0.1, on every port.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,35 +8,19 @@ import { isRoot, Lab, retry, sweepLabs, until, VIPNAT, type VipnatRun } from './
 
 const POOL = '198.19.7.0/28';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs `argv` in namespace `ns` (ip netns exec), with `input` on its standard input. */
-function inNs(ns: string, argv: string[], input = '', env: NodeJS.ProcessEnv = {}): Promise<Result> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    const c = spawn('ip', ['netns', 'exec', ns, ...argv], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.stdin.end(input);
-    c.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }));
-  });
-}
-
-/** One HTTP/1.0 GET of / at ADDR:PORT from `ns`, with socat. */
-function httpGet(ns: string, addr: string, port: number): Promise<Result> {
-  return inNs(ns, ['timeout', '5', 'socat', '-t', '2', '-', `TCP:${addr}:${port}`], 'GET / HTTP/1.0\r\n\r\n');
-}
-
 describe.skipIf(!isRoot())('virtual loopback', () => {
   let lab: Lab;
   let run: VipnatRun | null = null;
+  const inNs = (ns: string, argv: string[], input?: string) => lab.nsRun(ns, argv, 60_000, input);
+  /** One HTTP/1.0 GET of / at ADDR:PORT from `ns`, with socat. */
+  const httpGet = (ns: string, addr: string, port: number) =>
+    inNs(ns, ['timeout', '5', 'socat', '-t', '2', '-', `TCP:${addr}:${port}`], 'GET / HTTP/1.0\r\n\r\n');
+  /** How long `f` takes, in ms, with its result. */
+  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = Date.now();
+    const r = await f();
+    return [r, Date.now() - t0];
+  };
   beforeAll(() => sweepLabs());
   afterEach(async () => {
     if (run?.running) {
@@ -147,12 +131,12 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
 
     // A closed port, and the loopback of a session that is not running: refused at once, TCP and UDP.
     for (const addr of ['127.0.0.2', '127.0.0.9']) {
-      const tcp = await inNs(gw, ['timeout', '5', 'socat', '-', `TCP:${addr}:8999`]);
+      const [tcp, tcpMs] = await timed(() => inNs(gw, ['timeout', '5', 'socat', '-', `TCP:${addr}:8999`]));
       expect(tcp.stderr, addr).toMatch(/Connection refused/);
-      expect(tcp.ms).toBeLessThan(1000);
-      const udp = await inNs(gw, ['timeout', '5', 'socat', '-t', '3', '-', `UDP:${addr}:8999`], 'anyone?\n');
+      expect(tcpMs).toBeLessThan(1000);
+      const [udp, udpMs] = await timed(() => inNs(gw, ['timeout', '5', 'socat', '-t', '3', '-', `UDP:${addr}:8999`], 'anyone?\n'));
       expect(udp.stderr, addr).toMatch(/Connection refused/);
-      expect(udp.ms).toBeLessThan(1500);
+      expect(udpMs).toBeLessThan(1500);
     }
     // ping too: the session answers, a missing one is unreachable.
     expect((await inNs(gw, ['ping', '-c', '1', '-W', '2', '127.0.0.3'])).stdout).toMatch(/1 received/);
@@ -224,8 +208,7 @@ describe.skipIf(!isRoot())('virtual loopback', () => {
       expect(run.lines).toContain(
         "vipnat: session 4's virtual loopback 127.0.0.5 is in use in this namespace (a TCP socket is bound to it (port 9000)): it stays this namespace's, and the session is not reachable at it from here",
       );
-      const own = await inNs(lab.gw, ['timeout', '5', 'socat', '-t', '2', '-', 'TCP:127.0.0.5:9000']);
-      expect(own.stdout.trim()).toBe('gateway namespace');
+      expect(await lab.answerAt(lab.gw, '127.0.0.5', 9000)).toBe('gateway namespace');
       const other = await retry(async () => {
         const x = await inNs(lab.gw, ['timeout', '5', 'socat', '-t', '2', '-', 'TCP:127.0.0.6:9000']);
         if (x.stdout.trim() !== 'session 5') throw new Error(x.stdout + x.stderr);

@@ -1,5 +1,5 @@
 // On-link VIPs: a pool inside the LAN's own subnet, answered for by proxy ARP and NDP, probed before use and announced when taken.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, Lab, retry, sweepLabs, type VipnatRun } from './lab.js';
 
@@ -8,31 +8,6 @@ const POOL = '198.18.100.64/28,fd00:100::100-fd00:100::10f';
 const BACKEND = '198.18.100.2';
 const BACKEND6 = 'fd00:100::2';
 const SERVE = ['--', 'sh', '-c', 'exec socat TCP6-LISTEN:9000,reuseaddr,fork SYSTEM:"echo session $VIPNAT_SESSION_ID"'];
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function inNs(ns: string, argv: string[], input = ''): Promise<Result> {
-  return new Promise((resolve) => {
-    const c = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.stdin.end(input);
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** What session at ADDR:9000 answers, from `ns`. */
-async function whoIs(ns: string, addr: string): Promise<string> {
-  const target = addr.includes(':') ? `TCP6:[${addr}]:9000` : `TCP:${addr}:9000`;
-  const r = await inNs(ns, ['timeout', '5', 'socat', '-t', '2', '-', target]);
-  return r.stdout.trim() || r.stderr.trim();
-}
 
 function sh(ns: string, argv: string[]): string {
   return spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8' }).stdout;
@@ -52,11 +27,6 @@ function lanState(ns: string): string {
       'net.ipv6.conf.all.forwarding',
     ])
   );
-}
-
-function macOf(ns: string): string {
-  return (JSON.parse(spawnSync('ip', ['-n', ns, '-j', 'link', 'show', 'lan0'], { encoding: 'utf8' }).stdout) as { address: string }[])[0]!
-    .address;
 }
 
 describe.skipIf(!isRoot())('on-link VIPs', () => {
@@ -95,19 +65,19 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     ] as const) {
       expect(
         await retry(async () => {
-          const who = await whoIs(lab.be, addr);
+          const who = await lab.answerAt(lab.be, addr, 9000);
           if (who !== `session ${id}`) throw new Error(`${addr}: ${who}`);
           return who;
         }),
       ).toBe(`session ${id}`);
     }
     // The backend learnt each VIP at the gateway's link-layer address.
-    expect(sh(lab.be, ['ip', 'neigh', 'show', '198.18.100.65'])).toContain(macOf(lab.gw));
+    expect(sh(lab.be, ['ip', 'neigh', 'show', '198.18.100.65'])).toContain(lab.macOf(lab.gw));
     // And the sessions reach the backend, from their VIPs.
     const pid = r.pid;
-    const ping = await inNs(`vipnat-${pid}-1`, ['ping', '-c', '1', '-W', '2', BACKEND]);
+    const ping = await lab.nsRun(`vipnat-${pid}-1`, ['ping', '-c', '1', '-W', '2', BACKEND]);
     expect(ping.stdout).toMatch(/1 received/);
-    const ping6 = await inNs(`vipnat-${pid}-2`, ['ping', '-6', '-c', '1', '-W', '2', BACKEND6]);
+    const ping6 = await lab.nsRun(`vipnat-${pid}-2`, ['ping', '-6', '-c', '1', '-W', '2', BACKEND6]);
     expect(ping6.stdout).toMatch(/1 received/);
     // One proxy entry per VIP held, no blanket proxy_arp.
     const proxies = spawnSync('ip', ['-n', lab.gw, 'neigh', 'show', 'proxy'], { encoding: 'utf8' }).stdout;
@@ -136,7 +106,7 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     const h = lab.addLanHost('h', '198.18.100.65/24', 'fd00:100::100/64');
     const r = run(['--sessions', '1', ...SERVE]);
     await r.waitFor(/^session 1 vip/);
-    const mac = macOf(h);
+    const mac = lab.macOf(h);
     expect(r.lines).toContain(
       `vipnat: 198.18.100.65 is in use on lan0 (answered by ${mac}): session 1 takes another, and it is tried again in a minute`,
     );
@@ -146,7 +116,7 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     expect(r.lines.find((l) => l.startsWith('session 1 vip'))).toMatch(/^session 1 vip 198\.18\.100\.66 .* vip6 fd00:100::101$/);
     expect(
       await retry(async () => {
-        const who = await whoIs(lab.be, '198.18.100.66');
+        const who = await lab.answerAt(lab.be, '198.18.100.66', 9000);
         if (who !== 'session 1') throw new Error(who);
         return who;
       }),
@@ -163,17 +133,17 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     const vips = (r: VipnatRun): string[] => r.lines.filter((l) => /^session \d+ vip/.test(l)).map((l) => l.split(' ')[3]!);
     expect(vips(one)).toEqual(['198.18.100.65', '198.18.100.66']);
     expect(vips(two)).toEqual(['198.18.100.67', '198.18.100.68']);
-    expect(two.lines.filter((l) => / is in use on lan0 \(answered by /.test(l)).join('\n')).toContain(macOf(lab.gw));
+    expect(two.lines.filter((l) => / is in use on lan0 \(answered by /.test(l)).join('\n')).toContain(lab.macOf(lab.gw));
     for (const addr of ['198.18.100.65', '198.18.100.66', '198.18.100.67', '198.18.100.68']) {
       expect(
         await retry(async () => {
-          const who = await whoIs(lab.be, addr);
+          const who = await lab.answerAt(lab.be, addr, 9000);
           if (!/^session [12]$/.test(who)) throw new Error(`${addr}: ${who}`);
           return who;
         }),
       ).toMatch(/^session [12]$/);
     }
-    expect(sh(lab.be, ['ip', 'neigh', 'show', '198.18.100.65'])).toContain(macOf(lab.gw));
+    expect(sh(lab.be, ['ip', 'neigh', 'show', '198.18.100.65'])).toContain(lab.macOf(lab.gw));
 
     // The first gateway goes; a third run on the second machine takes 198.18.100.65, and its announcement moves the
     // backend's neighbour entry at once (the backend sends nothing meanwhile).
@@ -184,9 +154,10 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     const three = run(['--sessions', '1', ...SERVE], g2);
     await three.waitFor(/^session 1 vip 198\.18\.100\.65 /);
     await retry(() => {
-      if (!sh(lab.be, ['ip', 'neigh', 'show', '198.18.100.65']).includes(macOf(g2))) throw new Error('the backend has not learnt the move');
+      if (!sh(lab.be, ['ip', 'neigh', 'show', '198.18.100.65']).includes(lab.macOf(g2)))
+        throw new Error('the backend has not learnt the move');
     }, 3000);
-    expect(await whoIs(lab.be, '198.18.100.65')).toBe('session 1');
+    expect(await lab.answerAt(lab.be, '198.18.100.65', 9000)).toBe('session 1');
   });
 
   it('two gateways started at the same moment with one pool never take the same address', async () => {
@@ -203,7 +174,7 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
     for (const addr of all) {
       expect(
         await retry(async () => {
-          const who = await whoIs(lab.be, addr);
+          const who = await lab.answerAt(lab.be, addr, 9000);
           if (!/^session [123]$/.test(who)) throw new Error(`${addr}: ${who}`);
           return who;
         }),

@@ -98,9 +98,21 @@ export class Lab {
     return new Child(this.adopt(spawnTracked(cmd, args, opts)), opts.keep ?? true);
   }
 
-  /** Runs a command in namespace `ns` to completion; killed after `timeoutMs`. */
-  nsRun(ns: string, argv: string[], timeoutMs = 60_000): Promise<RunResult> {
-    return finish(this.start('ip', ['netns', 'exec', ns, ...argv]), timeoutMs);
+  /** Runs a command in namespace `ns` to completion (with `input` on its standard input); killed after `timeoutMs`. */
+  nsRun(ns: string, argv: string[], timeoutMs = 60_000, input?: string): Promise<RunResult> {
+    return finish(this.start('ip', ['netns', 'exec', ns, ...argv], input === undefined ? {} : { input }), timeoutMs);
+  }
+
+  /** What a server at ADDR:PORT (IPv4 or IPv6) sends a client in `ns` that says nothing (socat), trimmed; else the client's error. */
+  async answerAt(ns: string, addr: string, port: number): Promise<string> {
+    const target = addr.includes(':') ? `TCP6:[${addr}]:${port}` : `TCP:${addr}:${port}`;
+    const r = await this.nsRun(ns, ['timeout', '5', 'socat', '-t', '2', '-', target]);
+    return r.stdout.trim() || r.stderr.trim();
+  }
+
+  /** The link-layer address of interface `dev` in namespace `ns`. */
+  macOf(ns: string, dev = 'lan0'): string {
+    return (JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', dev])) as { address: string }[])[0]!.address;
   }
 
   /** Runs the real CLI with the gateway namespace as its uplink (nsenter keeps /run/netns shared). */

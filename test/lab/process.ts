@@ -67,15 +67,18 @@ export interface SpawnOptions {
   /** 'ignore' for children whose output nobody reads (servers). Default 'pipe'. */
   stdout?: 'pipe' | 'ignore';
   env?: NodeJS.ProcessEnv;
+  /** Written to the child's standard input, which is then closed (default: no input, stdin closed). */
+  input?: string;
 }
 
-/** Spawns a child (stdin closed, stderr piped) and tracks it until it exits. */
+/** Spawns a child (stdin closed, or given `input`; stderr piped) and tracks it until it exits. */
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
   const c = spawn(cmd, args, {
-    stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'],
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', opts.stdout ?? 'pipe', 'pipe'],
     detached: ownGroups,
     ...(opts.env ? { env: opts.env } : {}),
   });
+  if (opts.input !== undefined) c.stdin?.end(opts.input);
   tracked.add(c);
   c.once('exit', () => tracked.delete(c));
   c.once('error', () => tracked.delete(c));
