@@ -73,6 +73,15 @@ export function chaddrFor(clientId: Uint8Array): Uint8Array {
   return Uint8Array.from([0x02, h[0]!, h[1]!, h[2]!, h[3]!, h[4]!]);
 }
 
+/**
+ * The setTimeout delay for a deadline `next` (ms) at `now`: setTimeout takes
+ * at most 2^31-1 ms (24.8 days) and fires at once beyond, so a long lease is
+ * waited for in steps (tick() finds nothing due and sets the next).
+ */
+export function timerDelay(next: number, now: number): number {
+  return Math.min(MAX_TIMEOUT_MS, Math.max(0, next - now));
+}
+
 /** What a session's lease tells the gateway. */
 export interface LeaseHooks {
   /** Whether `address` (as a number) is in use on the link: an ARP probe. */
@@ -218,8 +227,7 @@ export class Leases {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (Number.isFinite(next)) {
-      // setTimeout takes at most 2^31-1 ms (24.8 days), and fires at once beyond: a long lease is waited for in steps.
-      this.timer = setTimeout(() => this.tick(), Math.min(MAX_TIMEOUT_MS, Math.max(0, next - Date.now())));
+      this.timer = setTimeout(() => this.tick(), timerDelay(next, Date.now()));
       this.timer.unref();
     }
   }

@@ -1,7 +1,10 @@
 // On-link VIPs: a pool inside the LAN's own subnet, answered for by proxy ARP and NDP, probed before use and announced when taken.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, Lab, retry, sweepLabs, type VipnatRun } from './lab.js';
+import { isRoot, Lab, retry, sweepLabs, VIPNAT, type VipnatRun } from './lab.js';
 
 /** Inside the lab LAN's subnets (198.18.100.0/24, fd00:100::/64); the backend has no route for them. */
 const POOL = '198.18.100.64/28,fd00:100::100-fd00:100::10f';
@@ -179,6 +182,31 @@ describe.skipIf(!isRoot())('on-link VIPs', () => {
           return who;
         }),
       ).toMatch(/^session [123]$/);
+    }
+  });
+
+  it('takes an address whose old holder left: what the link said before the probe is no answer to it', async () => {
+    lab = Lab.up({ lan: true });
+    const runDir = mkdtempSync(join(tmpdir(), 'vipnat-lan-'));
+    try {
+      const gw = lab.vipnat(['up', '--pool', POOL], { VIPNAT_RUN_DIR: runDir });
+      runs.push(gw);
+      await gw.waitFor(/^vipnat: gateway "default" is up/);
+      // A host holds 198.18.100.65 for a while and talks from it (its ARP requests reach the gateway), then leaves.
+      const h = lab.addLanHost('h', '198.18.100.65/24', 'fd00:100::100/64');
+      await lab.nsRun(h, ['ping', '-c', '1', '-W', '1', BACKEND]);
+      sh(h, ['ip', 'addr', 'del', '198.18.100.65/24', 'dev', 'lan0']);
+      sh(h, ['ip', 'addr', 'del', 'fd00:100::100/64', 'dev', 'lan0']);
+      await new Promise((r) => setTimeout(r, 1000));
+      const start = spawnSync(process.execPath, [VIPNAT, 'start', '--', 'sleep', '30'], {
+        encoding: 'utf8',
+        env: { ...process.env, VIPNAT_RUN_DIR: runDir },
+      });
+      expect(start.status, start.stderr).toBe(0);
+      expect(start.stdout).toMatch(/^session 1 vip 198\.18\.100\.65 /);
+      expect(gw.lines.filter((l) => l.includes('is in use'))).toEqual([]);
+    } finally {
+      rmSync(runDir, { recursive: true, force: true });
     }
   });
 

@@ -36,7 +36,7 @@ import {
   writeDhcp,
   writeUdp4,
 } from '../../src/wire/index.js';
-import { type Lease, type LeaseAction, LeaseClient, type LeaseState, MAX_DECLINES } from '../../src/lease/index.js';
+import { type Lease, type LeaseAction, LeaseClient, type LeaseState, MAX_DECLINES, timerDelay } from '../../src/lease/index.js';
 import { addr, checksum, hex, mulberry32, pseudoHeader, toHex, u16, u32, UDP } from './packets.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -1446,5 +1446,15 @@ describe('LeaseClient: T1 and T2 within the lease, secs of a renewal (bugs the t
     const { c } = boundClient();
     const s = oneSend(c.timer(50_300));
     expect(s.message.secs).toBe(0); // actual: 50
+  });
+});
+
+describe("timerDelay (the leases' one timer)", () => {
+  it('waits for a deadline, at once for one passed, and in steps of at most 2^31-1 ms for a long lease', () => {
+    expect(timerDelay(1500, 1000)).toBe(500);
+    expect(timerDelay(900, 1000)).toBe(0);
+    // A lease of 100 days: T1 at 50 days is past what setTimeout takes (it would fire after 1 ms, and again, and again).
+    const day = 86_400_000;
+    expect(timerDelay(50 * day, 0)).toBe(0x7fffffff);
   });
 });
