@@ -22,7 +22,7 @@ const LAYERS = {
 };
 const ROOMS = Object.keys(LAYERS);
 /** Outside packages each room may use (besides node: modules where allowed). */
-const PACKAGES = { pool: ['ip-address'], linux: ['koffi'] };
+const PACKAGES = { pool: ['ip-address'], linux: ['koffi'], control: ['prom-client'], cli: ['cli-progress'] };
 
 function layerRules(room) {
   const allowed = new Set([room, ...LAYERS[room]]);

@@ -23,6 +23,12 @@ needs=(
   kea-dhcp4:kea-dhcp4-server
   dnsmasq:dnsmasq-base
   udhcpc:udhcpc
+  tshark:tshark
+  capinfos:tshark
+  promtool:prometheus
+  tmux:tmux
+  script:bsdutils
+  curl:curl
 )
 
 missing=()

@@ -31,6 +31,11 @@ const GATEWAY_FLAGS = `  --pool RANGES     VIPs to hand out: comma-separated CID
                     the session itself (default on)
   --workers N       dataplane threads, each with its own queue of every TUN
                     (default: one per two CPUs, at least 1, at most ${MAX_DEFAULT_WORKERS})
+  --metrics ADDR:PORT
+                    serve Prometheus metrics at http://ADDR:PORT/metrics
+                    (ADDR defaults to 127.0.0.1: --metrics 9464 is loopback only)
+  --pcap FILE       capture every packet from the start to FILE (pcapng,
+                    mode 0600), both sides of the translation
   --json            print events as one JSON object per line`;
 
 export const USAGE = `usage: vipnat run   --pool RANGES [--sessions N] [GATEWAY FLAGS] -- PROGRAM [ARGS...]
@@ -41,6 +46,10 @@ export const USAGE = `usage: vipnat run   --pool RANGES [--sessions N] [GATEWAY 
        vipnat ls    [--name NAME] [--json]
        vipnat pool  [--name NAME] [--json]
        vipnat down  [--name NAME]
+       vipnat sockets [--name NAME] [--listening] [--json] [ID...]
+       vipnat sockets (--netns NAME|PATH | --pid PID) [--listening] [--json]
+       vipnat capture [--name NAME] ID|uplink [-w FILE] [-c COUNT] [--snaplen N]
+       vipnat top   [--name NAME] [--interval SECONDS] [-n COUNT]
 
 run    runs PROGRAM in N sessions, each in its own network namespace with its
        own virtual IP address (VIP) from the pool, through a userspace NAT
@@ -53,6 +62,18 @@ start  logs a session on to it: the lowest free VIP (or --vip), PROGRAM in it;
 exec   runs another program in a running session, with its VIP.
 stop   logs sessions off: SIGTERM, a grace period, SIGKILL; the VIP goes back.
 ls     shows the sessions; pool shows the addresses; down stops the gateway.
+sockets shows each session's TCP and UDP sockets with their processes, and
+       the flows the gateway translates for them (inside and outside view);
+       --netns or --pid reads one namespace's sockets without a gateway.
+capture copies a session's packets (or every packet: uplink) to a pcapng
+       file (-w FILE, mode 0600) or standard output (-w -), both sides of the
+       translation as two interfaces; packets the writer cannot keep up
+       with are left out and counted in the file's statistics.
+top    shows the sessions by traffic, refreshed (q quits); plain lines when
+       the output is not a terminal.
+run and up serve a control socket (run's is named run-PID unless --name is
+given): every client command works against either. Without --name, a
+client takes "default", or the only gateway running.
 
 Gateway flags (run and up):
   --sessions N      (run) how many sessions to start (default 1)
@@ -89,11 +110,15 @@ export interface GatewayArgs {
   blockLocal: boolean;
   loopback: boolean;
   uplink: string | undefined;
+  metrics: { host: string; port: number } | undefined;
+  pcap: string | undefined;
   json: boolean;
 }
 
 export interface RunArgs extends GatewayArgs {
   command: 'run';
+  /** Its control socket's name (undefined: run-PID). */
+  name: string | undefined;
   sessions: number;
   program: string;
   args: string[];
@@ -134,10 +159,55 @@ export interface StopArgs {
 export interface QueryArgs {
   command: 'ls' | 'pool' | 'down';
   name: string;
+  named: boolean;
   json: boolean;
 }
 
-export type Parsed = RunArgs | UpArgs | StartArgs | ExecArgs | StopArgs | QueryArgs | { command: 'help' } | { command: 'version' };
+export interface SocketsArgs {
+  command: 'sockets';
+  name: string;
+  /** Whether --name (or VIPNAT_NAME) was given: without it a client takes the only gateway running. */
+  named: boolean;
+  ids: number[];
+  /** Read this namespace directly (no gateway): a path or a name under /run/netns, or a process's. */
+  netns: string | undefined;
+  pid: number | undefined;
+  listening: boolean;
+  json: boolean;
+}
+
+export interface CaptureArgs {
+  command: 'capture';
+  name: string;
+  named: boolean;
+  target: number | 'uplink';
+  /** undefined or '-': standard output. */
+  file: string | undefined;
+  count: number | undefined;
+  snaplen: number | undefined;
+}
+
+export interface TopArgs {
+  command: 'top';
+  name: string;
+  named: boolean;
+  intervalMs: number;
+  /** Refreshes before quitting (undefined: until q, a signal, or the gateway's end). */
+  iterations: number | undefined;
+}
+
+export type Parsed =
+  | RunArgs
+  | UpArgs
+  | StartArgs
+  | ExecArgs
+  | StopArgs
+  | QueryArgs
+  | SocketsArgs
+  | CaptureArgs
+  | TopArgs
+  | { command: 'help' }
+  | { command: 'version' };
 
 function integer(flag: string, text: string, min: number, max: number): number {
   if (!/^[0-9]+$/.test(text)) throw new UsageError(`${flag} "${text}": must be a whole number from ${min} to ${max}`);
@@ -165,12 +235,14 @@ const GATEWAY: FlagTable = {
   '--block-local': SWITCH,
   '--loopback': value('--loopback needs a value: on or off'),
   '--uplink': value('--uplink needs an interface name'),
+  '--metrics': value('--metrics needs ADDR:PORT, e.g. --metrics 127.0.0.1:9464'),
+  '--pcap': value('--pcap needs a file name'),
   '--json': SWITCH,
 };
 const NAME = { '--name': value('--name needs a value, e.g. --name default') };
 
 const FLAGS: Record<string, FlagTable> = {
-  run: { ...GATEWAY, '--sessions': value('--sessions needs a value') },
+  run: { ...GATEWAY, ...NAME, '--sessions': value('--sessions needs a value') },
   up: { ...GATEWAY, ...NAME },
   start: {
     ...NAME,
@@ -185,6 +257,20 @@ const FLAGS: Record<string, FlagTable> = {
   ls: { ...NAME, '--json': SWITCH },
   pool: { ...NAME, '--json': SWITCH },
   down: { ...NAME },
+  sockets: {
+    ...NAME,
+    '--listening': SWITCH,
+    '--json': SWITCH,
+    '--netns': value('--netns needs a namespace name or path'),
+    '--pid': value('--pid needs a process id'),
+  },
+  capture: {
+    ...NAME,
+    '-w': value('-w needs a file name (or - for standard output)'),
+    '-c': value('-c needs a packet count'),
+    '--snaplen': value('--snaplen needs a byte count'),
+  },
+  top: { ...NAME, '--interval': value('--interval needs seconds, e.g. --interval 1'), '-n': value('-n needs a count') },
 };
 
 /** The environment variable that stands for a flag: --max-flows is VIPNAT_MAX_FLOWS. */
@@ -257,6 +343,10 @@ class Flags {
     return ['1', 'true', 'yes'].includes(v.value);
   }
 
+  named(): boolean {
+    return this.get('--name') !== undefined;
+  }
+
   name(): string {
     const n = this.get('--name')?.value ?? 'default';
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n)) {
@@ -286,8 +376,26 @@ function gatewayArgs(f: Flags): GatewayArgs {
     blockLocal: f.bool('--block-local'),
     loopback: loopbackFlag(f),
     uplink: f.get('--uplink')?.value,
+    metrics: metricsFlag(f),
+    pcap: f.get('--pcap')?.value,
     json: f.bool('--json'),
   };
+}
+
+/** --metrics [ADDR:]PORT: where /metrics is served; loopback unless an address is given. */
+function metricsFlag(f: Flags): { host: string; port: number } | undefined {
+  const v = f.get('--metrics');
+  if (v === undefined) return undefined;
+  const bad = (): UsageError => new UsageError(`${v.name} "${v.value}": must be ADDR:PORT or PORT, e.g. 127.0.0.1:9464 or [::1]:9464`);
+  let host = '127.0.0.1';
+  let port = v.value;
+  if (!/^\d+$/.test(v.value)) {
+    const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(v.value) ?? /^([^:[\]]+):(\d+)$/.exec(v.value);
+    if (!m) throw bad();
+    host = m[1]!;
+    port = m[2]!;
+  }
+  return { host, port: integer(`${v.name} port`, port, 1, 65535) };
 }
 
 /**
@@ -329,14 +437,21 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
   if (cmd === '-h' || cmd === '--help' || cmd === 'help') return { command: 'help' };
   if (cmd === '--version' || cmd === 'version') return { command: 'version' };
   const table = cmd === undefined ? undefined : FLAGS[cmd];
-  if (!table) throw new UsageError(`unknown command "${cmd}" (commands: run, up, start, exec, stop, ls, pool, down)`);
+  if (!table)
+    throw new UsageError(`unknown command "${cmd}" (commands: run, up, start, exec, stop, ls, pool, down, sockets, capture, top)`);
   const read = readFlags(rest, table);
   if (read === 'help') return { command: 'help' };
   const f = new Flags(read.flags, env);
   const { at } = read;
   switch (cmd) {
     case 'run':
-      return { command: 'run', ...gatewayArgs(f), sessions: f.num('--sessions', 1, MAX_SESSION_ID) ?? 1, ...program(rest, at) };
+      return {
+        command: 'run',
+        ...gatewayArgs(f),
+        name: f.named() ? f.name() : undefined,
+        sessions: f.num('--sessions', 1, MAX_SESSION_ID) ?? 1,
+        ...program(rest, at),
+      };
     case 'up':
       if (rest[at] !== undefined) throw new UsageError(`up takes no PROGRAM ("${rest[at]}"): start sessions with vipnat start`);
       return { command: 'up', ...gatewayArgs(f), name: f.name() };
@@ -365,8 +480,61 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
       if (words.length === 0) throw new UsageError('stop: give session ids, or --all');
       return { command: 'stop', name: f.name(), ids: words.map((w) => sessionId(w, 'stop')), json: f.bool('--json') };
     }
+    case 'sockets': {
+      const netns = f.get('--netns')?.value;
+      const pid = f.num('--pid', 1, 0x7fffffff);
+      const ids = rest.slice(at).map((w) => sessionId(w, 'sockets'));
+      if ((netns !== undefined || pid !== undefined) && ids.length > 0)
+        throw new UsageError('sockets: give session ids, or --netns/--pid, not both');
+      if (netns !== undefined && pid !== undefined) throw new UsageError('sockets: give --netns or --pid, not both');
+      return {
+        command: 'sockets',
+        name: f.name(),
+        named: f.named(),
+        ids,
+        netns,
+        pid,
+        listening: f.bool('--listening'),
+        json: f.bool('--json'),
+      };
+    }
+    case 'capture': {
+      // Flags may also follow the target, as tcpdump's do: `capture 3 -w out.pcapng`.
+      const t = rest[at];
+      if (t === undefined) throw new UsageError('capture: give one session id, or uplink');
+      const after = readFlags(rest.slice(at + 1), table);
+      if (after === 'help') return { command: 'help' };
+      for (const [k, v] of after.flags) {
+        if (read.flags.has(k)) throw new UsageError(`${k} given twice: give it once`);
+        read.flags.set(k, v);
+      }
+      const extra = rest[at + 1 + after.at];
+      if (extra !== undefined) throw new UsageError(`capture: give one session id, or uplink ("${extra}" is one more)`);
+      const target = t === 'uplink' ? 'uplink' : sessionId(t, 'capture');
+      return {
+        command: 'capture',
+        name: f.name(),
+        named: f.named(),
+        target,
+        file: f.get('-w')?.value,
+        count: f.num('-c', 1, Number.MAX_SAFE_INTEGER),
+        snaplen: f.num('--snaplen', 1, 262144),
+      };
+    }
+    case 'top': {
+      if (rest[at] !== undefined) throw new UsageError(`top takes no arguments ("${rest[at]}")`);
+      const iv = f.get('--interval');
+      let intervalMs = 1000;
+      if (iv !== undefined) {
+        const x = Number(iv.value);
+        if (!/^\d+(\.\d+)?$/.test(iv.value) || x < 0.1 || x > 3600)
+          throw new UsageError(`${iv.name} "${iv.value}": must be 0.1 to 3600 seconds`);
+        intervalMs = Math.round(x * 1000);
+      }
+      return { command: 'top', name: f.name(), named: f.named(), intervalMs, iterations: f.num('-n', 1, 1 << 30) };
+    }
     default:
       if (rest[at] !== undefined) throw new UsageError(`${cmd} takes no arguments ("${rest[at]}")`);
-      return { command: cmd as 'ls' | 'pool' | 'down', name: f.name(), json: f.bool('--json') };
+      return { command: cmd as 'ls' | 'pool' | 'down', name: f.name(), named: f.named(), json: f.bool('--json') };
   }
 }

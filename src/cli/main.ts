@@ -25,7 +25,7 @@ async function dispatch(argv: string[]): Promise<number> {
       return 0;
     // Each command loads only what it needs: a client of the gateway needs no dataplane, no koffi.
     case 'run':
-      return (await import('./commands/run.js')).run(parsed, runDir());
+      return (await import('./commands/run.js')).run(parsed, runDir(), version());
     case 'up':
       return (await import('./commands/up.js')).up(parsed, runDir(), version());
     case 'start':
@@ -40,6 +40,12 @@ async function dispatch(argv: string[]): Promise<number> {
       return (await import('./commands/query.js')).pool(parsed, runDir());
     case 'down':
       return (await import('./commands/query.js')).down(parsed, runDir());
+    case 'sockets':
+      return (await import('./commands/observe.js')).sockets(parsed, runDir());
+    case 'capture':
+      return (await import('./commands/observe.js')).capture(parsed, runDir(), version());
+    case 'top':
+      return (await import('./commands/top.js')).top(parsed, runDir());
   }
 }
 

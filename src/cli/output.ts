@@ -5,7 +5,7 @@ import type { DataplaneStats, GatewayEvent } from '../gateway/index.js';
 /** Events of the CLI itself, besides the gateway's: a long-running gateway came up, and went down. */
 export type ShownEvent =
   | GatewayEvent
-  | { event: 'up'; name: string; socket: string; pid: number; pool: string }
+  | { event: 'up'; name: string; socket: string; pid: number; pool: string; metrics?: string }
   | { event: 'down'; name: string; dataplane: DataplaneStats | null };
 
 /**
@@ -14,9 +14,10 @@ export type ShownEvent =
  */
 export function statsJson(d: DataplaneStats | null): Record<string, number> {
   if (!d) return {};
-  const { workerPackets, ...rest } = d;
+  const { workerPackets, workerBusyMs, ...rest } = d;
   const out: Record<string, number> = { ...rest };
   workerPackets.forEach((n, k) => (out[`worker${k}Packets`] = n));
+  workerBusyMs.forEach((n, k) => (out[`worker${k}BusyMs`] = Math.round(n)));
   return out;
 }
 
@@ -61,7 +62,7 @@ export function formatEvent(e: ShownEvent, json: boolean): string {
       return `vipnat: cleaned up after vipnat ${e.pid}, which did not exit cleanly: ${parts.join('; ') || 'nothing was left'}${e.skipped ? ` (${e.skipped})` : ''}`;
     }
     case 'up':
-      return `vipnat: gateway "${e.name}" is up (pool ${e.pool}, pid ${e.pid}); control socket ${e.socket}`;
+      return `vipnat: gateway "${e.name}" is up (pool ${e.pool}, pid ${e.pid}); control socket ${e.socket}${e.metrics ? `; metrics ${e.metrics}` : ''}`;
     case 'down':
       return `vipnat: gateway "${e.name}" is down; packets out ${e.dataplane?.toUplink ?? 0} in ${e.dataplane?.toSession ?? 0} dropped ${e.dataplane?.dropped ?? 0}`;
     case 'summary': {
@@ -102,7 +103,7 @@ export function exitText(x: ExitInfo): string {
  * Written here rather than with a table library: `table` took 225 ms to lay
  * out `ls` for 1 000 sessions, and `ls` must answer in well under 200 ms.
  */
-function columns(rows: string[][]): string {
+export function columns(rows: string[][]): string {
   const widths: number[] = [];
   for (const r of rows) r.forEach((cell, k) => (widths[k] = Math.max(widths[k] ?? 0, cell.length)));
   return rows

@@ -2,9 +2,12 @@
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { UserError } from '../gateway/errors.js';
+import { readdirSync } from 'node:fs';
+import { connect } from 'node:net';
 import {
   API_PREFIX,
   ATTACH_PROTOCOL,
+  CAPTURE_PROTOCOL,
   FRAME_ERROR,
   FRAME_EXIT,
   FRAME_HELLO,
@@ -12,9 +15,22 @@ import {
   FRAME_STDOUT,
   FrameReader,
   socketPath,
+  type CaptureRequest,
   type ErrorBody,
   type ExitInfo,
 } from './protocol.js';
+
+/** Whether something answers at a unix socket path. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
 
 export class ControlClient {
   readonly path: string;
@@ -24,6 +40,92 @@ export class ControlClient {
     readonly name: string,
   ) {
     this.path = socketPath(runDir, name);
+  }
+
+  /**
+   * The gateway a client command means: `name` when it was given (`named`);
+   * else "default" if it runs, else the only gateway running (a `run`'s
+   * run-PID, say), else "default" (whose absence the first call reports).
+   */
+  static async find(runDir: string, name: string, named: boolean): Promise<ControlClient> {
+    if (named || (await answers(socketPath(runDir, name)))) return new ControlClient(runDir, name);
+    let names: string[] = [];
+    try {
+      names = readdirSync(runDir)
+        .filter((f) => f.endsWith('.sock'))
+        .map((f) => f.slice(0, -5));
+    } catch {
+      // No run directory: no gateway.
+    }
+    const live: string[] = [];
+    for (const n of names) if (await answers(socketPath(runDir, n))) live.push(n);
+    if (live.length === 1) return new ControlClient(runDir, live[0]!);
+    if (live.length > 1) throw new UserError(`${live.length} gateways are running (${live.sort().join(', ')}): say which with --name`);
+    return new ControlClient(runDir, name);
+  }
+
+  /**
+   * A capture: the gateway's pcapng stream copied to `out`. Resolves once
+   * the gateway has ended it (its count, the session's end, or stop(),
+   * which asks it to finish and write its statistics).
+   */
+  capture(req: CaptureRequest, out: NodeJS.WritableStream, onData?: (d: Buffer) => void): { done: Promise<void>; stop: () => void } {
+    const text = JSON.stringify(req);
+    let socket: Socket | null = null;
+    let stopAsked = false;
+    const done = new Promise<void>((resolve, reject) => {
+      const r = request({
+        socketPath: this.path,
+        method: 'POST',
+        path: `${API_PREFIX}/capture`,
+        headers: {
+          'Content-Type': 'application/json',
+          'Content-Length': Buffer.byteLength(text),
+          Connection: 'Upgrade',
+          Upgrade: CAPTURE_PROTOCOL,
+        },
+      });
+      r.on('error', (e: NodeJS.ErrnoException) => reject(this.connectError(e)));
+      r.on('response', (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (data += d));
+        res.on('end', () => {
+          let err: ErrorBody | null = null;
+          try {
+            err = JSON.parse(data) as ErrorBody;
+          } catch {
+            // not JSON
+          }
+          reject(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
+        });
+      });
+      r.on('upgrade', (_res, s: Socket, head: Buffer) => {
+        socket = s;
+        if (head.length > 0) {
+          onData?.(head);
+          out.write(head);
+        }
+        s.on('data', (d: Buffer) => {
+          onData?.(d);
+          // Keep up with a slow reader by letting the gateway see the backlog (it leaves packets out, counted).
+          if (!out.write(d)) {
+            s.pause();
+            out.once('drain', () => s.resume());
+          }
+        });
+        s.on('end', () => resolve());
+        s.on('close', () => resolve());
+        s.on('error', (e) => reject(new UserError(`capture: ${e.message}`)));
+        if (stopAsked) s.end();
+      });
+      r.end(text);
+    });
+    const stop = (): void => {
+      stopAsked = true;
+      socket?.end();
+    };
+    return { done, stop };
   }
 
   /** What a failed connection means to the user. */

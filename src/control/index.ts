@@ -2,3 +2,4 @@
 export * from './protocol.js';
 export { ControlServer, exitInfo, sessionInfo } from './server.js';
 export { ControlClient } from './client.js';
+export { gatewayRegistry, MetricsServer } from './metrics.js';

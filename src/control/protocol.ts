@@ -8,6 +8,8 @@
 //   POST   /v1/sessions/ID/exec ExecRequest -> attached stream (below)
 //   GET    /v1/pool                         -> PoolInfo
 //   GET    /v1/stats                        -> the dataplane's counters
+//   GET    /v1/sockets[?session=ID,...]     -> SessionSockets[]: each session's kernel sockets and flows
+//   POST   /v1/capture  CaptureRequest      -> a capture stream (below)
 //   POST   /v1/down                         -> 202, then the gateway stops every session and exits
 //
 // Errors are {"message": "...", "exitCode": N} with an HTTP status: 400 bad
@@ -30,10 +32,18 @@
 //
 // A client that goes away before EXIT takes its program with it: the session
 // (start) or the program (exec) is stopped, so nothing is left half made.
+//
+// Capture streams. `POST /v1/capture` wants `Upgrade: vipnat-capture/1`; the
+// server answers 101 and writes a pcapng file: its header, then packets as
+// the dataplane copies them. The client ends the capture by closing its
+// writing side; the server then writes the interface statistics (packets
+// left out) and closes. It closes by itself at the count, or when the
+// session ends.
 
 export const API_VERSION = 1;
 export const API_PREFIX = `/v${API_VERSION}`;
 export const ATTACH_PROTOCOL = 'vipnat-attach/1';
+export const CAPTURE_PROTOCOL = 'vipnat-capture/1';
 
 export const FRAME_HELLO = 0;
 export const FRAME_STDOUT = 1;
@@ -75,6 +85,13 @@ export interface ExecRequest {
   env?: Record<string, string>;
 }
 
+export interface CaptureRequest {
+  /** A session id, or "uplink" for every packet. */
+  target: number | 'uplink';
+  snaplen?: number;
+  count?: number;
+}
+
 export interface ExitInfo {
   code: number | null;
   signal: string | null;
@@ -97,6 +114,10 @@ export interface SessionInfo {
   startedAt: string;
   packets: { in: number; out: number };
   bytes: { in: number; out: number };
+  /** Its packets dropped: refused by the translator, or not written to its device. */
+  dropped: number;
+  /** Its live flows in the translator. */
+  flows: number;
 }
 
 export interface RangeInfo {
@@ -115,6 +136,8 @@ export interface PoolInfo {
   /** The shared fallback, when the gateway has it: its address and the sessions on it. */
   shared: { address: string; sessions: number[] } | null;
 }
+
+export type { SessionSockets, KernelSocket, FlowView } from '../gateway/index.js';
 
 export interface ErrorBody {
   message: string;

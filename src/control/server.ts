@@ -12,11 +12,14 @@ import {
   type ExitStatus,
   type Gateway,
   type GatewaySession,
+  type CaptureSink,
+  type SessionCounters,
 } from '../gateway/index.js';
 import {
   API_PREFIX,
   API_VERSION,
   ATTACH_PROTOCOL,
+  CAPTURE_PROTOCOL,
   frame,
   FRAME_ERROR,
   FRAME_EXIT,
@@ -72,11 +75,7 @@ export function exitInfo(st: ExitStatus): ExitInfo {
 }
 
 /** A session as `ls` and the API show it. */
-export function sessionInfo(
-  s: GatewaySession,
-  pids: number[],
-  counters: { packets: { in: number; out: number }; bytes: { in: number; out: number } },
-): SessionInfo {
+export function sessionInfo(s: GatewaySession, pids: number[], counters: SessionCounters, flows: number): SessionInfo {
   return {
     id: s.id,
     labels: s.labels,
@@ -89,6 +88,7 @@ export function sessionInfo(
     state: s.state,
     startedAt: s.startedAt.toISOString(),
     ...counters,
+    flows,
   };
 }
 
@@ -261,15 +261,19 @@ export class ControlServer {
     if (method === 'GET' && rest === '/version') {
       return { status: 200, body: { api: API_VERSION, version: this.opts.version, pid: process.pid, name: this.opts.name } };
     }
-    if (method === 'GET' && rest === '/sessions') return { status: 200, body: this.list() };
+    if (method === 'GET' && rest === '/sessions') return { status: 200, body: await this.list() };
     if (method === 'POST' && rest === '/sessions') return { status: 201, body: await this.start(parseStart(await readBody(req)), res) };
-    if (method === 'GET' && m && !m[2]) return { status: 200, body: this.one(Number(m[1])) };
+    if (method === 'GET' && m && !m[2]) return { status: 200, body: await this.one(Number(m[1])) };
     if (method === 'POST' && m && m[2]) {
       const st = await this.gw.stopSession(Number(m[1]));
       return { status: 200, body: exitInfo(st) };
     }
     if (method === 'GET' && rest === '/pool') return { status: 200, body: this.gw.poolInfo() };
     if (method === 'GET' && rest === '/stats') return { status: 200, body: await this.gw.stats() };
+    if (method === 'GET' && rest === '/sockets')
+      return { status: 200, body: await this.gw.sockets(sessionList(url.searchParams.get('session'))) };
+    if (method === 'POST' && rest === '/capture')
+      throw new HttpError(400, `a capture needs Connection: Upgrade and Upgrade: ${CAPTURE_PROTOCOL}`, 2);
     if (method === 'POST' && rest === '/down') {
       setImmediate(() => this.opts.onDown());
       return { status: 202, body: { message: 'stopping every session' } };
@@ -277,17 +281,19 @@ export class ControlServer {
     throw new HttpError(404, `no such endpoint: ${method} ${path}`, 2);
   }
 
-  private list(): SessionInfo[] {
+  private async list(): Promise<SessionInfo[]> {
+    const flows = (await this.gw.flowStats().catch(() => null))?.perSession;
     const sessions = this.gw.sessions();
     const pids = this.gw.sessionPids(sessions);
     const counters = this.gw.sessionCounters();
-    return sessions.map((s) => sessionInfo(s, orderPids(s, pids.get(s.id) ?? []), counters(s)));
+    return sessions.map((s) => sessionInfo(s, orderPids(s, pids.get(s.id) ?? []), counters(s), flows?.get(s.id) ?? 0));
   }
 
-  private one(id: number): SessionInfo {
+  private async one(id: number): Promise<SessionInfo> {
+    const flows = (await this.gw.flowStats().catch(() => null))?.perSession;
     const s = this.gw.session(id);
     if (!s) throw new NotFoundError(`no session ${id}`);
-    return sessionInfo(s, orderPids(s, this.gw.sessionPids([s]).get(s.id) ?? []), this.gw.sessionCounters()(s));
+    return sessionInfo(s, orderPids(s, this.gw.sessionPids([s]).get(s.id) ?? []), this.gw.sessionCounters()(s), flows?.get(id) ?? 0);
   }
 
   /** A start without attach: the program's output goes to the gateway's, line by line with its id. */
@@ -303,7 +309,7 @@ export class ControlServer {
     child?.stdin?.end();
     prefixLines(child?.stdout ?? null, this.opts.output.stdout, s.id);
     prefixLines(child?.stderr ?? null, this.opts.output.stderr, s.id);
-    return sessionInfo(s, [s.pid], this.gw.sessionCounters()(s));
+    return sessionInfo(s, [s.pid], this.gw.sessionCounters()(s), 0);
   }
 
   private startOptions(r: StartRequest): Parameters<Gateway['startSession']>[0] {
@@ -327,16 +333,30 @@ export class ControlServer {
       );
     };
     try {
-      if ((req.headers.upgrade ?? '').toLowerCase() !== ATTACH_PROTOCOL)
-        throw new HttpError(400, `Upgrade: ${ATTACH_PROTOCOL} is the only protocol`, 2);
+      const upgrade = (req.headers.upgrade ?? '').toLowerCase();
+      if (upgrade !== ATTACH_PROTOCOL && upgrade !== CAPTURE_PROTOCOL)
+        throw new HttpError(400, `Upgrade: ${ATTACH_PROTOCOL} or ${CAPTURE_PROTOCOL} are the protocols`, 2);
       const url = new URL(req.url ?? '/', 'http://vipnat');
       const rest = url.pathname.slice(API_PREFIX.length);
       // An upgraded request's body comes on the socket, right after its headers; what follows is stdin.
       const { body, after } = await upgradeBody(req, socket, head);
       head = after;
+      if (upgrade === CAPTURE_PROTOCOL) {
+        if (req.method !== 'POST' || rest !== '/capture')
+          throw new HttpError(404, `no such endpoint to capture from: ${req.method} ${url.pathname}`, 2);
+        captureStream(this.gw, socket, body);
+        return;
+      }
       if (req.method === 'POST' && rest === '/sessions') {
         const s = await this.gw.startSession({ ...this.startOptions(parseStart(body)), stdio: 'pipe' });
-        attach(socket, head, s.process!, s.exited, Buffer.from(JSON.stringify(sessionInfo(s, [s.pid], zeroCounters))), () => void s.stop());
+        attach(
+          socket,
+          head,
+          s.process!,
+          s.exited,
+          Buffer.from(JSON.stringify(sessionInfo(s, [s.pid], zeroCounters, 0))),
+          () => void s.stop(),
+        );
         return;
       }
       const m = /^\/sessions\/(\d+)\/exec$/.exec(rest);
@@ -355,7 +375,55 @@ export class ControlServer {
   }
 }
 
-const zeroCounters = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } };
+const zeroCounters = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, dropped: 0 };
+
+/** `?session=1,2,3`: those ids; absent, every session. */
+function sessionList(v: string | null): number[] | null {
+  if (v === null || v === '') return null;
+  return v.split(',').map((t) => {
+    if (!/^\d+$/.test(t)) throw new HttpError(400, `session "${t}": must be a session id`, 2);
+    return Number(t);
+  });
+}
+
+/** A capture over an upgraded connection: pcapng out; the client's end of writing stops it. */
+function captureStream(gw: Gateway, socket: Socket, body: unknown): void {
+  if (!isObject(body)) throw new HttpError(400, 'a capture request must be a JSON object', 2);
+  const target = body['target'];
+  if (target !== 'uplink' && !(typeof target === 'number' && Number.isInteger(target) && target >= 1))
+    throw new HttpError(400, 'target: a session id or "uplink"', 2);
+  const num = (k: string): number | undefined => {
+    const v = body[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number') throw new HttpError(400, `${k}: must be a number`, 2);
+    return v;
+  };
+  const snaplen = num('snaplen');
+  const count = num('count');
+  // The 101 goes out with the file's first bytes: a capture refused (no such session, a bad snaplen) is an ordinary error answer.
+  let switched = false;
+  const sink: CaptureSink = {
+    write: (b, cb) => {
+      if (!switched) {
+        switched = true;
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${CAPTURE_PROTOCOL}\r\n\r\n`);
+      }
+      return socket.write(b, cb);
+    },
+    get writableLength() {
+      return socket.writableLength;
+    },
+    on: (event, f) => socket.on(event, f),
+  };
+  const cap = gw.capture(target, sink, { ...(snaplen !== undefined ? { snaplen } : {}), ...(count !== undefined ? { count } : {}) });
+  socket.on('error', () => cap.stop());
+  socket.on('end', () => cap.stop());
+  socket.on('close', () => cap.stop());
+  socket.resume();
+  void cap.done.then(() => {
+    if (!socket.destroyed) socket.end();
+  });
+}
 
 /** The program first, then the rest of the namespace's processes. */
 function orderPids(s: GatewaySession, pids: number[]): number[] {

@@ -1,6 +1,7 @@
 // Moves packets between devices through the translator; knows nothing of how devices are waited on.
 import { DROP, Nat, REPLY, TO_UPLINK } from '../nat/index.js';
 import { VirtioNetHdr } from '../wire/index.js';
+import { DIR_IN, DIR_OUT, SIDE_INNER, SIDE_OUTER, type Tap } from './tap.js';
 
 /** Where the forwarder writes a packet: a TUN fd in production, an array in tests. */
 export interface Device {
@@ -20,6 +21,9 @@ export const NO_LOCK: Lock = { lock: () => undefined, unlock: () => undefined };
 export class ForwarderCounters {
   toUplink = 0;
   toSession = 0;
+  /** IP bytes of the packets counted in toUplink and toSession (virtio headers left out). */
+  bytesToUplink = 0;
+  bytesToSession = 0;
   /** Packets the translator dropped (malformed, spoofed, no session...). */
   dropped = 0;
   /** Packets a device refused on write. */
@@ -32,12 +36,17 @@ export class ForwarderCounters {
   replies = 0;
 }
 
-/** Per-session counters in a Float64Array: packets and bytes out (from the session), then in (to it). */
-export const SESSION_COUNTERS = 4;
+/**
+ * Per-session counters in a Float64Array: packets and bytes out (from the
+ * session), then in (to it), then its packets dropped (refused by the
+ * translator, or not written to its device).
+ */
+export const SESSION_COUNTERS = 5;
 const S_PACKETS_OUT = 0;
 const S_BYTES_OUT = 1;
 const S_PACKETS_IN = 2;
 const S_BYTES_IN = 3;
+const S_DROPPED = 4;
 
 export class Forwarder {
   readonly counters = new ForwarderCounters();
@@ -45,6 +54,8 @@ export class Forwarder {
   /** SESSION_COUNTERS numbers per session id (the gateway reads them from its thread). */
   readonly perSession: Float64Array;
   private readonly vnet = new VirtioNetHdr();
+  /** Where a packet from the uplink is kept as it came while a capture runs (the translator rewrites it in place). */
+  private readonly before: Uint8Array;
 
   /**
    * `hdrLen` is the virtio_net_hdr in front of every packet (VNET_HDR_LEN when
@@ -55,13 +66,15 @@ export class Forwarder {
   constructor(
     readonly nat: Nat,
     private readonly uplink: Device,
-    maxSession: number,
+    readonly maxSession: number,
     private readonly hdrLen = 0,
     private readonly guard: Lock = NO_LOCK,
     perSession?: Float64Array,
+    private readonly tap: Tap | null = null,
   ) {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
     this.perSession = perSession ?? new Float64Array((maxSession + 1) * SESSION_COUNTERS);
+    this.before = new Uint8Array(tap ? 65536 + 256 : 0);
   }
 
   /**
@@ -110,30 +123,41 @@ export class Forwarder {
 
   /** A packet read from session `id`'s device. */
   fromSession(id: number, buf: Uint8Array, len: number, now: number): void {
+    const hdr = this.hdrLen;
+    const tap = this.tap !== null && this.tap.on && this.tap.wants(id) ? this.tap : null;
+    if (tap !== null) tap.put(id, SIDE_INNER, DIR_IN, buf, hdr, len - hdr);
     const at = this.csumAt(buf, len);
     let v = DROP;
     if (at !== -2) {
       this.guard.lock();
       try {
-        v = this.nat.fromSession(id, buf, this.hdrLen, len - this.hdrLen, now, at);
+        v = this.nat.fromSession(id, buf, hdr, len - hdr, now, at);
       } finally {
         this.guard.unlock();
       }
     }
     if (v === TO_UPLINK) {
+      if (tap !== null) tap.put(id, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
       if (this.uplink.write(buf, 0, len)) {
         this.counters.toUplink++;
+        this.counters.bytesToUplink += len - hdr;
         this.countOut(id, len);
       } else {
         this.counters.writeErrors++;
+        this.perSession[id * SESSION_COUNTERS + S_DROPPED]!++;
       }
     } else if (v > 0) {
+      // Hairpin: translated for session v, which may be captured itself.
+      if (tap !== null) tap.put(id, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
+      if (this.tap !== null && this.tap.on && this.tap.wants(v)) this.tap.put(v, SIDE_INNER, DIR_OUT, buf, hdr, len - hdr);
       this.countOut(id, len);
       this.toSession(v, buf, len);
     } else if (v === REPLY) {
       this.reply(id, buf);
+      if (tap !== null) tap.put(id, SIDE_INNER, DIR_OUT, buf, hdr, this.nat.replyLength);
     } else {
       this.counters.dropped++;
+      this.perSession[id * SESSION_COUNTERS + S_DROPPED]!++;
     }
   }
 
@@ -153,16 +177,21 @@ export class Forwarder {
 
   /** A packet read from the uplink device. */
   fromUplink(buf: Uint8Array, len: number, now: number): void {
+    const hdr = this.hdrLen;
+    const tap = this.tap !== null && this.tap.on ? this.tap : null;
+    // Which session it is for is known only once translated, in place: keep it as it came.
+    if (tap !== null) this.before.set(buf.subarray(hdr, len));
     const at = this.csumAt(buf, len);
     let v = DROP;
     if (at !== -2) {
       this.guard.lock();
       try {
-        v = this.nat.fromUplink(buf, this.hdrLen, len - this.hdrLen, now, at);
+        v = this.nat.fromUplink(buf, hdr, len - hdr, now, at);
       } finally {
         this.guard.unlock();
       }
     }
+    if (tap !== null) this.tapUplink(tap, v, buf, len);
     if (v > 0) {
       this.toSession(v, buf, len);
     } else if (v === TO_UPLINK) {
@@ -173,6 +202,20 @@ export class Forwarder {
       this.reply(0, buf);
     } else {
       this.counters.dropped++;
+    }
+  }
+
+  /** A packet from the uplink, as it came and (for a session) as translated, for the captures that want it. */
+  private tapUplink(tap: Tap, v: number, buf: Uint8Array, len: number): void {
+    const hdr = this.hdrLen;
+    if (v > 0) {
+      if (!tap.wants(v)) return;
+      tap.put(v, SIDE_OUTER, DIR_IN, this.before, 0, len - hdr);
+      tap.put(v, SIDE_INNER, DIR_OUT, buf, hdr, len - hdr);
+    } else if (tap.all) {
+      tap.put(0, SIDE_OUTER, DIR_IN, this.before, 0, len - hdr);
+      if (v === TO_UPLINK) tap.put(0, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
+      else if (v === REPLY) tap.put(0, SIDE_OUTER, DIR_OUT, buf, hdr, this.nat.replyLength);
     }
   }
 
@@ -190,12 +233,14 @@ export class Forwarder {
       this.counters.noDevice++;
     } else if (dev.write(buf, 0, len)) {
       this.counters.toSession++;
+      this.counters.bytesToSession += len - this.hdrLen;
       const c = this.perSession;
       const at = id * SESSION_COUNTERS;
       c[at + S_PACKETS_IN]!++;
       c[at + S_BYTES_IN]! += len - this.hdrLen;
     } else {
       this.counters.writeErrors++;
+      this.perSession[id * SESSION_COUNTERS + S_DROPPED]!++;
     }
   }
 }

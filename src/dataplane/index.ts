@@ -1,12 +1,15 @@
 // The gateway's handle on the dataplane workers: start them, hand them TUN queues, take them back, stop them.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { natMemory } from '../nat/index.js';
+import { natMemory, type FlowView } from '../nat/index.js';
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, errno, eventfd, strerror, write } from '../linux/index.js';
 import { SESSION_COUNTERS } from './forwarder.js';
 import { Mutex } from './lock.js';
+import { CaptureRing, DEFAULT_RING_BYTES } from './ring.js';
+import { TapControl } from './tap.js';
 import {
   GAUGES,
   type DataplaneStats,
+  type FlowStats,
   type FromWorker,
   type SessionAddresses,
   type ToWorker,
@@ -16,7 +19,9 @@ import {
 
 export { Forwarder, ForwarderCounters, NO_LOCK, SESSION_COUNTERS, type Device, type Lock } from './forwarder.js';
 export { Mutex } from './lock.js';
-export type { DataplaneGauges, DataplaneStats, SessionAddresses, WorkerStats } from './protocol.js';
+export type { DataplaneGauges, DataplaneStats, FlowStats, SessionAddresses, WorkerStats } from './protocol.js';
+export { CaptureRing, DIR_IN, DIR_OUT, SIDE_INNER, SIDE_OUTER, type RingRecord } from './ring.js';
+export { TapControl } from './tap.js';
 
 export interface DataplaneOptions {
   /**
@@ -36,9 +41,12 @@ export interface DataplaneOptions {
   blockLocal?: boolean;
   /** The virtual loopback (NatOptions.loopback): 127.0.0.1 + id reaches session id's 127.0.0.1. Default false. */
   loopback?: boolean;
+  /** Bytes of each worker's capture ring (default DEFAULT_RING_BYTES). */
+  captureRingBytes?: number;
 }
 
-type Pending = { resolve: (s: WorkerStats | undefined) => void; reject: (e: Error) => void };
+type Ack = Extract<FromWorker, { op: 'ack' }>;
+type Pending = { resolve: (a: Ack) => void; reject: (e: Error) => void };
 
 // Distributive, so each variant of the union keeps its own fields.
 type Command = ToWorker extends infer T ? (T extends { seq: number } ? Omit<T, 'seq'> : never) : never;
@@ -64,18 +72,22 @@ export class Dataplane {
 
   /** Every worker's per-session counters, read here while the workers write them. */
   private readonly counters: Float64Array[] = [];
+  /** What the workers capture (set here, read by them), and each worker's ring of captured packets. */
+  tap: TapControl | null = null;
+  readonly rings: CaptureRing[] = [];
 
   private constructor(private readonly handles: Handle[]) {}
 
   /** Session `slot`'s packets and bytes, summed over the workers, since it was added. */
-  sessionCounters(slot: number): { packets: { in: number; out: number }; bytes: { in: number; out: number } } {
-    const out = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } };
+  sessionCounters(slot: number): { packets: { in: number; out: number }; bytes: { in: number; out: number }; dropped: number } {
+    const out = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, dropped: 0 };
     const at = slot * SESSION_COUNTERS;
     for (const c of this.counters) {
       out.packets.out += c[at]!;
       out.bytes.out += c[at + 1]!;
       out.packets.in += c[at + 2]!;
       out.bytes.in += c[at + 3]!;
+      out.dropped += c[at + 4]!;
     }
     return out;
   }
@@ -102,6 +114,9 @@ export class Dataplane {
     const epoch = process.hrtime()[0];
     const handles: Handle[] = [];
     const dp = new Dataplane(handles);
+    const tapControl = TapControl.memory(opts.maxSession);
+    dp.tap = new TapControl(tapControl);
+    const ringBytes = opts.captureRingBytes ?? DEFAULT_RING_BYTES;
     const ready: Promise<void>[] = [];
     try {
       for (let index = 0; index < n; index++) {
@@ -110,6 +125,8 @@ export class Dataplane {
         const { port1, port2 } = new MessageChannel();
         const sessionCounters = new SharedArrayBuffer((opts.maxSession + 1) * SESSION_COUNTERS * 8);
         dp.counters.push(new Float64Array(sessionCounters));
+        const tapRing = new SharedArrayBuffer(CaptureRing.bytesFor(ringBytes, opts.maxSession));
+        dp.rings.push(new CaptureRing(tapRing, ringBytes, opts.maxSession));
         const init: WorkerInit & { port: MessagePort } = {
           index,
           workers: n,
@@ -127,6 +144,9 @@ export class Dataplane {
           sharedPortQuota: opts.sharedPortQuota,
           blockLocal: opts.blockLocal ?? false,
           loopback: opts.loopback ?? false,
+          tapControl,
+          tapRing,
+          tapRingBytes: ringBytes,
           port: port2,
         };
         const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2] });
@@ -204,7 +224,17 @@ export class Dataplane {
 
   /** Counters summed over the workers (gauges such as `flows` are the dataplane's, taken once). */
   async stats(): Promise<DataplaneStats | null> {
-    return merge(await Promise.all(this.handles.map((h) => this.call(h, { op: 'stats' }))));
+    return merge((await Promise.all(this.handles.map((h) => this.call(h, { op: 'stats' })))).map((a) => a.stats));
+  }
+
+  /** The live flows of these session slots (every session's: null), at most `limit`. */
+  async flows(sessions: number[] | null, limit = 100000): Promise<FlowView[]> {
+    return (await this.call(this.handles[0]!, { op: 'flows', sessions, limit })).flows ?? [];
+  }
+
+  /** Flows by family, protocol and state, and per session slot. */
+  async flowStats(): Promise<FlowStats> {
+    return (await this.call(this.handles[0]!, { op: 'flowStats' })).flowStats ?? { byState: [], perSession: [] };
   }
 
   /** Stops the loops, closes every fd they own, and returns the final counters (null if the workers could not say). */
@@ -217,7 +247,7 @@ export class Dataplane {
     if (!this.failure) {
       let timer: NodeJS.Timeout | undefined;
       const giveUp = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 3000)));
-      const all = Promise.all(this.handles.map((h) => this.call(h, { op: 'stop' }))).then(merge);
+      const all = Promise.all(this.handles.map((h) => this.call(h, { op: 'stop' }))).then((acks) => merge(acks.map((a) => a.stats)));
       result = (await Promise.race([all, giveUp]).catch(() => null)) ?? null;
       clearTimeout(timer);
     }
@@ -227,7 +257,7 @@ export class Dataplane {
     return result;
   }
 
-  private call(h: Handle, cmd: Command): Promise<WorkerStats | undefined> {
+  private call(h: Handle, cmd: Command): Promise<Ack> {
     if (this.failure) return Promise.reject(this.failure);
     const seq = ++h.seq;
     return new Promise((resolve, reject) => {
@@ -250,7 +280,7 @@ export class Dataplane {
     const p = h.pending.get(m.seq);
     if (!p) return;
     h.pending.delete(m.seq);
-    if (m.op === 'ack') p.resolve(m.stats);
+    if (m.op === 'ack') p.resolve(m);
     else p.reject(new Error(`dataplane: ${m.message}`));
   }
 
@@ -276,7 +306,12 @@ function merge(parts: (WorkerStats | undefined)[]): DataplaneStats | null {
   const first = parts[0];
   if (!first || parts.some((p) => p === undefined)) return null;
   const all = parts as WorkerStats[];
-  const out = { ...first, workers: all.length, workerPackets: all.map((p) => p.toUplink + p.toSession + p.reflected + p.replies) };
+  const out = {
+    ...first,
+    workers: all.length,
+    workerPackets: all.map((p) => p.toUplink + p.toSession + p.reflected + p.replies),
+    workerBusyMs: all.map((p) => p.busyMs),
+  };
   const gauges = new Set<string>(GAUGES);
   for (const name of Object.keys(first) as (keyof WorkerStats)[]) {
     if (!gauges.has(name)) out[name] = all.reduce((sum, p) => sum + p[name], 0);

@@ -1,5 +1,5 @@
 // The packet loop over a poller and devices: waits, drains ready devices in batches, forwards, expires, takes control messages.
-import type { Nat } from '../nat/index.js';
+import { countFlows, flowsPerSession, listFlows, type Nat } from '../nat/index.js';
 import type { Device, Forwarder, Lock } from './forwarder.js';
 import type { FromWorker, ToWorker, WorkerStats } from './protocol.js';
 
@@ -79,6 +79,8 @@ export class Loop<S extends Source> {
   private readonly ready: (S | null)[] = new Array<S | null>(MAX_EVENTS).fill(null);
   private readonly wakeBuf = new Uint8Array(8);
   private readErrors = 0;
+  /** Time spent other than waiting, in milliseconds. */
+  private busyMs = 0;
   private running = true;
   private lastExpire = 0;
 
@@ -105,6 +107,7 @@ export class Loop<S extends Source> {
   private turn(): void {
     const ready = this.ready;
     const n = this.poller.wait(ready, WAIT_MS);
+    const t0 = performance.now();
     const now = this.opts.clock();
     for (let i = 0; i < n && this.running; i++) {
       const src = ready[i]!;
@@ -127,6 +130,7 @@ export class Loop<S extends Source> {
         this.guard.unlock();
       }
     }
+    this.busyMs += performance.now() - t0;
   }
 
   private drainUplink(now: number): void {
@@ -185,6 +189,29 @@ export class Loop<S extends Source> {
       case 'stats':
         this.control.post({ op: 'ack', seq: msg.seq, stats: this.stats() });
         return;
+      case 'flows': {
+        const sessions = msg.sessions && new Set(msg.sessions);
+        let flows;
+        this.guard.lock();
+        try {
+          flows = listFlows(this.nat, sessions, this.opts.clock(), msg.limit);
+        } finally {
+          this.guard.unlock();
+        }
+        this.control.post({ op: 'ack', seq: msg.seq, flows });
+        return;
+      }
+      case 'flowStats': {
+        let flowStats;
+        this.guard.lock();
+        try {
+          flowStats = { byState: countFlows(this.nat), perSession: flowsPerSession(this.nat, this.fwd.maxSession) };
+        } finally {
+          this.guard.unlock();
+        }
+        this.control.post({ op: 'ack', seq: msg.seq, flowStats });
+        return;
+      }
       case 'stop':
         this.stop();
         this.control.post({ op: 'ack', seq: msg.seq, stats: this.stats() });
@@ -261,6 +288,7 @@ export class Loop<S extends Source> {
       flowCapacity: nat.flows.capacity,
       sessions: this.deviceOf.size,
       readErrors: this.readErrors,
+      busyMs: this.busyMs,
     };
   }
 }

@@ -1,5 +1,5 @@
 // Messages between the gateway (main thread) and the dataplane workers.
-import type { NatCounters, NatMemory } from '../nat/index.js';
+import type { FlowCount, FlowView, NatCounters, NatMemory } from '../nat/index.js';
 import type { ForwarderCounters } from './forwarder.js';
 
 export interface WorkerInit {
@@ -30,6 +30,11 @@ export interface WorkerInit {
   blockLocal: boolean;
   /** NatOptions.loopback. */
   loopback: boolean;
+  /** The capture tap's control (TapControl), shared by every worker. */
+  tapControl: SharedArrayBuffer;
+  /** This worker's capture ring (CaptureRing) and the bytes of its records. */
+  tapRing: SharedArrayBuffer;
+  tapRingBytes: number;
 }
 
 /** A session's addresses as the dataplane takes them: IPv4 as numbers, IPv6 as four 32-bit words; null for a family it lacks. */
@@ -55,7 +60,17 @@ export type ToWorker =
   /** Drop the flows with addresses every worker now blocks. */
   | { op: 'purgeLocal'; seq: number }
   | { op: 'stats'; seq: number }
+  /** The live flows of these sessions (every session's: null), at most `limit`: answered with `flows`. */
+  | { op: 'flows'; seq: number; sessions: number[] | null; limit: number }
+  /** Flows by family, protocol and state, and per session: answered with `flowStats`. */
+  | { op: 'flowStats'; seq: number }
   | { op: 'stop'; seq: number };
+
+/** Flows counted by family, protocol and state, and per session slot. */
+export interface FlowStats {
+  byState: FlowCount[];
+  perSession: number[];
+}
 
 /** The names of a class's number fields: what its counters are called. */
 type CounterNames<T> = { [K in keyof T]: T[K] extends number ? K : never }[keyof T];
@@ -72,13 +87,16 @@ export interface DataplaneGauges {
 }
 
 /** One worker's counters: the translator's, the forwarder's and its own, and the gauges. */
-export type WorkerStats = Record<CounterNames<NatCounters> | CounterNames<ForwarderCounters> | 'readErrors', number> & DataplaneGauges;
+export type WorkerStats = Record<CounterNames<NatCounters> | CounterNames<ForwarderCounters> | 'readErrors' | 'busyMs', number> &
+  DataplaneGauges;
 
 /** The whole dataplane's: counters summed over the workers, gauges taken once, and each worker's packets. */
 export type DataplaneStats = WorkerStats & {
   workers: number;
   /** Packets each worker forwarded, by worker number: how the kernel spread the flows over the queues. */
   workerPackets: number[];
+  /** Milliseconds each worker spent working (not waiting for packets), by worker number. */
+  workerBusyMs: number[];
 };
 
 /** The names of the gauges, which merging takes from one worker instead of summing. */
@@ -86,6 +104,6 @@ export const GAUGES: readonly (keyof DataplaneGauges)[] = ['flows', 'flowCapacit
 
 export type FromWorker =
   | { op: 'ready' }
-  | { op: 'ack'; seq: number; stats?: WorkerStats }
+  | { op: 'ack'; seq: number; stats?: WorkerStats; flows?: FlowView[]; flowStats?: FlowStats }
   | { op: 'error'; seq: number; message: string }
   | { op: 'fatal'; message: string };

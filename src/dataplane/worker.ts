@@ -21,6 +21,8 @@ import {
 } from '../linux/index.js';
 import { Forwarder, NO_LOCK } from './forwarder.js';
 import { Mutex } from './lock.js';
+import { CaptureRing } from './ring.js';
+import { Tap, TapControl } from './tap.js';
 import { Loop, MAX_EVENTS, type Control, type Poller, type Tun } from './loop.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
@@ -106,7 +108,16 @@ function main(port: MessagePort, init: WorkerInit): void {
   const uplink = new FdDevice(init.uplinkFd);
   // One worker has the translator state to itself; several share it, one packet at a time.
   const guard = init.workers > 1 ? new Mutex(new Int32Array(init.lock)) : NO_LOCK;
-  const fwd = new Forwarder(nat, uplink, init.maxSession, init.offload ? VNET_HDR_LEN : 0, guard, new Float64Array(init.sessionCounters));
+  const tap = new Tap(new TapControl(init.tapControl), new CaptureRing(init.tapRing, init.tapRingBytes, init.maxSession));
+  const fwd = new Forwarder(
+    nat,
+    uplink,
+    init.maxSession,
+    init.offload ? VNET_HDR_LEN : 0,
+    guard,
+    new Float64Array(init.sessionCounters),
+    tap,
+  );
   const loop = new Loop<FdDevice>({
     index: init.index,
     nat,

@@ -44,7 +44,10 @@ import { dhcpLink, findLanLink, Lan } from './onlink.js';
 import { duidFor, Leases } from '../lease/index.js';
 
 import { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS } from './limits.js';
-import { LOOPBACK_PORT_HI, LOOPBACK_PORT_LO } from '../nat/index.js';
+import { LOOPBACK_PORT_HI, LOOPBACK_PORT_LO, type FlowCount, type FlowView } from '../nat/index.js';
+import { chmodSync, createWriteStream, type WriteStream } from 'node:fs';
+import { namespaceSockets, type KernelSocket } from '../linux/index.js';
+import { Capture, Captures, DEFAULT_SNAPLEN, MAX_SNAPLEN, type CaptureOptions, type CaptureSink } from './capture.js';
 export { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS };
 /** The inner address of shared sessions when the options give none (slirp's 10.0.2.x convention). */
 export const DEFAULT_SHARED_INNER = '10.0.2.100';
@@ -100,6 +103,10 @@ export interface GatewayOptions {
   uplink?: string;
   /** The gateway's name (`up --name`; default `run`): part of its sessions' DHCP client identifiers. */
   name?: string;
+  /** Capture every packet from the start to this pcapng file (mode 0600), as `vipnat capture uplink` would. */
+  pcap?: string;
+  /** vipnat's version, written into captures' headers. */
+  version?: string;
 }
 
 /** How a program ended: its exit code, or the signal that killed it. */
@@ -165,6 +172,25 @@ export type GatewayEvent =
       /** Null when the dataplane could not report (it failed). */
       dataplane: DataplaneStats | null;
     };
+
+/** A session's traffic since it started: packets and bytes each way, and its packets dropped. */
+export interface SessionCounters {
+  packets: { in: number; out: number };
+  bytes: { in: number; out: number };
+  dropped: number;
+}
+
+/** What `vipnat sockets` shows of one session: its kernel's sockets and the translator's flows. */
+export interface SessionSockets {
+  id: number;
+  vip: string;
+  vip6: string | null;
+  netns: string;
+  kernel: KernelSocket[];
+  flows: FlowView[];
+  /** Why its kernel's sockets could not be read (the session is going). */
+  error?: string;
+}
 
 /** What `pool` shows: see PoolInfo in the control protocol, which is this. */
 export interface PoolReport {
@@ -347,6 +373,12 @@ export class Gateway implements AsyncDisposable {
   private readonly all = new Map<number, GatewaySession>();
   private closing: Promise<DataplaneStats | null> | null = null;
   private failure: Error | null = null;
+  /** Running captures (null once the dataplane is gone). */
+  private captures: Captures | null = null;
+  /** The --pcap capture, and the file it writes. */
+  private pcap: { capture: Capture; file: WriteStream } | null = null;
+  /** Sessions started and exited since the gateway opened (for metrics). */
+  readonly counts = { started: 0, exited: 0 };
 
   private constructor(
     private readonly opts: Required<Pick<GatewayOptions, 'mtu' | 'offload' | 'killGraceMs' | 'drainMs'>> & GatewayOptions,
@@ -451,6 +483,8 @@ export class Gateway implements AsyncDisposable {
       gw.lan = lan;
       gw.leases = leases;
       dataplane.onFailure = (e) => gw.fail(e);
+      gw.captures = new Captures(dataplane.tap!, dataplane.rings);
+      if (opts.pcap !== undefined) await gw.startPcap(opts.pcap);
       return gw;
     } catch (e) {
       if (dataplane) await dataplane.stop().catch(() => null);
@@ -591,6 +625,7 @@ export class Gateway implements AsyncDisposable {
     // A stop asked for while it was starting: the program gets its SIGTERM now.
     if (wasStopped) void gs.stop();
     const status = exitOf(child);
+    this.counts.started++;
     void status.then((st) => this.logoff(gs, st));
     this.onEvent({
       event: 'session',
@@ -658,9 +693,108 @@ export class Gateway implements AsyncDisposable {
   }
 
   /** Each session's packets and bytes in and out, as a function of the session (zeros once the dataplane is gone). */
-  sessionCounters(): (s: GatewaySession) => { packets: { in: number; out: number }; bytes: { in: number; out: number } } {
+  sessionCounters(): (s: GatewaySession) => SessionCounters {
     const dp = this.dataplane;
-    return (s) => (dp && s.own.attached ? dp.sessionCounters(s.own.slot) : { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } });
+    return (s) =>
+      dp && s.own.attached ? dp.sessionCounters(s.own.slot) : { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, dropped: 0 };
+  }
+
+  /**
+   * Copies session `id`'s packets (or, with 'uplink', every packet) to
+   * `sink` as pcapng, both sides of the translation as two interfaces,
+   * until stopped, `count` packets, or the session's end. Packets the sink
+   * cannot take in time are left out and counted, never waited for.
+   */
+  capture(target: number | 'uplink', sink: CaptureSink, o: Omit<CaptureOptions, 'version'> = {}): Capture {
+    const caps = this.captures;
+    if (!caps || this.closing) throw new UserError('the gateway is closing');
+    const snaplen = o.snaplen ?? DEFAULT_SNAPLEN;
+    if (!Number.isInteger(snaplen) || snaplen < 1 || snaplen > MAX_SNAPLEN) {
+      throw new UserError(`--snaplen ${o.snaplen}: must be 1-${MAX_SNAPLEN}`, EXIT_USAGE);
+    }
+    if (o.count !== undefined && !(Number.isInteger(o.count) && o.count >= 1)) {
+      throw new UserError(`--count ${o.count}: must be a whole number of 1 or more`, EXIT_USAGE);
+    }
+    const opts = { snaplen, ...(o.count !== undefined ? { count: o.count } : {}), version: this.opts.version ?? '' };
+    if (target === 'uplink') return caps.start('uplink', sink, opts, { inner: 'sessions', outer: 'vipnat0' });
+    const gs = this.all.get(target);
+    if (!gs || !gs.own.attached || gs.state === 'exited') throw new NotFoundError(`no session ${target}`);
+    return caps.start({ session: target, slot: gs.own.slot }, sink, opts, { inner: `eth0@session${target}`, outer: 'vipnat0' });
+  }
+
+  /** The translator's live flows of these sessions (every session's: null), by session id, at most `limit`. */
+  async flows(ids: number[] | null, limit?: number): Promise<FlowView[]> {
+    const dp = this.dataplane;
+    if (!dp) return [];
+    const idOf = new Map<number, number>();
+    for (const s of this.all.values()) if (s.own.attached && (ids === null || ids.includes(s.id))) idOf.set(s.own.slot, s.id);
+    if (ids !== null && idOf.size === 0) return [];
+    const flows = await dp.flows([...idOf.keys()], limit);
+    return flows.filter((f) => idOf.has(f.session)).map((f) => ({ ...f, session: idOf.get(f.session)! }));
+  }
+
+  /**
+   * Each session's sockets as its kernel holds them (sock_diag, in its
+   * namespace, no subprocess) and its flows as the translator holds them,
+   * for the sessions in `ids` (every session: null; an unknown id throws).
+   */
+  async sockets(ids: number[] | null): Promise<SessionSockets[]> {
+    const list = ids === null ? this.sessions() : ids.map((id) => this.session(id) ?? null);
+    const missing = ids?.find((_, k) => list[k] === null);
+    if (missing !== undefined) throw new NotFoundError(`no session ${missing}`);
+    const sessions = list as GatewaySession[];
+    const flows = await this.flows(sessions.map((s) => s.id));
+    return sessions.map((s) => {
+      // By its program's namespace file: the name may live in another mount namespace (linux/mounts.ts).
+      const ns = s.pid > 0 ? `/proc/${s.pid}/ns/net` : `/run/netns/${s.netns}`;
+      let kernel: KernelSocket[] = [];
+      let error: string | undefined;
+      try {
+        kernel = namespaceSockets(ns);
+      } catch (e) {
+        error = (e as Error).message;
+      }
+      return {
+        id: s.id,
+        vip: s.vip,
+        vip6: s.vip6,
+        netns: s.netns,
+        kernel,
+        flows: flows.filter((f) => f.session === s.id),
+        ...(error !== undefined ? { error } : {}),
+      };
+    });
+  }
+
+  /** Live flows by family, protocol and state, and each session's (by id). */
+  async flowStats(): Promise<{ byState: FlowCount[]; perSession: Map<number, number> }> {
+    const dp = this.dataplane;
+    if (!dp) return { byState: [], perSession: new Map() };
+    const fs = await dp.flowStats();
+    const perSession = new Map<number, number>();
+    for (const s of this.all.values()) if (s.own.attached) perSession.set(s.id, fs.perSession[s.own.slot] ?? 0);
+    return { byState: fs.byState, perSession };
+  }
+
+  /** Ends every capture now, each with its statistics (before the control server's connections close). */
+  async endCaptures(): Promise<void> {
+    await this.captures?.close();
+  }
+
+  /** How busy the captures are: how many run. */
+  get capturesRunning(): number {
+    return this.captures?.running ?? 0;
+  }
+
+  private async startPcap(path: string): Promise<void> {
+    const file = createWriteStream(path, { mode: 0o600 });
+    await new Promise<void>((resolve, reject) => {
+      file.once('open', () => resolve());
+      file.once('error', (e) => reject(new UserError(`--pcap ${path}: ${e.message}`)));
+    });
+    // An existing file keeps its mode through open(): make it the owner's only.
+    chmodSync(path, 0o600);
+    this.pcap = { capture: this.capture('uplink', file), file };
   }
 
   /** The dataplane's counters now. */
@@ -686,6 +820,9 @@ export class Gateway implements AsyncDisposable {
     // Starts still probing or leasing see `closing` when they are done, and give their VIPs back.
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     await Promise.all([...this.all.values()].map((s) => s.exited));
+    await this.captures?.close();
+    this.captures = null;
+    if (this.pcap) await new Promise<void>((resolve) => this.pcap!.file.end(() => resolve()));
     const stats = this.dataplane ? await this.dataplane.stop().catch(() => null) : null;
     for (const t of this.quarantined.values()) clearTimeout(t);
     this.leases?.close();
@@ -711,6 +848,7 @@ export class Gateway implements AsyncDisposable {
     if (gs.state !== 'stopping' && !this.closing) await gs.inner.drain(this.opts.drainMs);
     await this.teardown(gs);
     this.all.delete(gs.id);
+    this.counts.exited++;
     this.onEvent({ event: 'exit', id: gs.id, vip: gs.vip, ...(gs.shared ? { shared: true } : {}), code: st.code, signal: st.signal });
     gs.ended(st);
   }
@@ -718,6 +856,7 @@ export class Gateway implements AsyncDisposable {
   private async teardown(gs: GatewaySession): Promise<void> {
     const own = gs.own;
     if (own.loopbackRouted) await this.uplink.routeLoopback(gs.id, false).catch(() => undefined);
+    if (own.attached) this.captures?.endSlot(own.slot);
     try {
       if (this.dataplane && own.attached) await this.dataplane.removeSession(own.slot);
     } catch {

@@ -9,6 +9,8 @@ export {
   type ExitStatus,
   type GatewayEvent,
   type GatewayOptions,
+  type SessionCounters,
+  type SessionSockets,
   type SessionState,
   type StartOptions,
 } from './gateway.js';
@@ -22,3 +24,6 @@ export { peerCredentials } from '../linux/index.js';
 export { RUN_DIR } from './journal.js';
 export { MAX_SESSION_ID, NO_VIP_MESSAGE, parseRanges, PoolError } from '../pool/index.js';
 export type { DataplaneStats } from '../dataplane/index.js';
+export { Capture, DEFAULT_SNAPLEN, MAX_SNAPLEN, type CaptureResult, type CaptureSink } from './capture.js';
+export type { FlowCount, FlowView } from '../nat/index.js';
+export { namespaceSockets, type KernelSocket } from '../linux/index.js';

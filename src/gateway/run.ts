@@ -14,6 +14,12 @@ export interface RunOptions extends GatewayOptions {
   /** The programs' environment (the caller's, usually). */
   env: NodeJS.ProcessEnv;
   onEvent: (e: GatewayEvent) => void;
+  /**
+   * Called once the gateway is open, before any session starts (the CLI
+   * serves its control socket and metrics here); what it returns is called
+   * once every program has exited, before the gateway closes.
+   */
+  serve?: (gw: Gateway) => Promise<() => Promise<void>>;
 }
 
 import { MAX_DEFAULT_WORKERS, MAX_WORKERS } from './limits.js';
@@ -95,7 +101,14 @@ export async function run(opts: RunOptions): Promise<number> {
   const { runAs } = Gateway.check(opts);
   resolveProgram(opts.program, runAs);
   const gw = await Gateway.open({ ...opts, workers: opts.workers ?? defaultWorkers() }, onEvent);
-  const r = new Runner(gw, opts, tally);
+  let unserve: (() => Promise<void>) | null = null;
+  try {
+    if (opts.serve) unserve = await opts.serve(gw);
+  } catch (e) {
+    await gw.close();
+    throw e;
+  }
+  const r = new Runner(gw, opts, tally, unserve);
   const stats = await r.runToEnd();
   const outcome = tally.outcome(r.stopSignal, !gw.sharedFallback);
   // A failure (a dataplane worker died, a session could not be set up) still ends with the counters.
@@ -129,6 +142,7 @@ class Runner {
     private readonly gw: Gateway,
     private readonly opts: RunOptions,
     private readonly tally: Tally,
+    private readonly unserve: (() => Promise<void>) | null,
   ) {}
 
   /** Starts every session, waits for every program, closes the gateway; resolves with its last counters. */
@@ -157,6 +171,8 @@ class Runner {
       process.off('SIGTERM', sigterm);
     }
     // Reached on every path: the loop's errors are kept in `fatal`, and the waits above never reject.
+    await this.gw.endCaptures();
+    await this.unserve?.().catch(() => undefined);
     return this.gw.close();
   }
 

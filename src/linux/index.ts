@@ -7,3 +7,4 @@ export * from './sysctl.js';
 export * from './monitor.js';
 export * from './mounts.js';
 export * from './rawsock.js';
+export * from './sockdiag.js';

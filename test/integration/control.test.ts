@@ -88,7 +88,22 @@ describe.skipIf(!isRoot())('vipnat up and its clients', () => {
     expect(ls).toHaveLength(50);
     const one = ls.find((s) => s.labels['agent'] === '7')!;
     expect(Object.keys(one).sort()).toEqual(
-      ['bytes', 'id', 'labels', 'loopback', 'netns', 'packets', 'pids', 'shared', 'startedAt', 'state', 'vip', 'vip6'].sort(),
+      [
+        'bytes',
+        'dropped',
+        'flows',
+        'id',
+        'labels',
+        'loopback',
+        'netns',
+        'packets',
+        'pids',
+        'shared',
+        'startedAt',
+        'state',
+        'vip',
+        'vip6',
+      ].sort(),
     );
     expect(one.state).toBe('running');
     expect(one.loopback).toBe(`127.0.0.${1 + one.id}`);

@@ -4,7 +4,7 @@ import type { DataplaneStats } from '../../src/dataplane/index.js';
 import { alive, sh } from './process.js';
 
 /** The summary's dataplane counters as --json prints them: named counters, and `workerKPackets` per worker. */
-export type SummaryStats = Omit<DataplaneStats, 'workerPackets'> & { [perWorker: `worker${number}Packets`]: number };
+export type SummaryStats = Omit<DataplaneStats, 'workerPackets' | 'workerBusyMs'> & { [perWorker: `worker${number}Packets`]: number };
 
 export interface Summary {
   event: 'summary';

@@ -112,7 +112,7 @@ class Rig {
     return a.stats;
   }
 
-  /** Session `id`'s per-session counters: packets out, bytes out, packets in, bytes in. */
+  /** Session `id`'s per-session counters: packets out, bytes out, packets in, bytes in, dropped. */
   perSession(id: number): number[] {
     return Array.from(this.fwd.perSession.subarray(id * SESSION_COUNTERS, (id + 1) * SESSION_COUNTERS));
   }
@@ -152,8 +152,8 @@ describe('Loop: sessions and packets', () => {
       },
     );
     expect(end).toMatchObject({ toUplink: 1, toSession: 1, dropped: 0, flows: 1, readErrors: 0, writeErrors: 0 });
-    expect(rig.perSession(1)).toEqual([1, syn.length, 1, synAck.length]);
-    expect(rig.perSession(2)).toEqual([0, 0, 0, 0]);
+    expect(rig.perSession(1)).toEqual([1, syn.length, 1, synAck.length, 0]);
+    expect(rig.perSession(2)).toEqual([0, 0, 0, 0, 0]);
   });
 
   it('takes IPv6 addresses as the gateway sends them (number arrays, cloned)', () => {
@@ -193,7 +193,7 @@ describe('Loop: sessions and packets', () => {
         );
       },
     );
-    expect(rig.perSession(1)).toEqual([1, p.length, 0, 0]);
+    expect(rig.perSession(1)).toEqual([1, p.length, 0, 0, 0]);
   });
 
   it("remove closes the session's device and stops its traffic; purge then drops its flows", () => {
@@ -441,7 +441,8 @@ describe('Loop: errors are counted, not thrown', () => {
     );
     expect(end).toMatchObject({ writeErrors: 2, toUplink: 1, toSession: 0 });
     expect(rig.uplink.written).toHaveLength(1);
-    expect(rig.perSession(1)).toEqual([1, 28, 0, 0]);
+    // The refused writes are the session's drops: its first packet out, and the answer to its second.
+    expect(rig.perSession(1)).toEqual([1, 28, 0, 0, 2]);
   });
 
   it('a failed read counts readErrors, ends that batch, and the device is read again', () => {

@@ -2,7 +2,7 @@
 import type { GatewayOptions } from '../../gateway/index.js';
 import type { GatewayArgs } from '../args.js';
 
-export function gatewayOptions(a: GatewayArgs, runDir: string): GatewayOptions {
+export function gatewayOptions(a: GatewayArgs, runDir: string, version: string): GatewayOptions {
   return {
     pool: a.pool,
     ...(a.innerAddress !== undefined ? { innerAddress: a.innerAddress } : {}),
@@ -16,6 +16,8 @@ export function gatewayOptions(a: GatewayArgs, runDir: string): GatewayOptions {
     blockLocal: a.blockLocal,
     loopback: a.loopback,
     ...(a.uplink !== undefined ? { uplink: a.uplink } : {}),
+    ...(a.pcap !== undefined ? { pcap: a.pcap } : {}),
+    version,
     runDir,
     // Offloads are on unless VIPNAT_OFFLOAD=0 (for comparing, and for kernels without them).
     offload: process.env['VIPNAT_OFFLOAD'] !== '0',

@@ -1,5 +1,5 @@
 // `vipnat up`: a long-running gateway in the foreground, served on its control socket until SIGINT, SIGTERM or `down`.
-import { ControlServer } from '../../control/index.js';
+import { ControlServer, MetricsServer } from '../../control/index.js';
 import { defaultWorkers, Gateway } from '../../gateway/index.js';
 import type { UpArgs } from '../args.js';
 import { formatEvent, type ShownEvent } from '../output.js';
@@ -8,10 +8,11 @@ import { gatewayOptions } from './options.js';
 export async function up(a: UpArgs, runDir: string, version: string): Promise<number> {
   const print = (e: ShownEvent): void => void process.stdout.write(`${formatEvent(e, a.json)}\n`);
   await ControlServer.checkName(runDir, a.name);
-  const gw = await Gateway.open({ ...gatewayOptions(a, runDir), name: a.name, workers: a.workers ?? defaultWorkers() }, print);
+  const gw = await Gateway.open({ ...gatewayOptions(a, runDir, version), name: a.name, workers: a.workers ?? defaultWorkers() }, print);
   let stopped: (how: { signal?: NodeJS.Signals; error?: Error }) => void = () => undefined;
   const ended = new Promise<{ signal?: NodeJS.Signals; error?: Error }>((resolve) => (stopped = resolve));
   let server: ControlServer;
+  let metrics: MetricsServer | null = null;
   try {
     server = await ControlServer.listen(gw, {
       runDir,
@@ -20,6 +21,12 @@ export async function up(a: UpArgs, runDir: string, version: string): Promise<nu
       output: { stdout: process.stdout, stderr: process.stderr },
       onDown: () => stopped({}),
     });
+    try {
+      if (a.metrics) metrics = await MetricsServer.listen(gw, a.metrics.host, a.metrics.port);
+    } catch (e) {
+      await server.close();
+      throw e;
+    }
   } catch (e) {
     await gw.close();
     throw e;
@@ -30,10 +37,12 @@ export async function up(a: UpArgs, runDir: string, version: string): Promise<nu
   process.on('SIGINT', sigint);
   process.on('SIGTERM', sigterm);
   gw.onFailure = (error) => stopped({ error });
-  print({ event: 'up', name: a.name, socket: server.path, pid: process.pid, pool: a.pool });
+  print({ event: 'up', name: a.name, socket: server.path, pid: process.pid, pool: a.pool, ...(metrics ? { metrics: metrics.url } : {}) });
   const how = await ended;
   print({ event: 'stopping', signal: how.signal ?? (how.error ? 'failure' : 'down') });
-  // No new requests; then every session is stopped and the machine left as it was.
+  // Captures get their statistics; no new requests; then every session is stopped and the machine left as it was.
+  await gw.endCaptures();
+  await metrics?.close();
   await server.close();
   const stats = await gw.close();
   process.off('SIGINT', sigint);

@@ -1,0 +1,77 @@
+// The capture tap: which sessions are being captured (shared by every worker) and this worker's ring to copy their packets into.
+import { CaptureRing, DIR_IN, DIR_OUT, SIDE_INNER, SIDE_OUTER } from './ring.js';
+
+export { DIR_IN, DIR_OUT, SIDE_INNER, SIDE_OUTER };
+
+// Words of the shared control array.
+const C_ON = 0;
+const C_ALL = 1;
+const C_SNAP = 2;
+const CONTROL_WORDS = 4;
+
+/** What the gateway sets and every worker reads: captures on at all, all of them, the largest snaplen, per-slot wants. */
+export class TapControl {
+  readonly ctl: Int32Array;
+  readonly want: Uint8Array;
+
+  static memory(maxSession: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(CONTROL_WORDS * 4 + maxSession + 1);
+  }
+
+  constructor(readonly memory: SharedArrayBuffer) {
+    this.ctl = new Int32Array(memory, 0, CONTROL_WORDS);
+    this.want = new Uint8Array(memory, CONTROL_WORDS * 4);
+  }
+
+  /** Sets what is captured: every packet (`all`), the slots listed, at most `snaplen` bytes each; nothing when both are empty. */
+  set(all: boolean, slots: Iterable<number>, snaplen: number): void {
+    const want = this.want;
+    Atomics.store(this.ctl, C_ON, 0);
+    want.fill(0);
+    let any = all;
+    for (const s of slots) {
+      if (s >= 1 && s < want.length) {
+        want[s] = 1;
+        any = true;
+      }
+    }
+    Atomics.store(this.ctl, C_ALL, all ? 1 : 0);
+    Atomics.store(this.ctl, C_SNAP, snaplen);
+    Atomics.store(this.ctl, C_ON, any ? 1 : 0);
+  }
+}
+
+/** A worker's end: the shared control and its own ring. */
+export class Tap {
+  private readonly ctl: Int32Array;
+  private readonly want: Uint8Array;
+  private readonly origin = performance.timeOrigin;
+
+  constructor(
+    control: TapControl,
+    readonly ring: CaptureRing,
+  ) {
+    this.ctl = control.ctl;
+    this.want = control.want;
+  }
+
+  /** Whether any capture runs: the one read the packet path pays when none does. */
+  get on(): boolean {
+    return this.ctl[C_ON] !== 0;
+  }
+
+  get all(): boolean {
+    return this.ctl[C_ALL] !== 0;
+  }
+
+  /** Whether slot `id`'s packets are wanted (by its own capture or by the uplink's). */
+  wants(id: number): boolean {
+    return this.ctl[C_ALL] !== 0 || this.want[id] !== 0;
+  }
+
+  /** Copies a packet (its IP bytes) into the ring for slot `id`; when the ring is full it is left out and counted. */
+  put(id: number, side: number, direction: number, buf: Uint8Array, off: number, len: number): void {
+    const us = Math.floor((this.origin + performance.now()) * 1000);
+    this.ring.push(id, side, direction, us, buf, off, len, this.ctl[C_SNAP]!);
+  }
+}
