@@ -132,6 +132,7 @@ export interface UpArgs extends GatewayArgs {
 export interface StartArgs {
   command: 'start';
   name: string;
+  named: boolean;
   id: number | undefined;
   vip: string | undefined;
   labels: Record<string, string>;
@@ -144,6 +145,7 @@ export interface StartArgs {
 export interface ExecArgs {
   command: 'exec';
   name: string;
+  named: boolean;
   id: number;
   program: string;
   args: string[];
@@ -152,6 +154,7 @@ export interface ExecArgs {
 export interface StopArgs {
   command: 'stop';
   name: string;
+  named: boolean;
   ids: number[] | 'all';
   json: boolean;
 }
@@ -459,6 +462,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
       return {
         command: 'start',
         name: f.name(),
+        named: f.named(),
         id: f.num('--id', 1, MAX_SESSION_ID),
         vip: f.get('--vip')?.value,
         labels: labels(f.all('--label')),
@@ -469,16 +473,16 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
     case 'exec': {
       const id = sessionId(rest[at], 'exec');
       const afterId = rest[at + 1] === '--' ? at + 2 : at + 1;
-      return { command: 'exec', name: f.name(), id, ...program(rest, afterId) };
+      return { command: 'exec', name: f.name(), named: f.named(), id, ...program(rest, afterId) };
     }
     case 'stop': {
       const words = rest.slice(at);
       if (f.bool('--all')) {
         if (words.length > 0) throw new UsageError('stop: give session ids or --all, not both');
-        return { command: 'stop', name: f.name(), ids: 'all', json: f.bool('--json') };
+        return { command: 'stop', name: f.name(), named: f.named(), ids: 'all', json: f.bool('--json') };
       }
       if (words.length === 0) throw new UsageError('stop: give session ids, or --all');
-      return { command: 'stop', name: f.name(), ids: words.map((w) => sessionId(w, 'stop')), json: f.bool('--json') };
+      return { command: 'stop', name: f.name(), named: f.named(), ids: words.map((w) => sessionId(w, 'stop')), json: f.bool('--json') };
     }
     case 'sockets': {
       const netns = f.get('--netns')?.value;

@@ -114,7 +114,11 @@ export class ControlClient {
             out.once('drain', () => s.resume());
           }
         });
-        s.on('end', () => resolve());
+        // The gateway has written all: our side goes too, so nothing keeps this process up.
+        s.on('end', () => {
+          s.end();
+          resolve();
+        });
         s.on('close', () => resolve());
         s.on('error', (e) => reject(new UserError(`capture: ${e.message}`)));
         if (stopAsked) s.end();

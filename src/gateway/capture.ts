@@ -227,7 +227,8 @@ export class Captures {
     let taken = 0;
     const take = (r: RingRecord): void => {
       for (const cap of this.active) {
-        if (!cap.wants(r.slot) || cap.packets >= cap.count) continue;
+        // A record from before the capture began was copied for an earlier one, after its last turn: not this one's.
+        if (!cap.wants(r.slot) || cap.packets >= cap.count || r.timestamp < cap.startUs) continue;
         const iface = cap.ifaceOf[r.side]!;
         if (cap.sink.writableLength > SINK_HIGH_WATER) {
           cap.sinkDropped[iface]!++;

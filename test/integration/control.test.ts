@@ -5,29 +5,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, isRoot, Lab, listening, sweepLabs, until, VIPNAT, type VipnatRun } from './lab.js';
+import { BACKEND, cli, isRoot, Lab, listening, sweepLabs, until, VIPNAT, type CliResult, type VipnatRun } from './lab.js';
 
 const NO_VIP = 'No virtual IP address is available for this session, please contact your administrator.';
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a client command (from this namespace: the socket is all it needs). */
-function cli(runDir: string, args: string[], opts: { input?: string; wrap?: string[] } = {}): Promise<Result> {
-  const argv = [...(opts.wrap ?? []), process.execPath, VIPNAT, ...args];
-  return new Promise((resolve) => {
-    const c = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, VIPNAT_RUN_DIR: runDir }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.stdin.end(opts.input ?? '');
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 interface SessionInfo {
   id: number;
@@ -161,7 +141,7 @@ describe.skipIf(!isRoot())('vipnat up and its clients', () => {
 
   it('says what is wrong in one line with a non-zero status', async () => {
     await up(['--pool', '198.19.7.5']);
-    const oneLine = (r: Result, code: number, message: RegExp): void => {
+    const oneLine = (r: CliResult, code: number, message: RegExp): void => {
       expect(r.code, r.stderr).toBe(code);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);

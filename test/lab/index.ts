@@ -1,5 +1,6 @@
 // The one lab module: namespaces, processes and vipnat runs for the integration tests, the soak and the benchmarks.
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { VIPNAT } from './lab.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { sh } from './process.js';
 
@@ -24,6 +25,31 @@ export {
   type RunResult,
 } from './process.js';
 export { asDriver, cleanup, onCleanup } from './driver.js';
+
+/** What a client command printed, and its status. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a vipnat client command against the gateways of `runDir` (from this
+ * namespace: the control socket is all it needs); `wrap` goes in front (ip
+ * netns exec, setpriv).
+ */
+export function cli(runDir: string, args: string[], opts: { input?: string; wrap?: string[] } = {}): Promise<CliResult> {
+  const argv = [...(opts.wrap ?? []), process.execPath, VIPNAT, ...args];
+  return new Promise((resolve) => {
+    const c = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, VIPNAT_RUN_DIR: runDir }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.stdin.end(opts.input ?? '');
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;

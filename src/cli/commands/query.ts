@@ -5,19 +5,19 @@ import type { QueryArgs, StopArgs } from '../args.js';
 import { exitText, poolTable, sessionsTable } from '../output.js';
 
 export async function ls(a: QueryArgs, runDir: string): Promise<number> {
-  const sessions = await new ControlClient(runDir, a.name).call<SessionInfo[]>('GET', '/sessions');
+  const sessions = await (await ControlClient.find(runDir, a.name, a.named)).call<SessionInfo[]>('GET', '/sessions');
   process.stdout.write(a.json ? `${JSON.stringify(sessions)}\n` : sessionsTable(sessions));
   return 0;
 }
 
 export async function pool(a: QueryArgs, runDir: string): Promise<number> {
-  const p = await new ControlClient(runDir, a.name).call<PoolInfo>('GET', '/pool');
+  const p = await (await ControlClient.find(runDir, a.name, a.named)).call<PoolInfo>('GET', '/pool');
   process.stdout.write(a.json ? `${JSON.stringify(p)}\n` : poolTable(p));
   return 0;
 }
 
 export async function stop(a: StopArgs, runDir: string): Promise<number> {
-  const client = new ControlClient(runDir, a.name);
+  const client = await ControlClient.find(runDir, a.name, a.named);
   const ids = a.ids === 'all' ? (await client.call<SessionInfo[]>('GET', '/sessions')).map((s) => s.id) : a.ids;
   const results = await Promise.allSettled(ids.map((id) => client.call<ExitInfo>('POST', `/sessions/${id}/stop`)));
   let status = 0;
@@ -39,7 +39,8 @@ export async function stop(a: StopArgs, runDir: string): Promise<number> {
 }
 
 export async function down(a: QueryArgs, runDir: string): Promise<number> {
-  await new ControlClient(runDir, a.name).call('POST', '/down');
-  process.stdout.write(`gateway "${a.name}" is stopping every session and going down\n`);
+  const client = await ControlClient.find(runDir, a.name, a.named);
+  await client.call('POST', '/down');
+  process.stdout.write(`gateway "${client.name}" is stopping every session and going down\n`);
   return 0;
 }

@@ -21,7 +21,7 @@ function callerEnv(): Record<string, string> {
 }
 
 export async function start(a: StartArgs, runDir: string): Promise<number> {
-  const client = new ControlClient(runDir, a.name);
+  const client = await ControlClient.find(runDir, a.name, a.named);
   const body = {
     program: a.program,
     args: a.args,
@@ -57,7 +57,7 @@ export async function start(a: StartArgs, runDir: string): Promise<number> {
 }
 
 export async function exec(a: ExecArgs, runDir: string): Promise<number> {
-  const client = new ControlClient(runDir, a.name);
+  const client = await ControlClient.find(runDir, a.name, a.named);
   const { exit } = client.attach(
     `/sessions/${a.id}/exec`,
     { program: a.program, args: a.args, env: callerEnv() },
