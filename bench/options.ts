@@ -11,7 +11,7 @@ export const PATH_LABEL: Record<PathName, string> = {
   slirp: 'slirp4netns',
   pasta: 'pasta',
 };
-export const ALL_ONLY = ['tcp', 'rr', 'conn', 'udp', 'micro', 'scale', 'control', 'loopback', 'dhcp'] as const;
+export const ALL_ONLY = ['tcp', 'rr', 'conn', 'udp', 'micro', 'scale', 'control', 'loopback', 'dhcp', 'observe'] as const;
 export type Only = (typeof ALL_ONLY)[number];
 const MTUS = ['1500', '65520'] as const;
 
@@ -29,7 +29,7 @@ export interface BenchOptions {
   partial: boolean;
 }
 
-export const USAGE = `usage: node dist-tools/bench/run.js [--quick] [--only tcp,rr,conn,udp,micro,scale,control,loopback,dhcp]
+export const USAGE = `usage: node dist-tools/bench/run.js [--quick] [--only tcp,rr,conn,udp,micro,scale,control,loopback,dhcp,observe]
          [--paths kernel,reference,address,nat,slirp,pasta] [--mtu 1500,65520] [--seconds N] [--repeat N]
          [--scale-sessions N] [--workers N] [--save | --no-save]
 --repeat N keeps the best of N rounds over all paths for every network figure (default 2; 1 with --quick).

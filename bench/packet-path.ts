@@ -5,6 +5,10 @@
 //                                             update, out and back, over FLOWS live UDP flows; packets/s
 //   node dist-tools/bench/packet-path.js create FLOWS [SECONDS]     new flows/s: a TCP SYN per new flow into an empty table
 //   node --expose-gc dist-tools/bench/packet-path.js memory FLOWS   bytes per flow: the table's own count and the RSS growth
+//   node dist-tools/bench/packet-path.js forward FLOWS [SECONDS] [plain|tap|capture]
+//                                             the lookup pass through the dataplane's Forwarder (counters, devices that
+//                                             take every packet): without a capture tap, with one no capture uses, or
+//                                             capturing the session (a second thread drains the ring, as the gateway's does)
 // Each prints one JSON object. The flow table holds FLOWS rounded up to a power of two (at least 1024).
 // The packets are built with the tests' packet builders (test/unit/packets.ts); the translator measured
 // is vipnat's own build (dist/nat), loaded as vipnat loads it.
@@ -19,7 +23,12 @@ const args = process.argv.slice(2);
 const mode = /^\d/.test(args[0] ?? '') || args.length === 0 ? 'lookup' : args.shift()!;
 const flows = Number(args[0] ?? 1000);
 const seconds = Number(args[1] ?? 2);
-if (!['lookup', 'create', 'memory'].includes(mode) || !(Number.isInteger(flows) && flows >= 1 && flows <= 1 << 24)) {
+const variant = args[2] ?? 'plain';
+if (!['plain', 'tap', 'capture'].includes(variant)) {
+  console.error('usage: node dist-tools/bench/packet-path.js forward FLOWS [SECONDS] [plain|tap|capture]');
+  process.exit(2);
+}
+if (!['lookup', 'create', 'memory', 'forward'].includes(mode) || !(Number.isInteger(flows) && flows >= 1 && flows <= 1 << 24)) {
   console.error('usage: node dist-tools/bench/packet-path.js [lookup|create|memory] FLOWS (1-16777216) [SECONDS]');
   process.exit(2);
 }
@@ -214,5 +223,81 @@ function memory(): Record<string, number | string | boolean> {
   };
 }
 
-const result = mode === 'lookup' ? lookup() : mode === 'create' ? create() : memory();
+/** The lookup pass through a Forwarder: what a worker does per packet, short of the read and write syscalls. */
+async function forward(): Promise<Record<string, number | string>> {
+  type Dp = typeof import('../src/dataplane/index.js');
+  type Fw = typeof import('../src/dataplane/forwarder.js');
+  type TapM = typeof import('../src/dataplane/tap.js');
+  const dp = (await import(pathToFileURL(`${ROOT}dist/dataplane/index.js`).href)) as Dp;
+  const { Forwarder } = (await import(pathToFileURL(`${ROOT}dist/dataplane/forwarder.js`).href)) as Fw;
+  const { Tap, TapControl } = (await import(pathToFileURL(`${ROOT}dist/dataplane/tap.js`).href)) as TapM;
+  const nat = new NatClass({ maxSession: 1, flowCapacity: capacity, flowCapacity6: 1024, seed: 42, sessionFlowLimit: capacity });
+  const sink = { write: (): boolean => true };
+  const ringBytes = Number(process.env['RING'] ?? 8 << 20);
+  const ringMemory = new SharedArrayBuffer(dp.CaptureRing.bytesFor(ringBytes, 1));
+  const control = new TapControl(TapControl.memory(1));
+  const tap = variant === 'plain' ? null : new Tap(control, new dp.CaptureRing(ringMemory, ringBytes, 1));
+  const fw = new Forwarder(nat, sink, 1, 0, undefined, undefined, tap);
+  fw.attach(1, sink, INNER, VIP);
+  const views: Uint8Array[] = [];
+  const data = new Uint8Array(PAYLOAD);
+  const buf = new Uint8Array(flows * SLOT);
+  for (let i = 0; i < flows; i++) {
+    buf.set(udpPacket(INNER, REMOTE, { sport: sportOf(i), dport: dportOf(i), data }), i * SLOT);
+    views.push(buf.subarray(i * SLOT, (i + 1) * SLOT));
+  }
+  let drainer: import('node:worker_threads').Worker | null = null;
+  const stopFlag = new Int32Array(new SharedArrayBuffer(4));
+  if (variant === 'capture') {
+    const { Worker } = await import('node:worker_threads');
+    const code = `const { workerData } = require('node:worker_threads');
+      import(workerData.url).then(({ CaptureRing }) => {
+        const r = new CaptureRing(workerData.mem, workerData.bytes, 1);
+        const stop = new Int32Array(workerData.stop);
+        let n = 0;
+        while (Atomics.load(stop, 0) === 0) { n += r.drain(() => undefined); Atomics.wait(stop, 0, 0, 1); }
+      });`;
+    drainer = new Worker(code, {
+      eval: true,
+      workerData: { url: pathToFileURL(`${ROOT}dist/dataplane/ring.js`).href, mem: ringMemory, bytes: ringBytes, stop: stopFlag.buffer },
+    });
+    control.set(false, [1], 262144);
+  }
+  const pass = (now: number): void => {
+    for (let i = 0; i < flows; i++) {
+      const b = views[i]!;
+      fw.fromSession(1, b, UDP_LEN, now);
+      swap(b, 0);
+      fw.fromUplink(b, UDP_LEN, now);
+      swap(b, 0);
+    }
+  };
+  pass(1);
+  pass(1);
+  if (fw.counters.toUplink !== 2 * flows || fw.counters.toSession !== 2 * flows)
+    throw new Error(`forwarded ${fw.counters.toUplink}/${fw.counters.toSession}`);
+  let n = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  do {
+    pass(2);
+    n += 2 * flows;
+  } while (performance.now() < end);
+  const secs = (performance.now() - t0) / 1000;
+  Atomics.store(stopFlag, 0, 1);
+  await drainer?.terminate();
+  const ring = tap?.ring;
+  return {
+    mode,
+    variant,
+    flows,
+    packets: n,
+    seconds: +secs.toFixed(2),
+    pps: Math.round(n / secs),
+    mpps: +(n / secs / 1e6).toFixed(2),
+    leftOut: ring ? ring.dropped[2]! + ring.dropped[3]! : 0,
+  };
+}
+
+const result = mode === 'lookup' ? lookup() : mode === 'create' ? create() : mode === 'forward' ? await forward() : memory();
 console.log(JSON.stringify(result));

@@ -118,6 +118,21 @@ function microRows(results: Results): string[][] {
     const ok = micro.lookup1m.error ? null : (micro.lookup1m['mpps'] as number) >= 10;
     rows.push(['packet path, 1 000 000 flows (one core)', mpps(micro.lookup1m), '≥ 10 Mpps', mk(ok)]);
   }
+  const fp = micro.forwardPlain;
+  if (fp) rows.push(['through the Forwarder, 1 000 flows, no capture tap', mpps(fp), '—', '—']);
+  const idle = (r: Record<string, unknown> | undefined): string =>
+    !r || r['error'] || !fp || fp['error']
+      ? mpps(r ?? { error: 1 })
+      : `${String(r['mpps'])} Mpps (${((Number(r['mpps']) / Number(fp['mpps'])) * 100).toFixed(0)}% of no tap)`;
+  if (micro.forwardTap)
+    rows.push([
+      'through the Forwarder, an idle capture tap (metrics counters included)',
+      idle(micro.forwardTap),
+      'cost < 3%',
+      mk(micro.forwardTap.error || !fp ? null : Number(micro.forwardTap['mpps']) >= 0.97 * Number(fp['mpps'])),
+    ]);
+  if (micro.forwardCapture)
+    rows.push(['through the Forwarder, capturing the session (both sides, 124-byte packets)', idle(micro.forwardCapture), '—', '—']);
   if (micro.create) {
     const c = micro.create;
     rows.push(['new flows/s (TCP SYN, one core)', c.error ? 'failed' : fmtNum(c['flowsPerSecond'] as number), '—', '—']);
@@ -203,6 +218,33 @@ function loopbackRows(results: Results): string[][] {
   ];
 }
 
+function observeRows(results: Results): string[][] {
+  const o = results.observe;
+  if (o.seconds === undefined && !o.error) return [];
+  const plain = o.bulkPlain;
+  const cost = (v: number | undefined): number | null => (v !== undefined && plain ? 1 - v / plain : null);
+  const show = (v: number | undefined): string => {
+    const c = cost(v);
+    return c === null ? 'failed' : `${v!.toFixed(2)} Gbit/s against ${plain!.toFixed(2)} without: ${(c * 100).toFixed(1)}% less`;
+  };
+  const m = cost(o.bulkMetrics);
+  const c = cost(o.bulkCapture);
+  return [
+    [
+      'TCP bulk with --metrics on, scraped every second',
+      show(o.bulkMetrics),
+      'cost < 3%',
+      m === null ? 'n/a' : m < 0.03 ? 'met' : 'not met',
+    ],
+    [
+      `TCP bulk with a capture of the session running (${fmtCount(o.capturePackets ?? 0)} packets written, ${fmtCount(o.captureLeftOut ?? 0)} left out)`,
+      show(o.bulkCapture),
+      'cost < 25%',
+      c === null ? 'n/a' : c < 0.25 ? 'met' : 'not met',
+    ],
+  ];
+}
+
 function dhcpRows(results: Results): string[][] {
   const d = results.dhcp;
   if (d.sessions === undefined && !d.error) return [];
@@ -222,7 +264,14 @@ function dhcpRows(results: Results): string[][] {
 export function otherTable(results: Results, opts: BenchOptions): Table {
   return {
     head: ['measure', 'value', 'target', 'result'],
-    rows: [...microRows(results), ...scaleRows(results, opts), ...controlRows(results), ...loopbackRows(results), ...dhcpRows(results)],
+    rows: [
+      ...microRows(results),
+      ...scaleRows(results, opts),
+      ...controlRows(results),
+      ...loopbackRows(results),
+      ...dhcpRows(results),
+      ...observeRows(results),
+    ],
   };
 }
 
@@ -271,7 +320,7 @@ const MICRO_NOTE =
 
 export function notes(
   info: RunInfo,
-  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean; dhcp?: boolean },
+  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean; dhcp?: boolean; observe?: boolean },
 ): string {
   const m = info.machine;
   const t = m.tools;
@@ -297,6 +346,11 @@ export function notes(
       `- **Virtual loopback**: \`vipnat run --pool 198.19.8.0/28 -- sleep 3600\` (MTU 1500) in the gateway namespace, with \`iperf3 -s -B 127.0.0.1\` and nginx on 127.0.0.1 (2 workers, the 3-byte /tiny) in session 1; from the gateway namespace \`iperf3 -c 127.0.0.2 -t ${info.options.seconds} [-R]\` and ${CONN_CLIENTS} \`wrk -c ${CONN_PER_CLIENT} -t 1 -H 'Connection: close'\` at once to http://127.0.0.2/tiny; the same from inside the session to 127.0.0.1 for the in-session loopback; the best of ${info.options.repeat} rounds.`,
     );
   }
+  if (ran.observe) {
+    out.push(
+      `- **The cost of seeing**: \`vipnat run --pool 198.19.9.0/28 -- sleep 3600\` (MTU 1500), \`iperf3 -c 198.18.0.2 -t ${info.options.seconds}\` (1 stream) from session 1: plain; with \`vipnat capture 1 -w FILE\` running (every packet whole, both sides of the translation; packets the writer could not keep up with are left out and counted); and in a second run with \`--metrics 9464\`, \`curl\` scraping /metrics every second. The best of ${info.options.repeat} rounds. **Through the Forwarder**: the packet-path pass above through the dataplane's Forwarder (its counters and devices that take every packet), without a capture tap, with an idle one, and capturing the session while a second thread drains the ring.`,
+    );
+  }
   return out.join('\n');
 }
 
@@ -304,7 +358,7 @@ export function notes(
 export function reportMarkdown(
   info: RunInfo,
   results: Results,
-  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean; dhcp?: boolean },
+  ran: { network: boolean; micro: boolean; scale: boolean; loopback?: boolean; dhcp?: boolean; observe?: boolean },
 ): string {
   const ft = figuresTable(results),
     rt = ratiosTable(results),

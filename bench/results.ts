@@ -121,6 +121,22 @@ export interface Micro {
   lookup1m?: MicroResult;
   create?: MicroResult;
   memory?: MicroResult;
+  /** The lookup pass through the Forwarder, 1 000 flows: without a tap, with an idle one, capturing the session. */
+  forwardPlain?: MicroResult;
+  forwardTap?: MicroResult;
+  forwardCapture?: MicroResult;
+}
+
+/** What seeing costs (bench/measures/observe.ts): TCP bulk plain, with metrics scraped, with a capture running. */
+export interface Observe {
+  seconds?: number;
+  bulkPlain?: number;
+  bulkMetrics?: number;
+  bulkCapture?: number;
+  capturePackets?: number;
+  captureLeftOut?: number;
+  captureBytes?: number;
+  error?: string;
 }
 
 export interface Scale {
@@ -190,12 +206,13 @@ export interface Results {
   control: Control;
   loopback: Loopback;
   dhcp: Dhcp;
+  observe: Observe;
   /** Per path, MTU and round: how the path ended (vipnat's counters, the reference's, exit statuses). */
   runInfo: { paths: Record<string, unknown> };
 }
 
 export function newResults(): Results {
-  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, loopback: {}, dhcp: {}, runInfo: { paths: {} } };
+  return { measures: defineMeasures(), micro: {}, scale: {}, control: {}, loopback: {}, dhcp: {}, observe: {}, runInfo: { paths: {} } };
 }
 
 export function byId(results: Results, id: string): Measure {

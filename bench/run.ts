@@ -21,6 +21,7 @@ import { parseOptions } from './options.js';
 import { save } from './readme.js';
 import { commit, figuresTable, machine, otherTable, ratiosTable, reportMarkdown, text, type RunInfo } from './report.js';
 import { newResults } from './results.js';
+import { observeBenchmark } from './measures/observe.js';
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
@@ -45,8 +46,9 @@ async function main(): Promise<void> {
     control: opts.only.includes('control'),
     loopback: opts.only.includes('loopback'),
     dhcp: opts.only.includes('dhcp'),
+    observe: opts.only.includes('observe'),
   };
-  const bench = ran.network || ran.scale || ran.control || ran.loopback ? BenchLab.up() : null;
+  const bench = ran.network || ran.scale || ran.control || ran.loopback || ran.observe ? BenchLab.up() : null;
   if (bench && ran.network) {
     await bench.serversUp();
     await network(bench, opts, results);
@@ -56,6 +58,10 @@ async function main(): Promise<void> {
   if (bench && ran.control) results.control = await controlBenchmark(bench, opts);
   if (bench && ran.loopback) results.loopback = await loopbackBenchmark(bench, opts);
   if (ran.dhcp) results.dhcp = await dhcpBenchmark(opts);
+  if (bench && ran.observe) {
+    if (!ran.network) await bench.serversUp();
+    results.observe = await observeBenchmark(bench, opts);
+  }
 
   log('');
   for (const t of [figuresTable(results), ratiosTable(results), otherTable(results, opts)]) if (t.rows.length) log(`${text(t)}\n`);

@@ -24,6 +24,13 @@ export async function microBenchmarks(quick: boolean): Promise<Micro> {
       ['create', '1000000', secs],
       (r) => `new flows (TCP SYN) into a table of 2^20: ${fmtNum(r['flowsPerSecond'] as number)} flows/s`,
     ],
+    ['forwardPlain', ['forward', '1000', secs, 'plain'], (r) => `through the Forwarder, 1 000 flows, no capture tap: ${r['mpps']} Mpps`],
+    ['forwardTap', ['forward', '1000', secs, 'tap'], (r) => `through the Forwarder, an idle capture tap: ${r['mpps']} Mpps`],
+    [
+      'forwardCapture',
+      ['forward', '1000', secs, 'capture'],
+      (r) => `through the Forwarder, capturing the session (both sides): ${r['mpps']} Mpps, ${fmtNum(r['leftOut'] as number)} left out`,
+    ],
     [
       'memory',
       ['memory', '1000000'],

@@ -414,6 +414,8 @@ function captureStream(gw: Gateway, socket: Socket, body: unknown): void {
       return socket.writableLength;
     },
     on: (event, f) => socket.on(event, f),
+    cork: () => socket.cork(),
+    uncork: () => socket.uncork(),
   };
   const cap = gw.capture(target, sink, { ...(snaplen !== undefined ? { snaplen } : {}), ...(count !== undefined ? { count } : {}) });
   socket.on('error', () => cap.stop());

@@ -54,8 +54,6 @@ export class Forwarder {
   /** SESSION_COUNTERS numbers per session id (the gateway reads them from its thread). */
   readonly perSession: Float64Array;
   private readonly vnet = new VirtioNetHdr();
-  /** Where a packet from the uplink is kept as it came while a capture runs (the translator rewrites it in place). */
-  private readonly before: Uint8Array;
 
   /**
    * `hdrLen` is the virtio_net_hdr in front of every packet (VNET_HDR_LEN when
@@ -74,7 +72,6 @@ export class Forwarder {
   ) {
     this.devices = new Array<Device | null>(maxSession + 1).fill(null);
     this.perSession = perSession ?? new Float64Array((maxSession + 1) * SESSION_COUNTERS);
-    this.before = new Uint8Array(tap ? 65536 + 256 : 0);
   }
 
   /**
@@ -125,7 +122,8 @@ export class Forwarder {
   fromSession(id: number, buf: Uint8Array, len: number, now: number): void {
     const hdr = this.hdrLen;
     const tap = this.tap !== null && this.tap.on && this.tap.wants(id) ? this.tap : null;
-    if (tap !== null) tap.put(id, SIDE_INNER, DIR_IN, buf, hdr, len - hdr);
+    const us = tap !== null ? tap.stamp() : 0;
+    if (tap !== null) tap.put(us, id, SIDE_INNER, DIR_IN, buf, hdr, len - hdr);
     const at = this.csumAt(buf, len);
     let v = DROP;
     if (at !== -2) {
@@ -137,7 +135,7 @@ export class Forwarder {
       }
     }
     if (v === TO_UPLINK) {
-      if (tap !== null) tap.put(id, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
+      if (tap !== null) tap.put(us, id, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
       if (this.uplink.write(buf, 0, len)) {
         this.counters.toUplink++;
         this.counters.bytesToUplink += len - hdr;
@@ -148,13 +146,14 @@ export class Forwarder {
       }
     } else if (v > 0) {
       // Hairpin: translated for session v, which may be captured itself.
-      if (tap !== null) tap.put(id, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
-      if (this.tap !== null && this.tap.on && this.tap.wants(v)) this.tap.put(v, SIDE_INNER, DIR_OUT, buf, hdr, len - hdr);
+      if (tap !== null) tap.put(us, id, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
+      if (this.tap !== null && this.tap.on && this.tap.wants(v))
+        this.tap.put(this.tap.stamp(), v, SIDE_INNER, DIR_OUT, buf, hdr, len - hdr);
       this.countOut(id, len);
       this.toSession(v, buf, len);
     } else if (v === REPLY) {
       this.reply(id, buf);
-      if (tap !== null) tap.put(id, SIDE_INNER, DIR_OUT, buf, hdr, this.nat.replyLength);
+      if (tap !== null) tap.put(us, id, SIDE_INNER, DIR_OUT, buf, hdr, this.nat.replyLength);
     } else {
       this.counters.dropped++;
       this.perSession[id * SESSION_COUNTERS + S_DROPPED]!++;
@@ -179,8 +178,9 @@ export class Forwarder {
   fromUplink(buf: Uint8Array, len: number, now: number): void {
     const hdr = this.hdrLen;
     const tap = this.tap !== null && this.tap.on ? this.tap : null;
-    // Which session it is for is known only once translated, in place: keep it as it came.
-    if (tap !== null) this.before.set(buf.subarray(hdr, len));
+    // Whose it is is known only once translated, in place: it goes in the ring as it came, unpublished until then.
+    const us = tap !== null ? tap.stamp() : 0;
+    const staged = tap !== null && tap.stage(us, SIDE_OUTER, DIR_IN, buf, hdr, len - hdr);
     const at = this.csumAt(buf, len);
     let v = DROP;
     if (at !== -2) {
@@ -191,7 +191,7 @@ export class Forwarder {
         this.guard.unlock();
       }
     }
-    if (tap !== null) this.tapUplink(tap, v, buf, len);
+    if (tap !== null) this.tapUplink(tap, us, staged, v, buf, len);
     if (v > 0) {
       this.toSession(v, buf, len);
     } else if (v === TO_UPLINK) {
@@ -205,18 +205,16 @@ export class Forwarder {
     }
   }
 
-  /** A packet from the uplink, as it came and (for a session) as translated, for the captures that want it. */
-  private tapUplink(tap: Tap, v: number, buf: Uint8Array, len: number): void {
+  /** A packet from the uplink, as it came (staged) and (for a session) as translated, for the captures that want it. */
+  private tapUplink(tap: Tap, us: number, staged: boolean, v: number, buf: Uint8Array, len: number): void {
     const hdr = this.hdrLen;
-    if (v > 0) {
-      if (!tap.wants(v)) return;
-      tap.put(v, SIDE_OUTER, DIR_IN, this.before, 0, len - hdr);
-      tap.put(v, SIDE_INNER, DIR_OUT, buf, hdr, len - hdr);
-    } else if (tap.all) {
-      tap.put(0, SIDE_OUTER, DIR_IN, this.before, 0, len - hdr);
-      if (v === TO_UPLINK) tap.put(0, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
-      else if (v === REPLY) tap.put(0, SIDE_OUTER, DIR_OUT, buf, hdr, this.nat.replyLength);
-    }
+    const id = v > 0 ? v : 0;
+    if (v > 0 ? !tap.wants(v) : !tap.all) return;
+    if (staged) tap.publish(id);
+    else tap.leftOut(id, SIDE_OUTER);
+    if (v > 0) tap.put(us, v, SIDE_INNER, DIR_OUT, buf, hdr, len - hdr);
+    else if (v === TO_UPLINK) tap.put(us, 0, SIDE_OUTER, DIR_OUT, buf, hdr, len - hdr);
+    else if (v === REPLY) tap.put(us, 0, SIDE_OUTER, DIR_OUT, buf, hdr, this.nat.replyLength);
   }
 
   /** A packet of session `id` went on its way: counted as the session's, without its virtio header. */

@@ -69,9 +69,28 @@ export class Tap {
     return this.ctl[C_ALL] !== 0 || this.want[id] !== 0;
   }
 
-  /** Copies a packet (its IP bytes) into the ring for slot `id`; when the ring is full it is left out and counted. */
-  put(id: number, side: number, direction: number, buf: Uint8Array, off: number, len: number): void {
-    const us = Math.floor((this.origin + performance.now()) * 1000);
+  /** Now, in microseconds since the epoch: one reading per packet, for both its sides. */
+  stamp(): number {
+    return Math.floor((this.origin + performance.now()) * 1000);
+  }
+
+  /** Copies a packet into the ring before it is known whose it is: publish() or leftOut() says, once it is. */
+  stage(us: number, side: number, direction: number, buf: Uint8Array, off: number, len: number): boolean {
+    return this.ring.stage(0, side, direction, us, buf, off, len, this.ctl[C_SNAP]!);
+  }
+
+  /** The staged packet is slot `id`'s: it goes in. */
+  publish(id: number): void {
+    this.ring.publish(id);
+  }
+
+  /** A packet of slot `id`'s side that the ring had no room for. */
+  leftOut(id: number, side: number): void {
+    this.ring.leftOut(id, side);
+  }
+
+  /** Copies a packet (its IP bytes) seen at `us` into the ring for slot `id`; when the ring is full it is left out and counted. */
+  put(us: number, id: number, side: number, direction: number, buf: Uint8Array, off: number, len: number): void {
     this.ring.push(id, side, direction, us, buf, off, len, this.ctl[C_SNAP]!);
   }
 }

@@ -13,8 +13,6 @@ import {
 /** tcpdump's default: every packet whole, TSO segments included. */
 export const DEFAULT_SNAPLEN = 262144;
 export const MAX_SNAPLEN = 262144;
-/** Bytes waiting in a capture's sink beyond which packets are left out (and counted), not queued. */
-const SINK_HIGH_WATER = 8 << 20;
 /** Records taken from one ring per turn, so one busy worker's ring does not starve the others'. */
 const TURN_RECORDS = 4096;
 
@@ -43,18 +41,24 @@ export interface CaptureSink {
   write(b: Buffer, cb?: (err?: Error | null) => void): boolean;
   readonly writableLength: number;
   on(event: 'error', f: (e: Error) => void): unknown;
+  /** Batches the writes up to uncork() into one (writev), when the sink can. */
+  cork?(): void;
+  uncork?(): void;
 }
 
 /** One running capture: stop() ends it (writing its statistics), `done` says how it went. */
 export class Capture {
   readonly done: Promise<CaptureResult>;
   packets = 0;
-  /** Per file interface: packets written and left out (by the sink's backlog; the rings' are added at the end). */
+  /** Per side (the file's interface): packets written. */
   readonly delivered = [0, 0];
-  readonly sinkDropped = [0, 0];
   /** The rings' drop counts for this capture's slots when it began, per side. */
   readonly ringBase: number[];
   readonly startUs = nowUs();
+  /** Packets after this are not its own (its session ended, its slot may serve another). */
+  stopUs = Infinity;
+  /** Why it is ending, once it is: it ends after the turn that writes what the rings still hold for it. */
+  ending: CaptureResult['reason'] | null = null;
   private finish: (r: CaptureResult) => void = () => undefined;
   ended = false;
 
@@ -64,15 +68,13 @@ export class Capture {
     readonly snaplen: number,
     readonly count: number,
     readonly sink: CaptureSink,
-    /** File interface of each side: a session's capture shows its own side first, the uplink's the network's. */
-    readonly ifaceOf: readonly [number, number],
   ) {
     this.done = new Promise((resolve) => (this.finish = resolve));
     this.ringBase = owner.ringDrops(target);
   }
 
-  wants(slot: number): boolean {
-    return this.target === 'uplink' || this.target.slot === slot;
+  wants(slot: number, us: number): boolean {
+    return (this.target === 'uplink' || this.target.slot === slot) && us >= this.startUs && us <= this.stopUs && this.packets < this.count;
   }
 
   stop(): void {
@@ -88,14 +90,16 @@ export class Capture {
     const blocks: Buffer[] = [];
     let leftOut = 0;
     for (const side of [SIDE_INNER, SIDE_OUTER]) {
-      const i = this.ifaceOf[side]!;
-      const dropped = ring[side]! - this.ringBase[side]! + this.sinkDropped[i]!;
+      const dropped = ring[side]! - this.ringBase[side]!;
       leftOut += dropped;
       blocks.push(
-        interfaceStatistics(i, this.startUs, end, { received: this.delivered[i]! + dropped, dropped, delivered: this.delivered[i]! }),
+        interfaceStatistics(side, this.startUs, end, {
+          received: this.delivered[side]! + dropped,
+          dropped,
+          delivered: this.delivered[side]!,
+        }),
       );
     }
-    blocks.sort((a, b) => a.readUInt32LE(8) - b.readUInt32LE(8));
     const result: CaptureResult = { packets: this.packets, leftOut, reason };
     if (reason === 'sink-error') {
       this.finish(result);
@@ -109,12 +113,19 @@ function nowUs(): number {
   return Math.floor((performance.timeOrigin + performance.now()) * 1000);
 }
 
-/** A gateway's captures: what the workers are told to copy, and the pump that writes what they copied. */
+/**
+ * A gateway's captures: what the workers are told to copy, and the pump
+ * that writes what they copied. The rings hold pcapng blocks as a file
+ * does, so a turn hands views of them to the sinks (no copy here) and frees
+ * them once written: one turn in flight at a time, so a slow sink holds the
+ * rings full and the workers leave packets out, counted.
+ */
 export class Captures {
   private readonly active = new Set<Capture>();
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
-  /** Records of one turn, for writing in time order when several workers copied them. */
+  private writing = false;
+  /** Blocks of one turn, for writing in time order when several workers copied them. */
   private readonly batch: { us: number; cap: Capture; block: Buffer }[] = [];
 
   constructor(
@@ -127,19 +138,17 @@ export class Captures {
   }
 
   /** Starts a capture into `sink`: the file header goes out now, then every packet the target's traffic brings. */
-  start(target: CaptureTarget, sink: Capture['sink'], opts: CaptureOptions, names: { inner: string; outer: string }): Capture {
+  start(target: CaptureTarget, sink: CaptureSink, opts: CaptureOptions, names: { inner: string; outer: string }): Capture {
     const snaplen = opts.snaplen ?? DEFAULT_SNAPLEN;
     const session = target !== 'uplink';
-    // File interfaces: a session's capture lists its eth0 first, the uplink's capture vipnat0 first.
-    const ifaceOf: [number, number] = session ? [0, 1] : [1, 0];
-    const cap = new Capture(this, target, snaplen, opts.count ?? Infinity, sink, ifaceOf);
+    const cap = new Capture(this, target, snaplen, opts.count ?? Infinity, sink);
     const what = session ? `session ${target.session}` : 'every session and the uplink';
-    const innerIdb = interfaceDescription(names.inner, `${what}: the sessions' side, before translation (inner addresses)`, snaplen);
-    const outerIdb = interfaceDescription(names.outer, `${what}: the network's side, after translation (VIPs)`, snaplen);
+    // Interface 0 is the sessions' side, 1 the network's: the workers write the side as the interface.
     sink.write(
       Buffer.concat([
         sectionHeader(`vipnat ${opts.version}`, hostname(), `${osType()} ${release()}`, `vipnat capture of ${what}`),
-        ...(session ? [innerIdb, outerIdb] : [outerIdb, innerIdb]),
+        interfaceDescription(names.inner, `${what}: the sessions' side, before translation (inner addresses)`, snaplen),
+        interfaceDescription(names.outer, `${what}: the network's side, after translation (VIPs)`, snaplen),
       ]),
     );
     sink.on('error', () => this.end(cap, 'sink-error'));
@@ -164,18 +173,23 @@ export class Captures {
     return out;
   }
 
-  /** Ends a capture: what the rings still hold for it is written first. */
+  /** Ends a capture once what the rings hold for it is written. */
   end(cap: Capture, reason: CaptureResult['reason']): void {
-    if (!this.active.has(cap)) return;
-    if (reason !== 'sink-error') this.turn();
-    this.active.delete(cap);
+    if (!this.active.has(cap) || cap.ending) return;
+    cap.ending = reason;
     this.apply();
-    cap.close(reason);
+    if (reason === 'sink-error') this.finishEnding();
+    else this.schedule(0);
   }
 
-  /** Ends the captures of a session slot (it is going). */
+  /** Ends the captures of a session slot (it is going, and may serve another session soon). */
   endSlot(slot: number): void {
-    for (const c of [...this.active]) if (c.target !== 'uplink' && c.target.slot === slot) this.end(c, 'session-ended');
+    for (const c of this.active) {
+      if (c.target !== 'uplink' && c.target.slot === slot) {
+        c.stopUs = nowUs();
+        this.end(c, 'session-ended');
+      }
+    }
   }
 
   /** Ends every capture (the gateway is closing); resolves once each has written its statistics. */
@@ -185,67 +199,83 @@ export class Captures {
     await Promise.all(all.map((c) => c.done));
   }
 
-  /** Tells the workers what to copy now. */
+  /** Tells the workers what to copy now: what the captures not ending want. */
   private apply(): void {
     const slots: number[] = [];
     let all = false;
     let snap = 0;
     for (const c of this.active) {
+      if (c.ending) continue;
       if (c.target === 'uplink') all = true;
       else slots.push(c.target.slot);
       snap = Math.max(snap, c.snaplen);
     }
     this.control.set(all, slots, snap);
-    if (this.active.size === 0) {
-      if (this.timer) clearTimeout(this.timer);
-      if (this.immediate) clearImmediate(this.immediate);
-      this.timer = null;
-      this.immediate = null;
-      // Nothing wants them now: what is left in the rings is nobody's.
-      for (const r of this.rings) r.drain(() => undefined);
-    }
   }
 
   private schedule(ms: number): void {
-    if (this.timer || this.immediate || this.active.size === 0) return;
-    if (ms === 0) {
-      this.immediate = setImmediate(() => {
-        this.immediate = null;
-        this.schedule(this.turn() > 0 ? 0 : 2);
-      });
-    } else {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.schedule(this.turn() > 0 ? 0 : 2);
-      }, ms);
+    if (this.timer || this.immediate || this.writing || this.active.size === 0) return;
+    const go = (): void => {
+      this.timer = null;
+      this.immediate = null;
+      this.turn();
+    };
+    if (ms === 0) this.immediate = setImmediate(go);
+    else this.timer = setTimeout(go, ms);
+  }
+
+  /** Closes the captures that were ending before the turn just done; with none left, the rings are emptied. */
+  private finishEnding(closing: Capture[] = [...this.active].filter((c) => c.ending === 'sink-error')): void {
+    for (const c of closing) {
+      this.active.delete(c);
+      c.close(c.ending!);
+    }
+    if (this.active.size === 0) {
+      // Nothing wants them now: what is left in the rings is nobody's.
+      if (!this.writing) for (const r of this.rings) r.drain(() => undefined);
     }
   }
 
-  /** Takes what the rings hold and writes it to the captures that want it; returns records taken. */
-  private turn(): number {
+  /** Takes what the rings hold and hands it to the captures that want it; frees it once written. */
+  private turn(): void {
+    if (this.writing) return;
+    const closing = [...this.active].filter((c) => c.ending !== null);
     const batch = this.batch;
     let taken = 0;
-    const take = (r: RingRecord): void => {
+    const take = (ring: CaptureRing) => (r: RingRecord) => {
       for (const cap of this.active) {
-        // A record from before the capture began was copied for an earlier one, after its last turn: not this one's.
-        if (!cap.wants(r.slot) || cap.packets >= cap.count || r.timestamp < cap.startUs) continue;
-        const iface = cap.ifaceOf[r.side]!;
-        if (cap.sink.writableLength > SINK_HIGH_WATER) {
-          cap.sinkDropped[iface]!++;
-          continue;
-        }
-        const data = r.data.length > cap.snaplen ? r.data.subarray(0, cap.snaplen) : r.data;
-        batch.push({
-          us: r.timestamp,
-          cap,
-          block: enhancedPacket(iface, r.timestamp, data, r.origLen, r.direction === DIR_IN ? EPB_INBOUND : EPB_OUTBOUND),
-        });
+        if (cap.ending === 'sink-error' || !cap.wants(r.slot, r.timestamp)) continue;
+        const block =
+          r.data.length > cap.snaplen
+            ? enhancedPacket(
+                r.side,
+                r.timestamp,
+                r.data.subarray(0, cap.snaplen),
+                r.origLen,
+                r.direction === DIR_IN ? EPB_INBOUND : EPB_OUTBOUND,
+              )
+            : Buffer.from(ring.memory, ring.dataOffset + r.blockAt, r.blockLen);
+        batch.push({ us: r.timestamp, cap, block });
         cap.packets++;
-        cap.delivered[iface]!++;
+        cap.delivered[r.side]!++;
+        if (cap.packets >= cap.count && !cap.ending) {
+          cap.ending = 'count';
+          closing.push(cap);
+        }
       }
     };
-    for (const ring of this.rings) taken += ring.drain(take, TURN_RECORDS);
-    if (batch.length === 0) return taken;
+    for (const ring of this.rings) taken += ring.read(take(ring), TURN_RECORDS);
+    const done = (): void => {
+      this.writing = false;
+      for (const ring of this.rings) ring.free();
+      this.finishEnding(closing);
+      this.apply();
+      this.schedule(taken > 0 ? 0 : 2);
+    };
+    if (batch.length === 0) {
+      done();
+      return;
+    }
     if (this.rings.length > 1) batch.sort((a, b) => a.us - b.us);
     const per = new Map<Capture, Buffer[]>();
     for (const b of batch) {
@@ -254,11 +284,16 @@ export class Captures {
       else per.set(b.cap, [b.block]);
     }
     batch.length = 0;
+    this.writing = true;
+    let pending = per.size;
+    const one = (): void => {
+      if (--pending === 0) done();
+    };
     for (const [cap, blocks] of per) {
-      if (cap.ended) continue;
-      cap.sink.write(blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks));
-      if (cap.packets >= cap.count) queueMicrotask(() => this.end(cap, 'count'));
+      cap.sink.cork?.();
+      for (let k = 0; k < blocks.length - 1; k++) cap.sink.write(blocks[k]!);
+      cap.sink.write(blocks[blocks.length - 1]!, one);
+      cap.sink.uncork?.();
     }
-    return taken;
   }
 }

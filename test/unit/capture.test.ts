@@ -49,7 +49,7 @@ describe('CaptureRing', () => {
     const p = new Uint8Array(200);
     let pushed = 0;
     while (r.push(2, SIDE_OUTER, DIR_IN, 1, p, 0, 200, 262144)) pushed++;
-    expect(pushed).toBe(Math.floor((1024 - 1) / (RECORD_HEADER + 200)));
+    expect(pushed).toBe(Math.floor((1024 - 1) / (RECORD_HEADER + 200 + 16)));
     expect(r.dropped[2 * 2 + SIDE_OUTER]).toBe(1);
     expect(r.push(1, SIDE_INNER, DIR_IN, 1, p, 0, 200, 262144)).toBe(false);
     expect(r.dropped[1 * 2 + SIDE_INNER]).toBe(1);
@@ -81,6 +81,44 @@ describe('CaptureRing', () => {
       }),
       { seed: 14, numRuns: 200 },
     );
+  });
+});
+
+describe('CaptureRing records are pcapng blocks', () => {
+  it('holds each packet as an Enhanced Packet Block a file can take as it is', () => {
+    const r = ring();
+    const p = new Uint8Array([0x45, 0, 0, 5, 9]);
+    r.push(2, SIDE_OUTER, DIR_OUT, 1_700_000_000_000_007, p, 0, 5, 262144);
+    let block: Buffer | null = null;
+    r.drain((x) => (block = Buffer.from(r.memory, r.dataOffset + x.blockAt, x.blockLen)));
+    const b = block!;
+    expect(toHex(b)).toBe(toHex(enhancedPacket(SIDE_OUTER, 1_700_000_000_000_007, p, 5, EPB_OUTBOUND)));
+  });
+
+  it('publishes a staged record under the slot it turns out to be, and forgets one never published', () => {
+    const r = ring();
+    const p = new Uint8Array(40).fill(1);
+    expect(r.stage(0, SIDE_OUTER, DIR_IN, 5, p, 0, 40, 262144)).toBe(true);
+    r.publish(3);
+    expect(r.stage(0, SIDE_OUTER, DIR_IN, 6, p, 0, 40, 262144)).toBe(true); // nobody's: never published
+    expect(r.push(1, SIDE_INNER, DIR_OUT, 7, p, 0, 40, 262144)).toBe(true);
+    expect(drainAll(r).map((x) => [x.slot, x.side, x.direction, x.ts])).toEqual([
+      [3, SIDE_OUTER, DIR_IN, 5],
+      [1, SIDE_INNER, DIR_OUT, 7],
+    ]);
+    r.leftOut(4, SIDE_OUTER);
+    expect(r.dropped[4 * 2 + SIDE_OUTER]).toBe(1);
+  });
+
+  it('keeps what was read until it is freed', () => {
+    const r = ring(1024);
+    const p = new Uint8Array(200);
+    let n = 0;
+    while (r.push(1, SIDE_INNER, DIR_IN, n, p, 0, 200, 262144)) n++;
+    expect(r.read(() => undefined)).toBe(n);
+    expect(r.push(1, SIDE_INNER, DIR_IN, 99, p, 0, 200, 262144)).toBe(false); // read, not freed: no room yet
+    r.free();
+    expect(r.push(1, SIDE_INNER, DIR_IN, 99, p, 0, 200, 262144)).toBe(true);
   });
 });
 
