@@ -46,6 +46,9 @@ export const USAGE = `usage: vipnat run   --pool RANGES [--sessions N] [GATEWAY 
        vipnat ls    [--name NAME] [--json]
        vipnat pool  [--name NAME] [--json]
        vipnat down  [--name NAME]
+       vipnat attach [--name NAME] (--netns PATH|NAME | --pid PID | --container NAME) [--route CIDR]...
+                    [--id N] [--vip ADDR] [--label KEY=VALUE]... [--wait] [--json]
+       vipnat detach [--name NAME] ID...
        vipnat sockets [--name NAME] [--listening] [--json] [ID...]
        vipnat sockets (--netns NAME|PATH | --pid PID) [--listening] [--json]
        vipnat capture [--name NAME] ID|uplink [-w FILE] [-c COUNT] [--snaplen N]
@@ -62,6 +65,11 @@ start  logs a session on to it: the lowest free VIP (or --vip), PROGRAM in it;
 exec   runs another program in a running session, with its VIP.
 stop   logs sessions off: SIGTERM, a grace period, SIGKILL; the VIP goes back.
 ls     shows the sessions; pool shows the addresses; down stops the gateway.
+attach gives an existing namespace (a container's, a process's) a VIP of the
+       gateway's: a TUN in it holds the VIP, and traffic to the --route
+       networks (default: those the gateway routes to) leaves through it; its
+       own interfaces stay as they are. It is a session: ls shows it, detach
+       (or the namespace's end) gives the VIP back. --wait stays until then.
 sockets shows each session's TCP and UDP sockets with their processes, and
        the flows the gateway translates for them (inside and outside view);
        --netns or --pid reads one namespace's sockets without a gateway.
@@ -166,6 +174,21 @@ export interface QueryArgs {
   json: boolean;
 }
 
+export interface AttachArgs {
+  command: 'attach';
+  name: string;
+  named: boolean;
+  netns: string | undefined;
+  pid: number | undefined;
+  container: string | undefined;
+  routes: string[];
+  id: number | undefined;
+  vip: string | undefined;
+  labels: Record<string, string>;
+  wait: boolean;
+  json: boolean;
+}
+
 export interface SocketsArgs {
   command: 'sockets';
   name: string;
@@ -207,6 +230,7 @@ export type Parsed =
   | StopArgs
   | QueryArgs
   | SocketsArgs
+  | AttachArgs
   | CaptureArgs
   | TopArgs
   | { command: 'help' }
@@ -260,6 +284,19 @@ const FLAGS: Record<string, FlagTable> = {
   ls: { ...NAME, '--json': SWITCH },
   pool: { ...NAME, '--json': SWITCH },
   down: { ...NAME },
+  attach: {
+    ...NAME,
+    '--netns': value('--netns needs a namespace name or path'),
+    '--pid': value('--pid needs a process id'),
+    '--container': value('--container needs a container name or id'),
+    '--route': { missing: '--route needs a CIDR, e.g. --route 198.18.0.0/24', many: true },
+    '--id': value('--id needs a value'),
+    '--vip': value('--vip needs a value, e.g. --vip 198.19.7.5'),
+    '--label': { missing: '--label needs KEY=VALUE', many: true },
+    '--wait': SWITCH,
+    '--json': SWITCH,
+  },
+  detach: { ...NAME, '--json': SWITCH },
   sockets: {
     ...NAME,
     '--listening': SWITCH,
@@ -441,7 +478,9 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
   if (cmd === '--version' || cmd === 'version') return { command: 'version' };
   const table = cmd === undefined ? undefined : FLAGS[cmd];
   if (!table)
-    throw new UsageError(`unknown command "${cmd}" (commands: run, up, start, exec, stop, ls, pool, down, sockets, capture, top)`);
+    throw new UsageError(
+      `unknown command "${cmd}" (commands: run, up, start, exec, stop, ls, pool, down, attach, detach, sockets, capture, top)`,
+    );
   const read = readFlags(rest, table);
   if (read === 'help') return { command: 'help' };
   const f = new Flags(read.flags, env);
@@ -483,6 +522,37 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Parsed {
       }
       if (words.length === 0) throw new UsageError('stop: give session ids, or --all');
       return { command: 'stop', name: f.name(), named: f.named(), ids: words.map((w) => sessionId(w, 'stop')), json: f.bool('--json') };
+    }
+    case 'attach': {
+      if (rest[at] !== undefined)
+        throw new UsageError(`attach takes no PROGRAM ("${rest[at]}"): the namespace's own programs run as they are`);
+      const netns = f.get('--netns')?.value;
+      const pid = f.num('--pid', 1, 0x7fffffff);
+      const container = f.get('--container')?.value;
+      const given = [netns, pid, container].filter((x) => x !== undefined).length;
+      if (given !== 1) throw new UsageError('attach: give one of --netns PATH|NAME, --pid PID or --container NAME');
+      for (const r of f.all('--route')) {
+        if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(r)) throw new UsageError(`--route "${r}": must be a CIDR, e.g. 198.18.0.0/24`);
+      }
+      return {
+        command: 'attach',
+        name: f.name(),
+        named: f.named(),
+        netns,
+        pid,
+        container,
+        routes: f.all('--route'),
+        id: f.num('--id', 1, MAX_SESSION_ID),
+        vip: f.get('--vip')?.value,
+        labels: labels(f.all('--label')),
+        wait: f.bool('--wait'),
+        json: f.bool('--json'),
+      };
+    }
+    case 'detach': {
+      const words = rest.slice(at);
+      if (words.length === 0) throw new UsageError('detach: give session ids');
+      return { command: 'stop', name: f.name(), named: f.named(), ids: words.map((w) => sessionId(w, 'detach')), json: f.bool('--json') };
     }
     case 'sockets': {
       const netns = f.get('--netns')?.value;

@@ -40,6 +40,8 @@ async function dispatch(argv: string[]): Promise<number> {
       return (await import('./commands/query.js')).pool(parsed, runDir());
     case 'down':
       return (await import('./commands/query.js')).down(parsed, runDir());
+    case 'attach':
+      return (await import('./commands/attach.js')).attach(parsed, runDir());
     case 'sockets':
       return (await import('./commands/observe.js')).sockets(parsed, runDir());
     case 'capture':

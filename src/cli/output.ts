@@ -31,6 +31,8 @@ export function formatEvent(e: ShownEvent, json: boolean): string {
   }
   switch (e.event) {
     case 'session':
+      if (e.attached)
+        return `session ${e.id} vip ${e.vip}${e.vip6 ? ` vip6 ${e.vip6}` : ''} attached to ${e.netns}${e.pid > 0 ? ` pid ${e.pid}` : ''}`;
       return e.shared
         ? `session ${e.id} shared ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}`
         : `session ${e.id} vip ${e.vip}${e.loopback ? ` loopback ${e.loopback}` : ''} pid ${e.pid}${e.vip6 ? ` vip6 ${e.vip6}` : ''}`;
@@ -89,6 +91,7 @@ export function sessionLine(s: SessionInfo): string {
       loopback: s.loopback,
       pid: s.pids[0] ?? -1,
       netns: s.netns,
+      ...(s.attached ? { attached: true } : {}),
     },
     false,
   );

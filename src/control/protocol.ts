@@ -10,6 +10,7 @@
 //   GET    /v1/stats                        -> the dataplane's counters
 //   GET    /v1/sockets[?session=ID,...]     -> SessionSockets[]: each session's kernel sockets and flows
 //   POST   /v1/capture  CaptureRequest      -> a capture stream (below)
+//   POST   /v1/attach   AttachRequest       -> 201 SessionInfo: a VIP for an existing namespace (a container's)
 //   POST   /v1/down                         -> 202, then the gateway stops every session and exits
 //
 // Errors are {"message": "...", "exitCode": N} with an HTTP status: 400 bad
@@ -85,6 +86,19 @@ export interface ExecRequest {
   env?: Record<string, string>;
 }
 
+export interface AttachRequest {
+  /** The namespace's file (/proc/PID/ns/net, /run/netns/NAME, a bind mount), and what ls shows for it. */
+  path: string;
+  name: string;
+  /** The process whose namespace it is, when there is one. */
+  pid?: number;
+  /** CIDRs that leave through the VIP (default: the networks the gateway routes to). */
+  routes?: string[];
+  id?: number;
+  vip?: string;
+  labels?: Record<string, string>;
+}
+
 export interface CaptureRequest {
   /** A session id, or "uplink" for every packet. */
   target: number | 'uplink';
@@ -111,6 +125,8 @@ export interface SessionInfo {
   /** The session's processes: its program first, then whatever else runs in its namespace. */
   pids: number[];
   state: 'starting' | 'running' | 'stopping' | 'exited';
+  /** Attached to an existing namespace (vipnat attach): no namespace or program of its own. */
+  attached: boolean;
   startedAt: string;
   packets: { in: number; out: number };
   bytes: { in: number; out: number };

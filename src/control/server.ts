@@ -27,6 +27,7 @@ import {
   FRAME_STDERR,
   FRAME_STDOUT,
   socketPath,
+  type AttachRequest,
   type ErrorBody,
   type ExecRequest,
   type ExitInfo,
@@ -86,6 +87,7 @@ export function sessionInfo(s: GatewaySession, pids: number[], counters: Session
     netns: s.netns,
     pids,
     state: s.state,
+    attached: s.attached,
     startedAt: s.startedAt.toISOString(),
     ...counters,
     flows,
@@ -123,6 +125,25 @@ export function parseStart(v: unknown): StartRequest {
     ...(v['args'] !== undefined ? { args: stringList(v['args'], 'args') } : {}),
     ...(v['env'] !== undefined ? { env: stringMap(v['env'], 'env') } : {}),
     ...(v['attach'] === true ? { attach: true } : {}),
+  };
+}
+
+export function parseAttach(v: unknown): AttachRequest {
+  if (!isObject(v)) throw new HttpError(400, 'the request body must be a JSON object', 2);
+  if (typeof v['path'] !== 'string' || !v['path'].startsWith('/')) throw new HttpError(400, 'path: required, an absolute path', 2);
+  if (typeof v['name'] !== 'string' || v['name'] === '') throw new HttpError(400, 'name: required, a string', 2);
+  if (v['pid'] !== undefined && !(Number.isInteger(v['pid']) && (v['pid'] as number) > 0))
+    throw new HttpError(400, 'pid: must be a process id', 2);
+  if (v['id'] !== undefined && !Number.isInteger(v['id'])) throw new HttpError(400, 'id: must be a whole number', 2);
+  if (v['vip'] !== undefined && typeof v['vip'] !== 'string') throw new HttpError(400, 'vip: must be a string', 2);
+  return {
+    path: v['path'],
+    name: v['name'],
+    ...(v['pid'] !== undefined ? { pid: v['pid'] as number } : {}),
+    ...(v['routes'] !== undefined ? { routes: stringList(v['routes'], 'routes') } : {}),
+    ...(v['id'] !== undefined ? { id: v['id'] as number } : {}),
+    ...(v['vip'] !== undefined ? { vip: v['vip'] } : {}),
+    ...(v['labels'] !== undefined ? { labels: stringMap(v['labels'], 'labels') } : {}),
   };
 }
 
@@ -263,6 +284,7 @@ export class ControlServer {
     }
     if (method === 'GET' && rest === '/sessions') return { status: 200, body: await this.list() };
     if (method === 'POST' && rest === '/sessions') return { status: 201, body: await this.start(parseStart(await readBody(req)), res) };
+    if (method === 'POST' && rest === '/attach') return { status: 201, body: await this.attachTo(parseAttach(await readBody(req)), res) };
     if (method === 'GET' && m && !m[2]) return { status: 200, body: await this.one(Number(m[1])) };
     if (method === 'POST' && m && m[2]) {
       const st = await this.gw.stopSession(Number(m[1]));
@@ -294,6 +316,23 @@ export class ControlServer {
     const s = this.gw.session(id);
     if (!s) throw new NotFoundError(`no session ${id}`);
     return sessionInfo(s, orderPids(s, this.gw.sessionPids([s]).get(s.id) ?? []), this.gw.sessionCounters()(s), flows?.get(id) ?? 0);
+  }
+
+  /** A VIP for an existing namespace: a session with no program, which ends with the namespace or on stop. */
+  private async attachTo(r: AttachRequest, res: ServerResponse): Promise<SessionInfo> {
+    const s = await this.gw.startSession({
+      program: '',
+      attach: { path: r.path, name: r.name, ...(r.pid !== undefined ? { pid: r.pid } : {}), ...(r.routes ? { routes: r.routes } : {}) },
+      ...(r.id !== undefined ? { id: r.id } : {}),
+      ...(r.vip !== undefined ? { vip: r.vip } : {}),
+      ...(r.labels !== undefined ? { labels: r.labels } : {}),
+      stdio: 'ignore',
+    });
+    if (res.destroyed || res.socket?.destroyed) {
+      void s.stop();
+      throw new HttpError(499, 'the client went away');
+    }
+    return sessionInfo(s, s.pid > 0 ? [s.pid] : [], this.gw.sessionCounters()(s), 0);
   }
 
   /** A start without attach: the program's output goes to the gateway's, line by line with its id. */

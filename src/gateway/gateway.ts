@@ -45,8 +45,8 @@ import { duidFor, Leases } from '../lease/index.js';
 
 import { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS } from './limits.js';
 import { LOOPBACK_PORT_HI, LOOPBACK_PORT_LO, type FlowCount, type FlowView } from '../nat/index.js';
-import { chmodSync, createWriteStream, type WriteStream } from 'node:fs';
-import { namespaceSockets, type KernelSocket } from '../linux/index.js';
+import { chmodSync, createWriteStream, statSync, type WriteStream } from 'node:fs';
+import { ip, namespaceSockets, type KernelSocket } from '../linux/index.js';
 import { Capture, Captures, DEFAULT_SNAPLEN, MAX_SNAPLEN, type CaptureOptions, type CaptureSink } from './capture.js';
 export { DEFAULT_MAX_FLOWS, MAX_LIVE_SESSIONS };
 /** The inner address of shared sessions when the options give none (slirp's 10.0.2.x convention). */
@@ -134,6 +134,24 @@ export interface StartOptions {
   after?: Promise<unknown>;
   /** The program's standard input, output and error: this process's (default), or pipes on `session.process`. */
   stdio?: Stdio;
+  /**
+   * Attach: no namespace of the session's own and no program (`program` is
+   * ignored). The VIP goes on a TUN in this existing namespace, for traffic
+   * to `routes` alone; the session ends when the namespace does, or on stop.
+   */
+  attach?: AttachTarget;
+}
+
+/** An existing network namespace to give a VIP to (`vipnat attach`). */
+export interface AttachTarget {
+  /** Its file: /proc/PID/ns/net, /run/netns/NAME, a bind mount. */
+  path: string;
+  /** What ls shows for the session (container:NAME, pid:PID, the path). */
+  name: string;
+  /** The process whose namespace it is, if any (ls lists the namespace's processes by it). */
+  pid?: number;
+  /** CIDRs that leave through the VIP (default: the networks this namespace routes to, but its default route). */
+  routes?: string[];
 }
 
 /** A second program running in a session (`exec`). */
@@ -146,7 +164,18 @@ export interface ExecProcess {
 }
 
 export type GatewayEvent =
-  | { event: 'session'; id: number; vip: string; vip6?: string; shared?: boolean; loopback: string | null; pid: number; netns: string }
+  | {
+      event: 'session';
+      id: number;
+      vip: string;
+      vip6?: string;
+      shared?: boolean;
+      loopback: string | null;
+      pid: number;
+      netns: string;
+      /** Attached to an existing namespace (`netns` names it). */
+      attached?: boolean;
+    }
   /** A session found no DHCP lease (no server answered, none left, every offer in use). */
   | { event: 'lease-failed'; id: number; dev: string; why: string }
   /** A session's lease ended without being extended: the session is stopped. */
@@ -271,6 +300,10 @@ export class GatewaySession {
   }
   get netns(): string {
     return this.inner.netns;
+  }
+  /** Attached to an existing namespace (`vipnat attach`) rather than one of its own. */
+  get attached(): boolean {
+    return this.inner.spec.attach !== undefined;
   }
   /** The program's pid, as the gateway's namespace sees it. */
   get pid(): number {
@@ -580,7 +613,8 @@ export class Gateway implements AsyncDisposable {
       throw new UserError(`session id ${id}: must be 1-${MAX_SESSION_ID}`, EXIT_USAGE);
     }
     if (this.all.has(id) || this.reserved.has(id)) throw new ConflictError(`session ${id} already exists`);
-    resolveProgram(o.program, this.runAs);
+    const attach = o.attach ? await this.attachSpec(o.attach) : undefined;
+    if (!attach) resolveProgram(o.program, this.runAs);
     // Two starts at once never share an id or a VIP: VIPs leave the pool synchronously, and the id is reserved while
     // on-link VIPs are probed; from then on to the session's entry in `all`, everything is synchronous.
     if (this.leases && o.vip !== undefined) throw new UserError(`--vip ${o.vip}: the pool is leased from DHCP`, EXIT_USAGE);
@@ -600,12 +634,25 @@ export class Gateway implements AsyncDisposable {
       if (this.closing) throw new UserError('the gateway is closing');
       throw new UserError(`session ${id}: ${this.slots.count} sessions are running, the most this gateway takes at once`);
     }
-    const s = new Session(this.specFor(id, vips));
+    const spec = this.specFor(id, vips);
+    // Attached: the namespace holds the VIP itself (address mode), and its loopback stays its own.
+    const s = new Session(
+      attach
+        ? {
+            ...spec,
+            v4: spec.v4 && { vip: spec.v4.vip, inner: spec.v4.vip },
+            v6: spec.v6 && { vip: spec.v6.vip, inner: spec.v6.vip },
+            loopback: null,
+            attach,
+          }
+        : spec,
+    );
     const gs = new GatewaySession(s, { ...o.labels }, this.opts.killGraceMs, this.runAs, { slot, vips });
     this.all.set(id, gs);
     this.reserved.delete(id);
-    // Journaled before it exists, so that a vipnat killed half-way through still has it removed.
-    gs.own.seq = this.journal.record({ op: 'netns', name: s.netns });
+    // Journaled before it exists, so that a vipnat killed half-way through still has it removed. (An attached
+    // session's TUN goes with vipnat's fds, its routes with the TUN: nothing of it outlives vipnat but one rule.)
+    if (!attach) gs.own.seq = this.journal.record({ op: 'netns', name: s.netns });
     try {
       await this.attach(gs);
       if (o.after) await o.after.catch(() => undefined);
@@ -636,6 +683,7 @@ export class Gateway implements AsyncDisposable {
       loopback: gs.loopback,
       pid: s.pid,
       netns: s.netns,
+      ...(attach ? { attached: true } : {}),
     });
     return gs;
   }
@@ -655,7 +703,48 @@ export class Gateway implements AsyncDisposable {
       vip6: s.spec.v6 ? ipv6Words(s.spec.v6.vip) : null,
       loopbackId: s.spec.loopback ? gs.id : 0,
     });
-    await this.reachLoopback(gs);
+    if (!s.spec.attach) await this.reachLoopback(gs);
+  }
+
+  /** Checks an attach target and says where the session's routes go. */
+  private async attachSpec(t: AttachTarget): Promise<NonNullable<Session['spec']['attach']>> {
+    let identity: string;
+    try {
+      const st = statSync(t.path);
+      identity = `${st.dev}:${st.ino}`;
+    } catch (e) {
+      throw new NotFoundError(
+        `${t.name}: no network namespace at ${t.path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
+    }
+    const own = statSync('/proc/thread-self/ns/net');
+    if (identity === `${own.dev}:${own.ino}`) throw new UserError(`${t.name}: that is the gateway's own network namespace`, EXIT_USAGE);
+    for (const s of this.all.values()) {
+      const other = s.inner.spec.attach?.identity ?? (s.pid > 0 ? identityOf(`/proc/${s.pid}/ns/net`) : null);
+      if (other === identity) throw new ConflictError(`${t.name}: that namespace is session ${s.id}'s already`);
+    }
+    const routes = t.routes && t.routes.length > 0 ? t.routes : await this.backendNetworks();
+    if (routes.length === 0) {
+      throw new UserError(`${t.name}: this gateway routes to no network but its default route: say which with --route CIDR`, EXIT_USAGE);
+    }
+    for (const r of routes) {
+      if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(r)) throw new UserError(`--route "${r}": must be a CIDR, e.g. 198.18.0.0/24`, EXIT_USAGE);
+    }
+    return { path: t.path, name: t.name, pid: t.pid ?? -1, identity, routes };
+  }
+
+  /** The networks this namespace routes to, its default route, vipnat0's and link-local ones left out: where backends are. */
+  private async backendNetworks(): Promise<string[]> {
+    const families = this.leases ? [4] : this.pool.families();
+    const out: string[] = [];
+    for (const f of families) {
+      const text = await ip([`-${f}`, '-j', 'route', 'show', 'table', 'main']).catch(() => '[]');
+      for (const r of JSON.parse(text) as { dst?: string; dev?: string }[]) {
+        if (!r.dst || r.dst === 'default' || r.dev === 'vipnat0' || r.dev === 'lo' || r.dst.startsWith('fe80')) continue;
+        out.push(r.dst.includes('/') ? r.dst : `${r.dst}/${f === 4 ? 32 : 128}`);
+      }
+    }
+    return out;
   }
 
   /** Routes a session's virtual loopback from this namespace when the range routed at open() leaves it out, or says why not. */
@@ -746,7 +835,7 @@ export class Gateway implements AsyncDisposable {
     const flows = await this.flows(sessions.map((s) => s.id));
     return sessions.map((s) => {
       // By its program's namespace file: the name may live in another mount namespace (linux/mounts.ts).
-      const ns = s.pid > 0 ? `/proc/${s.pid}/ns/net` : `/run/netns/${s.netns}`;
+      const ns = s.inner.spec.attach ? s.inner.spec.attach.path : s.pid > 0 ? `/proc/${s.pid}/ns/net` : `/run/netns/${s.netns}`;
       let kernel: KernelSocket[] = [];
       let error: string | undefined;
       try {
@@ -1049,6 +1138,16 @@ export class Gateway implements AsyncDisposable {
       v6: vips.v6 === null ? null : { vip: vips.v6, inner: this.inner.v6 ?? vips.v6 },
       shared: false,
     };
+  }
+}
+
+/** A namespace file's identity (st_dev:st_ino), or null if it is not there. */
+function identityOf(path: string): string | null {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
 }
 

@@ -6,6 +6,7 @@ export {
   GatewaySession,
   MAX_LIVE_SESSIONS,
   NoVipError,
+  type AttachTarget,
   type ExitStatus,
   type GatewayEvent,
   type GatewayOptions,

@@ -40,11 +40,23 @@ function firstLine(s: string): string {
   );
 }
 
+/**
+ * The command line of an iproute2 tool in namespace `netns`: a name under
+ * /run/netns (`-n NAME`), or, with a slash, a namespace file of any kind
+ * (/proc/PID/ns/net, a container's), entered with nsenter since `-n` takes
+ * names only.
+ */
+function inNetns(tool: string, netns: string | undefined, args: string[]): string[] {
+  if (!netns) return [tool, ...args];
+  if (netns.includes('/')) return ['nsenter', `--net=${netns}`, tool, ...args];
+  return [tool, '-n', netns, ...args];
+}
+
 /** Runs `ip [-n netns] ARGS...`; resolves with stdout, rejects with ip's own one-line complaint. */
 export function ip(args: string[], netns?: string): Promise<string> {
   const argv = netns ? ['-n', netns, ...args] : args;
   return new Promise((resolve, reject) => {
-    const [bin, ...rest] = inMachineMounts(['ip', ...argv]);
+    const [bin, ...rest] = inMachineMounts(inNetns('ip', netns, args));
     execFile(bin!, rest, { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err) reject(new IpError(`ip ${argv.join(' ')}: ${firstLine(stderr) || err.message}`));
       else resolve(stdout);
@@ -56,7 +68,7 @@ export function ip(args: string[], netns?: string): Promise<string> {
 export function tc(args: string[], netns?: string): Promise<string> {
   const argv = netns ? ['-n', netns, ...args] : args;
   return new Promise((resolve, reject) => {
-    const [bin, ...rest] = inMachineMounts(['tc', ...argv]);
+    const [bin, ...rest] = inMachineMounts(inNetns('tc', netns, args));
     execFile(bin!, rest, { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err) reject(new IpError(`tc ${argv.join(' ')}: ${firstLine(stderr) || err.message}`));
       else resolve(stdout);
@@ -82,9 +94,8 @@ export function noQueueDiscipline(dev: string, netns?: string): Promise<string> 
  */
 export function ipBatch(lines: string[], netns?: string): Promise<void> {
   if (lines.length === 0) return Promise.resolve();
-  const argv = netns ? ['-n', netns, '-batch', '-'] : ['-batch', '-'];
   return new Promise((resolve, reject) => {
-    const [bin, ...rest] = inMachineMounts(['ip', ...argv]);
+    const [bin, ...rest] = inMachineMounts(inNetns('ip', netns, ['-batch', '-']));
     const child = spawn(bin!, rest, { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8');

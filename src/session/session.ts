@@ -77,6 +77,36 @@ export interface SessionSpec {
    * back to eth0; null when it is off.
    */
   loopback: { portLo: number; portHi: number } | null;
+  /**
+   * An attached session (`vipnat attach`): no namespace of its own, no
+   * program; a TUN in an existing namespace (a container's) holds the VIP,
+   * and only traffic to `routes` leaves through it.
+   */
+  attach?: AttachSpec;
+}
+
+/** Where an attached session lives. */
+export interface AttachSpec {
+  /** The namespace's file (/proc/PID/ns/net, /run/netns/NAME, a container's). */
+  path: string;
+  /** What `ls` shows for it (container:NAME, pid:PID, the path). */
+  name: string;
+  /** The process whose namespace it is (-1: none, a namespace file alone). */
+  pid: number;
+  /** The namespace file's identity (st_dev:st_ino) when attached: the session ends when the file no longer is it. */
+  identity: string;
+  /** Destinations (CIDRs) that leave through the VIP. */
+  routes: string[];
+}
+
+/** The routing table of an attached session's routes, looked up before main for them alone (one per session id). */
+export function attachTable(id: number): number {
+  return 0x76000000 + id;
+}
+
+/** The interface an attached session adds to the namespace it joins. */
+export function attachDevice(id: number): string {
+  return `vipnat${id}`;
 }
 
 /** The session's routing table for its answers to virtual-loopback peers ("lo"). */
@@ -170,15 +200,21 @@ export class Session {
   private netnsMade = false;
 
   constructor(readonly spec: SessionSpec) {
-    this.netns = netnsName(spec.id);
+    this.netns = spec.attach ? spec.attach.name : netnsName(spec.id);
+  }
+
+  /** The namespace's file: a session's own under /run/netns, or the one an attached session joined. */
+  get nsPath(): string {
+    return this.spec.attach ? this.spec.attach.path : `/run/netns/${this.netns}`;
   }
 
   get loopback(): string {
     return loopbackFor(this.spec.id);
   }
 
-  /** Makes the namespace and its eth0. On failure, undoes what it did and throws. */
+  /** Makes the namespace and its eth0 (or, attached, the TUN in the namespace it joins). On failure, undoes what it did and throws. */
   async create(): Promise<void> {
+    if (this.spec.attach) return this.createAttached(this.spec.attach);
     const { v4, v6, mtu } = this.spec;
     const tmp = tempIfName(this.spec.id);
     try {
@@ -210,6 +246,51 @@ export class Session {
     }
   }
 
+  private attachedDev = false;
+
+  /**
+   * An attached session's TUN: made here, moved into the namespace it joins,
+   * named vipnatID, holding the VIP(s); its routes in a table of its own,
+   * looked up (by one rule) before the namespace's main table, so that only
+   * they leave through it and the namespace's own interfaces and routes stay
+   * as they were.
+   */
+  private async createAttached(a: AttachSpec): Promise<void> {
+    const { v4, v6, mtu, id } = this.spec;
+    const tmp = tempIfName(id);
+    const dev = attachDevice(id);
+    const table = attachTable(id);
+    try {
+      this.fds = openTunQueues(tmp, this.spec.offload, this.spec.queues);
+      await ip(['link', 'set', 'dev', tmp, 'netns', a.path]);
+      this.attachedDev = true;
+      if (this.spec.queues > 1) await noQueueDiscipline(tmp, a.path);
+      const routes = a.routes.map((r) => {
+        const six = r.includes(':');
+        const src = six ? v6?.inner : v4?.inner;
+        if (!src) throw new Error(`--route ${r}: the session has no IPv${six ? 6 : 4} VIP`);
+        return `${six ? '-6 ' : ''}route add ${r} dev ${dev} src ${src} table ${table}`;
+      });
+      await ipBatch(
+        [
+          `link set dev ${tmp} name ${dev}`,
+          // No link-local address: nothing of IPv6's own chatter (router solicitations, MLD) from it.
+          `link set dev ${dev} addrgenmode none`,
+          `link set dev ${dev} mtu ${mtu} txqueuelen ${TXQUEUELEN} up`,
+          ...(v4 ? [`addr add ${v4.inner}/32 dev ${dev}`] : []),
+          ...(v6 ? [`addr add ${v6.inner}/128 dev ${dev} nodad`] : []),
+          ...routes,
+          ...(v4 ? [`rule add pref 100 lookup ${table}`] : []),
+          ...(v6 ? [`-6 rule add pref 100 lookup ${table}`] : []),
+        ],
+        a.path,
+      );
+    } catch (e) {
+      await this.destroy();
+      throw e;
+    }
+  }
+
   /** The program's pid as this namespace sees it (not vipnat-init's), once start() resolved; -1 if unknown. */
   pid = -1;
   /** Set if the helper could not be spawned. */
@@ -231,6 +312,7 @@ export class Session {
     runAs: RunAs | null = null,
     stdio: Stdio = 'inherit',
   ): Promise<ChildProcess> {
+    if (this.spec.attach) return this.watch(this.spec.attach);
     return this.launch([], program, args, env, runAs, stdio, true).then(({ child, pid }) => {
       this.child = child;
       this.pid = pid;
@@ -255,6 +337,22 @@ export class Session {
       return Promise.reject(new Error(`session ${this.spec.id} is not running`));
     }
     return this.launch(['--join', String(this.pid)], program, args, env, runAs, stdio);
+  }
+
+  /**
+   * An attached session's "program": a watcher that exits (status 0) when
+   * the namespace it joined is no longer there (its container or process
+   * ended, the file went or now holds another namespace), or when stopped.
+   * Under vipnat-init, so it dies with vipnat.
+   */
+  private watch(a: AttachSpec): Promise<ChildProcess> {
+    const q = (x: string): string => `'${x.replace(/'/g, `'\\''`)}'`;
+    const script = `trap 'exit 0' TERM; while [ "$(stat -L -c %d:%i ${q(a.path)} 2>/dev/null)" = ${q(a.identity)} ]; do sleep 1 & wait $!; done`;
+    const child = spawn(INIT_PATH, ['--parent', String(process.pid), '--', 'sh', '-c', script], { stdio: 'ignore', detached: true });
+    child.once('error', (e) => (this.spawnError ??= e));
+    this.child = child;
+    this.pid = a.pid;
+    return Promise.resolve(child);
   }
 
   /** vipnat-init, then `ip netns exec` (mounts the session's /etc/hosts), then setpriv for a user, then the program. */
@@ -352,6 +450,18 @@ export class Session {
   async destroy(): Promise<void> {
     for (const fd of this.fds) close(fd);
     this.fds = [];
+    if (this.spec.attach) {
+      // Its TUN goes when its last fd closes (the dataplane's); the rules are ours to take back, if the namespace is still there.
+      if (this.attachedDev) {
+        const t = attachTable(this.spec.id);
+        const path = this.spec.attach.path;
+        if (this.spec.v4) await ip(['rule', 'del', 'pref', '100', 'lookup', String(t)], path).catch(() => undefined);
+        if (this.spec.v6) await ip(['-6', 'rule', 'del', 'pref', '100', 'lookup', String(t)], path).catch(() => undefined);
+        await ip(['link', 'del', 'dev', attachDevice(this.spec.id)], path).catch(() => undefined);
+        this.attachedDev = false;
+      }
+      return;
+    }
     if (this.netnsMade) {
       await killNetnsProcesses(this.netns, 'SIGKILL');
       await ip(['netns', 'del', this.netns]).catch(() => undefined);

@@ -69,6 +69,7 @@ describe.skipIf(!isRoot())('vipnat up and its clients', () => {
     const one = ls.find((s) => s.labels['agent'] === '7')!;
     expect(Object.keys(one).sort()).toEqual(
       [
+        'attached',
         'bytes',
         'dropped',
         'flows',

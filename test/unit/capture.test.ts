@@ -334,6 +334,7 @@ describe('sockets and top, as shown', () => {
       netns: 'n',
       pids: [],
       state: 'running' as const,
+      attached: false,
       startedAt: '',
       packets: { in: packets, out: 0 },
       bytes: { in: bytes, out: 0 },
