@@ -1,5 +1,5 @@
 // The control server: a long-running gateway's HTTP API on a root-only unix socket (protocol.ts says what it speaks).
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -235,6 +235,7 @@ export class ControlServer {
     mkdirSync(opts.runDir, { recursive: true, mode: 0o700 });
     chmodSync(opts.runDir, 0o700);
     const cs = new ControlServer(gw, opts);
+    sweepDeadRuns(opts.runDir);
     if (await answers(cs.path)) throw new ConflictError(`a gateway named "${opts.name}" is already running (${cs.path})`);
     rmSync(cs.path, { force: true });
     await new Promise<void>((resolve, reject) => {
@@ -536,6 +537,25 @@ function upgradeBody(req: IncomingMessage, socket: Socket, head: Buffer): Promis
       socket.resume();
     }
   });
+}
+
+/** Removes the sockets of runs (run-PID.sock) whose process is gone: a run killed with SIGKILL leaves its own behind. */
+function sweepDeadRuns(runDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(runDir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^run-(\d+)\.sock$/.exec(n);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') rmSync(`${runDir}/${n}`, { force: true });
+    }
+  }
 }
 
 /** Whether something listens at a unix socket path (a live gateway), as opposed to a stale file or nothing. */
