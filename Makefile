@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: setup build check lint format test test-unit test-integration fuzz demo bench bench-flood soak clean
+.PHONY: setup build check lint format test test-unit test-integration fuzz demo bench bench-flood soak clean docker-test
 
 setup: node_modules/.installed
 	@scripts/setup.sh
@@ -60,6 +60,11 @@ test-integration: setup build
 
 demo: setup build
 	scripts/demo.sh
+
+# The image against a real Docker engine (installed, and started, if none runs): builds the bases without a registry,
+# the image, runs docker/compose.yaml (AGENTS=10 agents) and attaches a running container. About a minute.
+docker-test: setup build
+	scripts/docker-test.sh
 
 # Benchmarks (not tests): vipnat against the kernel, the reference forwarder, slirp4netns and pasta on one lab,
 # micro-benchmarks, scale. BENCH_ARGS=--quick for a short run (node dist-tools/bench/run.js --help).

@@ -64,6 +64,11 @@ async function main(argv: string[]): Promise<number> {
       return e.exitCode;
     }
     const err = e as Error;
+    // iproute2's and the kernel's refusals (a missing tool, a read-only /proc/sys) are the user's to act on.
+    if (err.name === 'IpError' || err.name === 'SysError') {
+      process.stderr.write(`vipnat: ${err.message}\n`);
+      return 1;
+    }
     process.stderr.write(`vipnat: internal error: ${err.message}\n`);
     if (process.env['VIPNAT_DEBUG']) process.stderr.write(`${err.stack}\n`);
     return 1;

@@ -97,9 +97,9 @@ export class Uplink {
     const add = [
       `rule add pref 1 iif ${UPLINK_NAME} lookup local`,
       `rule add pref 2 iif lo lookup local`,
-      `rule add pref 3 ${to} ipproto tcp dport ${portLo}-${portHi} lookup ${table}`,
-      `rule add pref 4 ${to} ipproto udp dport ${portLo}-${portHi} lookup ${table}`,
-      `rule add pref 5 ${to} ipproto icmp lookup ${table}`,
+      `rule add pref 3 ${to} ipproto 6 dport ${portLo}-${portHi} lookup ${table}`,
+      `rule add pref 4 ${to} ipproto 17 dport ${portLo}-${portHi} lookup ${table}`,
+      `rule add pref 5 ${to} ipproto 1 lookup ${table}`,
       `rule add pref 6 lookup local`,
       `route add default dev ${UPLINK_NAME} table ${table}`,
     ];

@@ -64,6 +64,18 @@ export function ip(args: string[], netns?: string): Promise<string> {
   });
 }
 
+/** Reads, then writes, a sysctl of namespace file `netns` (entered with nsenter); resolves with what it was. */
+export function swapSysctlIn(netns: string, key: string, value: string): Promise<string> {
+  const file = `/proc/sys/${key.replace(/\./g, '/')}`;
+  return new Promise((resolve, reject) => {
+    const [bin, ...rest] = inMachineMounts(['nsenter', `--net=${netns}`, 'sh', '-c', 'cat "$1" && echo "$2" > "$1"', 'sh', file, value]);
+    execFile(bin!, rest, { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new IpError(`${key} in ${netns}: ${firstLine(stderr) || err.message}`));
+      else resolve(stdout.trim());
+    });
+  });
+}
+
 /** Runs `tc [-n netns] ARGS...` (iproute2's traffic control); rejects with tc's own one-line complaint. */
 export function tc(args: string[], netns?: string): Promise<string> {
   const argv = netns ? ['-n', netns, ...args] : args;

@@ -56,6 +56,14 @@ export const epollWait = lib.func('int epoll_wait(int epfd, void *events, int ma
 ) => number;
 export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)') as (initval: number, flags: number) => number;
 export const geteuid = lib.func('unsigned int geteuid()') as () => number;
+export const mount = lib.func(
+  'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
+) as (source: string | null, target: string, fstype: string | null, flags: number, data: null) => number;
+export const MS_NOSUID = 2;
+export const MS_NODEV = 4;
+export const MS_NOEXEC = 8;
+export const MS_REMOUNT = 32;
+export const MS_BIND = 4096;
 const strerrorFn = lib.func('const char *strerror(int errnum)') as (e: number) => string;
 
 /** errno of the last failed call on this thread. */

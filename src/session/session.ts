@@ -13,6 +13,7 @@ import {
   openTunQueues,
   pendingTcp,
   removeNetnsEtc,
+  swapSysctlIn,
   writeNetnsHosts,
 } from '../linux/index.js';
 import { loopbackFor } from '../pool/index.js';
@@ -126,9 +127,9 @@ export function loopbackRoutes(loopback: string, portLo: number, portHi: number)
   return [
     `route add default dev eth0 table ${t}`,
     `route add ${loopback}/32 dev eth0 src 127.0.0.1 table local`,
-    `rule add pref 10 iif lo to 127.0.0.1/32 ipproto tcp dport ${ports} lookup ${t}`,
-    `rule add pref 11 iif lo to 127.0.0.1/32 ipproto udp dport ${ports} lookup ${t}`,
-    `rule add pref 12 iif lo to 127.0.0.1/32 ipproto icmp lookup ${t}`,
+    `rule add pref 10 iif lo to 127.0.0.1/32 ipproto 6 dport ${ports} lookup ${t}`,
+    `rule add pref 11 iif lo to 127.0.0.1/32 ipproto 17 dport ${ports} lookup ${t}`,
+    `rule add pref 12 iif lo to 127.0.0.1/32 ipproto 1 lookup ${t}`,
     `rule add pref 100 lookup local`,
     `rule del pref 0 lookup local`,
   ];
@@ -247,6 +248,8 @@ export class Session {
   }
 
   private attachedDev = false;
+  /** The joined namespace's arp_ignore before it was raised, to put back at detach (null: not changed). */
+  private arpIgnoreWas: string | null = null;
 
   /**
    * An attached session's TUN: made here, moved into the namespace it joins,
@@ -285,6 +288,14 @@ export class Session {
         ],
         a.path,
       );
+      // The VIP is an address of the namespace now, and Linux answers ARP for its addresses on every interface: its
+      // own interfaces would answer for the VIP on their network, and traffic to it would come past vipnat. Only
+      // addresses of the interface asked on are answered for from here (arp_ignore 1), until detach.
+      if (v4) {
+        const was = await swapSysctlIn(a.path, 'net.ipv4.conf.all.arp_ignore', '1');
+        if (was !== '1') this.arpIgnoreWas = was;
+        if (Number(was) > 1) await swapSysctlIn(a.path, 'net.ipv4.conf.all.arp_ignore', was);
+      }
     } catch (e) {
       await this.destroy();
       throw e;
@@ -458,6 +469,10 @@ export class Session {
         if (this.spec.v4) await ip(['rule', 'del', 'pref', '100', 'lookup', String(t)], path).catch(() => undefined);
         if (this.spec.v6) await ip(['-6', 'rule', 'del', 'pref', '100', 'lookup', String(t)], path).catch(() => undefined);
         await ip(['link', 'del', 'dev', attachDevice(this.spec.id)], path).catch(() => undefined);
+        if (this.arpIgnoreWas !== null && Number(this.arpIgnoreWas) < 1) {
+          await swapSysctlIn(path, 'net.ipv4.conf.all.arp_ignore', this.arpIgnoreWas).catch(() => undefined);
+        }
+        this.arpIgnoreWas = null;
         this.attachedDev = false;
       }
       return;

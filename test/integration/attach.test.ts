@@ -67,6 +67,9 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
     // Traffic to the networks the gateway routes to (the backend's, by default) leaves from the VIP.
     expect((await lab.nsRun(c, ['socat', '-t', '2', '-', `TCP:${BACKEND}:9000`], 10_000, '')).stdout.trim()).toBe('198.19.7.1');
     expect(own(path)).toBe(before);
+    // Its other interfaces no longer answer ARP for addresses not theirs (the VIP): traffic to the VIP comes through vipnat.
+    const arpIgnore = (): string => lab.exec(c, ['cat', '/proc/sys/net/ipv4/conf/all/arp_ignore']).stdout.trim();
+    expect(arpIgnore()).toBe('1');
     const [s] = await sessions();
     expect(s).toMatchObject({ id: 1, vip: '198.19.7.1', netns: `netns:${c}`, state: 'running', attached: true });
     const sockets = JSON.parse((await client(['sockets', '--json'])).stdout) as {
@@ -90,6 +93,7 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
     expect(lab.exec(c, ['ip', 'link']).stdout).not.toContain('vipnat1');
     expect(own(path)).toBe(before);
     expect(lab.exec(c, ['ip', 'rule']).stdout).not.toContain('lookup 1979711');
+    expect(arpIgnore()).toBe('0');
     const pool = JSON.parse((await client(['pool', '--json'])).stdout) as { families: { used: number }[] };
     expect(pool.families[0]!.used).toBe(0);
   });
