@@ -121,6 +121,13 @@ export class ControlClient {
         });
         s.on('close', () => resolve());
         s.on('error', (e) => reject(new UserError(`capture: ${e.message}`)));
+        // A reader that went away (head, tshark -c) takes nothing more: the capture ends, as tcpdump's does.
+        const gone = (): void => {
+          s.destroy();
+          resolve();
+        };
+        out.once('error', gone);
+        out.once('close', gone);
         if (stopAsked) s.end();
       });
       r.end(text);

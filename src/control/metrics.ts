@@ -2,6 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
 import type { Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { namespaceSockets, UserError, type DataplaneStats, type Gateway } from '../gateway/index.js';
 
 /**
@@ -13,6 +14,14 @@ export function localPeerUid(socket: Socket): number | null {
   const { remoteAddress, remotePort, localAddress, localPort } = socket;
   if (!remoteAddress || !localAddress) return null;
   const plain = (a: string): string => (a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a);
+  // Only a peer at one of this namespace's own addresses can be a local user; others are not looked up.
+  const own = new Set(
+    Object.values(networkInterfaces())
+      .flat()
+      .map((i) => i?.address),
+  );
+  const peer = plain(remoteAddress);
+  if (!own.has(peer) && !peer.startsWith('127.') && peer !== '::1') return null;
   for (const k of namespaceSockets('/proc/thread-self/ns/net', { processes: false })) {
     if (
       k.proto === 'tcp' &&
@@ -60,8 +69,9 @@ export function gatewayRegistry(gw: Gateway): Registry {
   // Every metric's collect() awaits the same snapshot: one round-trip to the workers per scrape.
   const take = (): Promise<void> =>
     (taking ??= (async () => {
-      const [stats, flows] = await Promise.all([gw.stats(), gw.flowStats().catch(() => snap.flows)]);
-      snap = { stats, flows };
+      const [stats, flows] = await Promise.all([gw.stats(), gw.flowStats(true).catch(() => snap.flows)]);
+      // Counters that could not be read keep their last values: a reset to 0 would look like a restart.
+      snap = { stats: stats ?? snap.stats, flows };
     })().finally(() => setImmediate(() => (taking = null))));
 
   const counter = <L extends string>(c: CounterConfiguration<L>, fill: (m: Counter<L>) => void): void => {
@@ -221,7 +231,7 @@ export class MetricsServer {
       try {
         uid = localPeerUid(req.socket);
       } catch {
-        uid = null;
+        uid = -1; // who it is could not be said: refused
       }
       if (uid !== null && uid !== 0) {
         res.writeHead(403, { 'Content-Type': 'text/plain' }).end('only root may read the metrics of vipnat\n');

@@ -456,11 +456,14 @@ function captureStream(gw: Gateway, socket: Socket, body: unknown): void {
     on: (event, f) => socket.on(event, f),
     cork: () => socket.cork(),
     uncork: () => socket.uncork(),
+    destroy: () => socket.destroy(),
   };
   const cap = gw.capture(target, sink, { ...(snaplen !== undefined ? { snaplen } : {}), ...(count !== undefined ? { count } : {}) });
   socket.on('error', () => cap.stop());
   socket.on('end', () => cap.stop());
   socket.on('close', () => cap.stop());
+  // A client gone before these were listening has no capture either.
+  if (socket.destroyed || !socket.readable) cap.stop();
   socket.resume();
   void cap.done.then(() => {
     if (!socket.destroyed) socket.end();

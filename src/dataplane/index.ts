@@ -232,9 +232,9 @@ export class Dataplane {
     return (await this.call(this.handles[0]!, { op: 'flows', sessions, limit })).flows ?? [];
   }
 
-  /** Flows by family, protocol and state, and per session slot. */
-  async flowStats(): Promise<FlowStats> {
-    return (await this.call(this.handles[0]!, { op: 'flowStats' })).flowStats ?? { byState: [], perSession: [] };
+  /** Flows per session slot, and (with `byState`, a scan of every table) by family, protocol and state. */
+  async flowStats(byState = false): Promise<FlowStats> {
+    return (await this.call(this.handles[0]!, { op: 'flowStats', byState })).flowStats ?? { byState: [], perSession: [] };
   }
 
   /** Stops the loops, closes every fd they own, and returns the final counters (null if the workers could not say). */

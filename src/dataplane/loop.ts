@@ -205,7 +205,7 @@ export class Loop<S extends Source> {
         let flowStats;
         this.guard.lock();
         try {
-          flowStats = { byState: countFlows(this.nat), perSession: flowsPerSession(this.nat, this.fwd.maxSession) };
+          flowStats = { byState: msg.byState ? countFlows(this.nat) : [], perSession: flowsPerSession(this.nat, this.fwd.maxSession) };
         } finally {
           this.guard.unlock();
         }

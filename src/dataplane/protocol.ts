@@ -63,7 +63,7 @@ export type ToWorker =
   /** The live flows of these sessions (every session's: null), at most `limit`: answered with `flows`. */
   | { op: 'flows'; seq: number; sessions: number[] | null; limit: number }
   /** Flows by family, protocol and state, and per session: answered with `flowStats`. */
-  | { op: 'flowStats'; seq: number }
+  | { op: 'flowStats'; seq: number; byState: boolean }
   | { op: 'stop'; seq: number };
 
 /** Flows counted by family, protocol and state, and per session slot. */

@@ -23,21 +23,28 @@ export class TapControl {
     this.want = new Uint8Array(memory, CONTROL_WORDS * 4);
   }
 
-  /** Sets what is captured: every packet (`all`), the slots listed, at most `snaplen` bytes each; nothing when both are empty. */
+  /**
+   * Sets what is captured: every packet (`all`), the slots listed, at most
+   * `snaplen` bytes each; nothing when both are empty. Wants are added
+   * before old ones go, and nothing is switched off on the way: a worker
+   * reading meanwhile sees the old set or the new, never none.
+   */
   set(all: boolean, slots: Iterable<number>, snaplen: number): void {
     const want = this.want;
-    Atomics.store(this.ctl, C_ON, 0);
-    want.fill(0);
+    const next = new Uint8Array(want.length);
     let any = all;
     for (const s of slots) {
       if (s >= 1 && s < want.length) {
-        want[s] = 1;
+        next[s] = 1;
         any = true;
       }
     }
+    for (let i = 0; i < want.length; i++) if (next[i] === 1 && want[i] === 0) Atomics.store(want, i, 1);
+    Atomics.store(this.ctl, C_SNAP, Math.max(snaplen, Atomics.load(this.ctl, C_SNAP)));
     Atomics.store(this.ctl, C_ALL, all ? 1 : 0);
-    Atomics.store(this.ctl, C_SNAP, snaplen);
     Atomics.store(this.ctl, C_ON, any ? 1 : 0);
+    Atomics.store(this.ctl, C_SNAP, snaplen);
+    for (let i = 0; i < want.length; i++) if (next[i] === 0 && want[i] === 1) Atomics.store(want, i, 0);
   }
 }
 

@@ -44,7 +44,12 @@ export interface CaptureSink {
   /** Batches the writes up to uncork() into one (writev), when the sink can. */
   cork?(): void;
   uncork?(): void;
+  /** Drops the sink at once (a writer that stopped taking anything). */
+  destroy?(): void;
 }
+
+/** How long a turn's writes may take before the captures still writing are dropped: one stalled reader must not stop the others. */
+const STALL_MS = 10_000;
 
 /** One running capture: stop() ends it (writing its statistics), `done` says how it went. */
 export class Capture {
@@ -105,7 +110,12 @@ export class Capture {
       this.finish(result);
       return;
     }
-    this.sink.write(Buffer.concat(blocks), () => this.finish(result));
+    // A sink that takes nothing more does not hold the capture (or the gateway's close) forever.
+    const t = setTimeout(() => this.finish(result), STALL_MS);
+    this.sink.write(Buffer.concat(blocks), () => {
+      clearTimeout(t);
+      this.finish(result);
+    });
   }
 }
 
@@ -125,6 +135,8 @@ export class Captures {
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private writing = false;
+  /** What the workers were last told (all, slots, snaplen), so that they are told only of changes. */
+  private applied = '';
   /** Blocks of one turn, for writing in time order when several workers copied them. */
   private readonly batch: { us: number; cap: Capture; block: Buffer }[] = [];
 
@@ -210,6 +222,9 @@ export class Captures {
       else slots.push(c.target.slot);
       snap = Math.max(snap, c.snaplen);
     }
+    const key = `${all}/${slots.sort((a, b) => a - b).join(',')}/${snap}`;
+    if (key === this.applied) return;
+    this.applied = key;
     this.control.set(all, slots, snap);
   }
 
@@ -285,14 +300,26 @@ export class Captures {
     }
     batch.length = 0;
     this.writing = true;
-    let pending = per.size;
-    const one = (): void => {
-      if (--pending === 0) done();
+    const waiting = new Set(per.keys());
+    // A sink that takes nothing for STALL_MS is dropped (its views of the rings go with it), so the rest go on.
+    const stall = setTimeout(() => {
+      for (const cap of waiting) {
+        cap.ending = 'sink-error';
+        cap.sink.destroy?.();
+        closing.push(cap);
+      }
+      waiting.clear();
+      done();
+    }, STALL_MS);
+    const one = (cap: Capture) => (): void => {
+      if (!waiting.delete(cap) || waiting.size > 0) return;
+      clearTimeout(stall);
+      done();
     };
     for (const [cap, blocks] of per) {
       cap.sink.cork?.();
       for (let k = 0; k < blocks.length - 1; k++) cap.sink.write(blocks[k]!);
-      cap.sink.write(blocks[blocks.length - 1]!, one);
+      cap.sink.write(blocks[blocks.length - 1]!, one(cap));
       cap.sink.uncork?.();
     }
   }

@@ -34,7 +34,7 @@ import {
   type Family,
 } from '../pool/index.js';
 import type { ChildProcess } from 'node:child_process';
-import { exitOf, initHelperExists, primaryVip, type RunAs, Session, type Stdio } from '../session/index.js';
+import { exitOf, identityOf, initHelperExists, primaryVip, type RunAs, Session, type Stdio } from '../session/index.js';
 import { parseIpv4 } from '../wire/index.js';
 import { checkMtu, checkPoolUnused, loopbackInUse, parseInnerAddresses, parseUser, preflight, resolveProgram } from './checks.js';
 import { ConflictError, EXIT_NO_VIP, EXIT_USAGE, NotFoundError, UserError } from './errors.js';
@@ -276,6 +276,8 @@ export class GatewaySession {
       attached?: boolean;
       /** Its virtual loopback has a route of its own (see Gateway.reachLoopback). */
       loopbackRouted?: boolean;
+      /** Its teardown has begun: no new capture of it (its slot is about to serve another session). */
+      tearingDown?: boolean;
     },
   ) {
     this.exited = new Promise((resolve) => (this.settle = resolve));
@@ -402,6 +404,8 @@ export class Gateway implements AsyncDisposable {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** On-link VIPs found in use, each back in the pool when its timer fires. */
   private readonly quarantined = new Map<string, NodeJS.Timeout>();
+  /** Namespaces being checked for an attach (by identity), not yet sessions. */
+  private readonly attaching = new Set<string>();
   /** Every session from the moment its start is asked for until it is torn down. */
   private readonly all = new Map<number, GatewaySession>();
   private closing: Promise<DataplaneStats | null> | null = null;
@@ -613,22 +617,45 @@ export class Gateway implements AsyncDisposable {
       throw new UserError(`session id ${id}: must be 1-${MAX_SESSION_ID}`, EXIT_USAGE);
     }
     if (this.all.has(id) || this.reserved.has(id)) throw new ConflictError(`session ${id} already exists`);
-    const attach = o.attach ? await this.attachSpec(o.attach) : undefined;
-    if (!attach) resolveProgram(o.program, this.runAs);
+    let attach: Session['spec']['attach'];
+    if (o.attach) {
+      // Checking the namespace waits on ip: the id is held meanwhile, as for a VIP being probed.
+      this.reserved.add(id);
+      try {
+        attach = await this.attachSpec(o.attach);
+      } catch (e) {
+        this.reserved.delete(id);
+        throw e;
+      }
+    } else {
+      resolveProgram(o.program, this.runAs);
+    }
     // Two starts at once never share an id or a VIP: VIPs leave the pool synchronously, and the id is reserved while
     // on-link VIPs are probed; from then on to the session's entry in `all`, everything is synchronous.
     if (this.leases && o.vip !== undefined) throw new UserError(`--vip ${o.vip}: the pool is leased from DHCP`, EXIT_USAGE);
-    const vips = this.leases
-      ? await this.reserve(id, () => this.leaseVips(id))
-      : this.lan
-        ? await this.reserve(id, () => this.takeVipsOnLink(id, o.vip))
-        : this.takeVips(o.vip);
+    let vips: { v4: string | null; v6: string | null } | null;
+    try {
+      vips = this.leases
+        ? await this.reserve(id, () => this.leaseVips(id))
+        : this.lan
+          ? await this.reserve(id, () => this.takeVipsOnLink(id, o.vip))
+          : this.takeVips(o.vip);
+    } catch (e) {
+      if (attach) {
+        this.attaching.delete(attach.identity);
+        this.reserved.delete(id);
+      }
+      throw e;
+    }
+    // The namespace being attached stays held (attaching) until its session is in `all`.
+    if (attach && (vips === null || this.closing)) this.attaching.delete(attach.identity);
     if (vips === null && !this.sharedAddr) {
       this.reserved.delete(id);
       throw new NoVipError();
     }
     const slot = this.slots.take();
     if (slot < 0 || this.closing) {
+      if (attach) this.attaching.delete(attach.identity);
       await this.returnVips(id, vips);
       this.reserved.delete(id);
       if (this.closing) throw new UserError('the gateway is closing');
@@ -650,6 +677,7 @@ export class Gateway implements AsyncDisposable {
     const gs = new GatewaySession(s, { ...o.labels }, this.opts.killGraceMs, this.runAs, { slot, vips });
     this.all.set(id, gs);
     this.reserved.delete(id);
+    if (attach) this.attaching.delete(attach.identity);
     // Journaled before it exists, so that a vipnat killed half-way through still has it removed. (An attached
     // session's TUN goes with vipnat's fds, its routes with the TUN: nothing of it outlives vipnat but one rule.)
     if (!attach) gs.own.seq = this.journal.record({ op: 'netns', name: s.netns });
@@ -723,7 +751,18 @@ export class Gateway implements AsyncDisposable {
       const other = s.inner.spec.attach?.identity ?? (s.pid > 0 ? identityOf(`/proc/${s.pid}/ns/net`) : null);
       if (other === identity) throw new ConflictError(`${t.name}: that namespace is session ${s.id}'s already`);
     }
-    const routes = t.routes && t.routes.length > 0 ? t.routes : await this.backendNetworks();
+    if (this.attaching.has(identity)) throw new ConflictError(`${t.name}: that namespace is being attached already`);
+    this.attaching.add(identity);
+    try {
+      return await this.attachRoutes(t, identity);
+    } catch (e) {
+      this.attaching.delete(identity);
+      throw e;
+    }
+  }
+
+  private async attachRoutes(t: AttachTarget, identity: string): Promise<NonNullable<Session['spec']['attach']>> {
+    const routes = t.routes && t.routes.length > 0 ? t.routes : await this.backendNetworks(t.path);
     if (routes.length === 0) {
       throw new UserError(`${t.name}: this gateway routes to no network but its default route: say which with --route CIDR`, EXIT_USAGE);
     }
@@ -733,15 +772,23 @@ export class Gateway implements AsyncDisposable {
     return { path: t.path, name: t.name, pid: t.pid ?? -1, identity, routes };
   }
 
-  /** The networks this namespace routes to, its default route, vipnat0's and link-local ones left out: where backends are. */
-  private async backendNetworks(): Promise<string[]> {
+  /**
+   * The networks this namespace routes to, its default route, vipnat0's and
+   * link-local ones left out: where backends are. Those on-link in the
+   * namespace being attached (its own subnets) are left out too: its own
+   * neighbours stay reached as they were.
+   */
+  private async backendNetworks(target: string): Promise<string[]> {
     const families = this.leases ? [4] : this.pool.families();
     const out: string[] = [];
+    const routes = async (f: number, ns?: string): Promise<{ dst?: string; dev?: string }[]> =>
+      JSON.parse(await ip([`-${f}`, '-j', 'route', 'show', 'table', 'main'], ns).catch(() => '[]')) as { dst?: string; dev?: string }[];
     for (const f of families) {
-      const text = await ip([`-${f}`, '-j', 'route', 'show', 'table', 'main']).catch(() => '[]');
-      for (const r of JSON.parse(text) as { dst?: string; dev?: string }[]) {
+      const full = (d: string): string => (d.includes('/') ? d : `${d}/${f === 4 ? 32 : 128}`);
+      const theirs = new Set((await routes(f, target)).filter((r) => r.dst && r.dst !== 'default').map((r) => full(r.dst!)));
+      for (const r of await routes(f)) {
         if (!r.dst || r.dst === 'default' || r.dev === 'vipnat0' || r.dev === 'lo' || r.dst.startsWith('fe80')) continue;
-        out.push(r.dst.includes('/') ? r.dst : `${r.dst}/${f === 4 ? 32 : 128}`);
+        if (!theirs.has(full(r.dst))) out.push(full(r.dst));
       }
     }
     return out;
@@ -807,7 +854,7 @@ export class Gateway implements AsyncDisposable {
     const opts = { snaplen, ...(o.count !== undefined ? { count: o.count } : {}), version: this.opts.version ?? '' };
     if (target === 'uplink') return caps.start('uplink', sink, opts, { inner: 'sessions', outer: 'vipnat0' });
     const gs = this.all.get(target);
-    if (!gs || !gs.own.attached || gs.state === 'exited') throw new NotFoundError(`no session ${target}`);
+    if (!gs || !gs.own.attached || gs.own.tearingDown || gs.state === 'exited') throw new NotFoundError(`no session ${target}`);
     return caps.start({ session: target, slot: gs.own.slot }, sink, opts, { inner: `eth0@session${target}`, outer: 'vipnat0' });
   }
 
@@ -856,10 +903,10 @@ export class Gateway implements AsyncDisposable {
   }
 
   /** Live flows by family, protocol and state, and each session's (by id). */
-  async flowStats(): Promise<{ byState: FlowCount[]; perSession: Map<number, number> }> {
+  async flowStats(byState = false): Promise<{ byState: FlowCount[]; perSession: Map<number, number> }> {
     const dp = this.dataplane;
     if (!dp) return { byState: [], perSession: new Map() };
-    const fs = await dp.flowStats();
+    const fs = await dp.flowStats(byState);
     const perSession = new Map<number, number>();
     for (const s of this.all.values()) if (s.own.attached) perSession.set(s.id, fs.perSession[s.own.slot] ?? 0);
     return { byState: fs.byState, perSession };
@@ -944,6 +991,7 @@ export class Gateway implements AsyncDisposable {
 
   private async teardown(gs: GatewaySession): Promise<void> {
     const own = gs.own;
+    own.tearingDown = true;
     if (own.loopbackRouted) await this.uplink.routeLoopback(gs.id, false).catch(() => undefined);
     if (own.attached) this.captures?.endSlot(own.slot);
     try {
@@ -1138,16 +1186,6 @@ export class Gateway implements AsyncDisposable {
       v6: vips.v6 === null ? null : { vip: vips.v6, inner: this.inner.v6 ?? vips.v6 },
       shared: false,
     };
-  }
-}
-
-/** A namespace file's identity (st_dev:st_ino), or null if it is not there. */
-function identityOf(path: string): string | null {
-  try {
-    const st = statSync(path);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return null;
   }
 }
 

@@ -1,6 +1,6 @@
 // One session's life: a network namespace with a TUN eth0 holding its address, a hosts file, a program.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
@@ -100,9 +100,23 @@ export interface AttachSpec {
   routes: string[];
 }
 
-/** The routing table of an attached session's routes, looked up before main for them alone (one per session id). */
-export function attachTable(id: number): number {
-  return 0x76000000 + id;
+/**
+ * The routing table of an attached session's routes, looked up before main
+ * for them alone: one per gateway and session id, so that two gateways
+ * attaching to one namespace never take each other's.
+ */
+export function attachTable(id: number, pid: number = process.pid): number {
+  return 0x40000000 + (pid % 0x4000) * 0x10000 + (id % 0x10000);
+}
+
+/** A namespace file's identity (st_dev:st_ino), or null when it is not there. */
+export function identityOf(path: string): string | null {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
 }
 
 /** The interface an attached session adds to the namespace it joins. */
@@ -247,9 +261,13 @@ export class Session {
     }
   }
 
-  private attachedDev = false;
-  /** The joined namespace's arp_ignore before it was raised, to put back at detach (null: not changed). */
-  private arpIgnoreWas: string | null = null;
+  /** What an attached session made in the namespace it joined, so that destroy() takes back that and nothing else. */
+  private made: { dev: string | null; rule4: boolean; rule6: boolean; arpIgnoreWas: string | null } = {
+    dev: null,
+    rule4: false,
+    rule6: false,
+    arpIgnoreWas: null,
+  };
 
   /**
    * An attached session's TUN: made here, moved into the namespace it joins,
@@ -263,42 +281,71 @@ export class Session {
     const tmp = tempIfName(id);
     const dev = attachDevice(id);
     const table = attachTable(id);
+    const made = this.made;
     try {
       this.fds = openTunQueues(tmp, this.spec.offload, this.spec.queues);
       await ip(['link', 'set', 'dev', tmp, 'netns', a.path]);
-      this.attachedDev = true;
+      made.dev = tmp;
       if (this.spec.queues > 1) await noQueueDiscipline(tmp, a.path);
+      // Renamed alone first: a vipnatID there already (another gateway's) is refused here, and stays untouched.
+      await ip(['link', 'set', 'dev', tmp, 'name', dev], a.path);
+      made.dev = dev;
       const routes = a.routes.map((r) => {
         const six = r.includes(':');
         const src = six ? v6?.inner : v4?.inner;
         if (!src) throw new Error(`--route ${r}: the session has no IPv${six ? 6 : 4} VIP`);
-        return `${six ? '-6 ' : ''}route add ${r} dev ${dev} src ${src} table ${table}`;
+        // The prefix says the family: ip -batch takes no -6 on a line.
+        return `route add ${r} dev ${dev} src ${src} table ${table}`;
       });
       await ipBatch(
         [
-          `link set dev ${tmp} name ${dev}`,
           // No link-local address: nothing of IPv6's own chatter (router solicitations, MLD) from it.
           `link set dev ${dev} addrgenmode none`,
           `link set dev ${dev} mtu ${mtu} txqueuelen ${TXQUEUELEN} up`,
           ...(v4 ? [`addr add ${v4.inner}/32 dev ${dev}`] : []),
           ...(v6 ? [`addr add ${v6.inner}/128 dev ${dev} nodad`] : []),
           ...routes,
-          ...(v4 ? [`rule add pref 100 lookup ${table}`] : []),
-          ...(v6 ? [`-6 rule add pref 100 lookup ${table}`] : []),
         ],
         a.path,
       );
+      if (v4) {
+        await ip(['rule', 'add', 'pref', '100', 'lookup', String(table)], a.path);
+        made.rule4 = true;
+      }
+      if (v6) {
+        await ip(['-6', 'rule', 'add', 'pref', '100', 'lookup', String(table)], a.path);
+        made.rule6 = true;
+      }
       // The VIP is an address of the namespace now, and Linux answers ARP for its addresses on every interface: its
       // own interfaces would answer for the VIP on their network, and traffic to it would come past vipnat. Only
       // addresses of the interface asked on are answered for from here (arp_ignore 1), until detach.
       if (v4) {
         const was = await swapSysctlIn(a.path, 'net.ipv4.conf.all.arp_ignore', '1');
-        if (was !== '1') this.arpIgnoreWas = was;
-        if (Number(was) > 1) await swapSysctlIn(a.path, 'net.ipv4.conf.all.arp_ignore', was);
+        if (was === '0') made.arpIgnoreWas = was;
+        else if (was !== '1') await swapSysctlIn(a.path, 'net.ipv4.conf.all.arp_ignore', was);
       }
     } catch (e) {
       await this.destroy();
       throw e;
+    }
+  }
+
+  /** Takes back what createAttached made, if the namespace is still the one it joined (not a pid's or path's next one). */
+  private async undoAttached(a: AttachSpec): Promise<void> {
+    const made = this.made;
+    this.made = { dev: null, rule4: false, rule6: false, arpIgnoreWas: null };
+    if (identityOf(a.path) !== a.identity) return;
+    const t = String(attachTable(this.spec.id));
+    if (made.rule4) await ip(['rule', 'del', 'pref', '100', 'lookup', t], a.path).catch(() => undefined);
+    if (made.rule6) await ip(['-6', 'rule', 'del', 'pref', '100', 'lookup', t], a.path).catch(() => undefined);
+    // Its TUN goes when its last fd closes (the dataplane's, or ours above); deleted here too, by the name it has.
+    if (made.dev) await ip(['link', 'del', 'dev', made.dev], a.path).catch(() => undefined);
+    if (made.arpIgnoreWas !== null) {
+      // Put back only when no other attached session (another vipnatID) still holds a VIP there.
+      const links = await ip(['-o', 'link', 'show'], a.path).catch(() => '');
+      if (!/^\d+: vipnat\d+[@:]/m.test(links)) {
+        await swapSysctlIn(a.path, 'net.ipv4.conf.all.arp_ignore', made.arpIgnoreWas).catch(() => undefined);
+      }
     }
   }
 
@@ -344,6 +391,10 @@ export class Session {
     runAs: RunAs | null,
     stdio: Stdio,
   ): Promise<{ child: ChildProcess; pid: number }> {
+    if (this.spec.attach)
+      return Promise.reject(
+        new Error(`session ${this.spec.id} is attached to ${this.spec.attach.name}: run programs there with its own tools`),
+      );
     if (this.pid <= 0 || !running(this.child)) {
       return Promise.reject(new Error(`session ${this.spec.id} is not running`));
     }
@@ -462,19 +513,7 @@ export class Session {
     for (const fd of this.fds) close(fd);
     this.fds = [];
     if (this.spec.attach) {
-      // Its TUN goes when its last fd closes (the dataplane's); the rules are ours to take back, if the namespace is still there.
-      if (this.attachedDev) {
-        const t = attachTable(this.spec.id);
-        const path = this.spec.attach.path;
-        if (this.spec.v4) await ip(['rule', 'del', 'pref', '100', 'lookup', String(t)], path).catch(() => undefined);
-        if (this.spec.v6) await ip(['-6', 'rule', 'del', 'pref', '100', 'lookup', String(t)], path).catch(() => undefined);
-        await ip(['link', 'del', 'dev', attachDevice(this.spec.id)], path).catch(() => undefined);
-        if (this.arpIgnoreWas !== null && Number(this.arpIgnoreWas) < 1) {
-          await swapSysctlIn(path, 'net.ipv4.conf.all.arp_ignore', this.arpIgnoreWas).catch(() => undefined);
-        }
-        this.arpIgnoreWas = null;
-        this.attachedDev = false;
-      }
+      await this.undoAttached(this.spec.attach);
       return;
     }
     if (this.netnsMade) {

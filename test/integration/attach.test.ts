@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKEND, cli, isRoot, Lab, sweepLabs, until, type VipnatRun } from './lab.js';
+import { BACKEND, BACKEND6, cli, isRoot, Lab, sweepLabs, until, type VipnatRun } from './lab.js';
 
 const POOL = '198.19.7.0/28';
 
@@ -32,13 +32,13 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
   });
   afterAll(() => sweepLabs());
 
-  async function up(): Promise<void> {
+  async function up(pool = POOL): Promise<void> {
     lab = Lab.up();
     runDir = mkdtempSync(join(tmpdir(), 'vipnat-att-'));
     // The backend says who called.
     lab.spawn(lab.be, ['socat', 'TCP-LISTEN:9000,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
     await until(() => lab.exec(lab.be, ['ss', '-ltn']).stdout.includes(':9000'));
-    gw = lab.vipnat(['up', '--pool', POOL], { VIPNAT_RUN_DIR: runDir });
+    gw = lab.vipnat(['up', '--pool', pool], { VIPNAT_RUN_DIR: runDir });
     await gw.waitFor(/^vipnat: gateway "default" is up/);
   }
   const client = (args: string[]) => cli(runDir, args);
@@ -49,7 +49,7 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
       .map((c) => lab.exec(lab.gw, ['nsenter', `--net=${ns}`, 'ip', ...c.split(' ')]).stdout)
       .join('\n')
       .split('\n')
-      .filter((l) => !/vipnat\d|1979711|^\s+(valid_lft|link\/none)/.test(l))
+      .filter((l) => !/vipnat\d|^100:|^\s+(valid_lft|link\/none)/.test(l))
       .join('\n');
 
   it('gives a named namespace a VIP: the backend sees it, ls shows it, detach gives it back and leaves the namespace as it was', async () => {
@@ -92,7 +92,7 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
     expect(await sessions()).toEqual([]);
     expect(lab.exec(c, ['ip', 'link']).stdout).not.toContain('vipnat1');
     expect(own(path)).toBe(before);
-    expect(lab.exec(c, ['ip', 'rule']).stdout).not.toContain('lookup 1979711');
+    expect(lab.exec(c, ['ip', 'rule']).stdout).not.toMatch(/^100:/m);
     expect(arpIgnore()).toBe('0');
     const pool = JSON.parse((await client(['pool', '--json'])).stdout) as { families: { used: number }[] };
     expect(pool.families[0]!.used).toBe(0);
@@ -120,5 +120,23 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
     expect(await sessions()).toEqual([]);
     const pid2 = await client(['attach', '--pid', '999999']);
     expect(pid2.stderr.trim()).toBe('vipnat: --pid 999999: no such process');
+  });
+
+  it('attaches dual-stack: the VIP and the VIP6, routes of both families, and nothing left at detach', async () => {
+    await up(`${POOL},fd00:19::100-fd00:19::1ff`);
+    lab.spawn(lab.be, ['socat', 'TCP6-LISTEN:9006,ipv6only=1,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
+    await until(() => lab.exec(lab.be, ['ss', '-ltn']).stdout.includes(':9006'));
+    const c = lab.addBare('d');
+    const r = await client(['attach', '--netns', c, '--route', `${BACKEND}/32`, '--route', `${BACKEND6}/128`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(`session 1 vip 198.19.7.1 vip6 fd00:19::100 attached to netns:${c}`);
+    expect((await lab.nsRun(c, ['socat', '-t', '2', '-', `TCP:${BACKEND}:9000`], 10_000, '')).stdout.trim()).toBe('198.19.7.1');
+    expect((await lab.nsRun(c, ['socat', '-t', '2', '-', `TCP6:[${BACKEND6}]:9006`], 10_000, '')).stdout.trim()).toBe(
+      '[fd00:0019:0000:0000:0000:0000:0000:0100]', // socat writes its peer in full
+    );
+    expect((await client(['detach', '1'])).code).toBe(0);
+    expect(lab.exec(c, ['ip', 'link']).stdout).not.toContain('vipnat1');
+    expect(lab.exec(c, ['ip', '-6', 'rule']).stdout).not.toMatch(/^100:/m);
+    expect(lab.exec(c, ['ip', 'rule']).stdout).not.toMatch(/^100:/m);
   });
 });
