@@ -1,5 +1,5 @@
 // The control client: asks a long-running gateway over its unix socket, and attaches to programs' standard streams.
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { UserError } from '../gateway/errors.js';
 import { readdirSync } from 'node:fs';
@@ -19,6 +19,22 @@ import {
   type ErrorBody,
   type ExitInfo,
 } from './protocol.js';
+
+/** An upgrade the gateway answered with an error instead: its message and exit status, as a UserError. */
+function refusal(res: IncomingMessage, fail: (e: Error) => void): void {
+  let data = '';
+  res.setEncoding('utf8');
+  res.on('data', (d: string) => (data += d));
+  res.on('end', () => {
+    let err: ErrorBody | null = null;
+    try {
+      err = JSON.parse(data) as ErrorBody;
+    } catch {
+      // not JSON
+    }
+    fail(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
+  });
+}
 
 /** Whether something answers at a unix socket path. */
 function answers(path: string): Promise<boolean> {
@@ -86,20 +102,7 @@ export class ControlClient {
         },
       });
       r.on('error', (e: NodeJS.ErrnoException) => reject(this.connectError(e)));
-      r.on('response', (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (data += d));
-        res.on('end', () => {
-          let err: ErrorBody | null = null;
-          try {
-            err = JSON.parse(data) as ErrorBody;
-          } catch {
-            // not JSON
-          }
-          reject(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
-        });
-      });
+      r.on('response', (res) => refusal(res, reject));
       r.on('upgrade', (_res, s: Socket, head: Buffer) => {
         socket = s;
         if (head.length > 0) {
@@ -222,20 +225,7 @@ export class ControlClient {
       });
       req.on('error', (e: NodeJS.ErrnoException) => fail(this.connectError(e)));
       // Not upgraded: an error answer.
-      req.on('response', (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (data += d));
-        res.on('end', () => {
-          let err: ErrorBody | null = null;
-          try {
-            err = JSON.parse(data) as ErrorBody;
-          } catch {
-            // not JSON
-          }
-          fail(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
-        });
-      });
+      req.on('response', (res) => refusal(res, fail));
       req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
         let finished = false;
         const reader = new FrameReader((type, payload) => {

@@ -1,5 +1,5 @@
 // Reading the flow tables for people: each flow's two sides as addresses and ports, and counts by protocol and state.
-import { PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../wire/index.js';
+import { formatIpv4, formatIpv6, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../wire/index.js';
 import type { FlowTableBase } from './flows.js';
 import { STATE_NAMES } from './state.js';
 import type { Nat } from './translate.js';
@@ -36,36 +36,6 @@ export interface FlowCount {
 
 export function protoName(p: number): string {
   return p === PROTO_TCP ? 'tcp' : p === PROTO_UDP ? 'udp' : p === PROTO_ICMP || p === 58 ? 'icmp' : String(p);
-}
-
-export function formatIpv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
-}
-
-/** RFC 5952 text of an IPv6 address given as four 32-bit words (longest run of two or more zero groups as ::). */
-export function formatIpv6(w: ArrayLike<number>, at = 0): string {
-  const g: number[] = [];
-  for (let k = 0; k < 4; k++) {
-    const x = w[at + k]! >>> 0;
-    g.push(x >>> 16, x & 0xffff);
-  }
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
 }
 
 interface Table {
