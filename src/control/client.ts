@@ -3,8 +3,8 @@ import { request, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { UserError } from '../gateway/errors.js';
 import { readdirSync } from 'node:fs';
-import { connect } from 'node:net';
 import {
+  answers,
   API_PREFIX,
   ATTACH_PROTOCOL,
   CAPTURE_PROTOCOL,
@@ -33,18 +33,6 @@ function refusal(res: IncomingMessage, fail: (e: Error) => void): void {
       // not JSON
     }
     fail(new UserError(err?.message ?? `the gateway answered ${res.statusCode}`, err?.exitCode ?? 1));
-  });
-}
-
-/** Whether something answers at a unix socket path. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
   });
 }
 

@@ -41,6 +41,8 @@
 // left out) and closes. It closes by itself at the count, or when the
 // session ends.
 
+import { connect } from 'node:net';
+
 export const API_VERSION = 1;
 export const API_PREFIX = `/v${API_VERSION}`;
 export const ATTACH_PROTOCOL = 'vipnat-attach/1';
@@ -52,6 +54,18 @@ export const FRAME_STDERR = 2;
 export const FRAME_EXIT = 3;
 export const FRAME_ERROR = 4;
 export const FRAME_HEADER = 8;
+
+/** Whether something listens at a unix socket path (a live gateway), as opposed to a stale file or nothing. */
+export function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
 
 /** Where a gateway named `name` listens. */
 export function socketPath(runDir: string, name: string): string {

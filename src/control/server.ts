@@ -1,7 +1,7 @@
 // The control server: a long-running gateway's HTTP API on a root-only unix socket (protocol.ts says what it speaks).
 import { chmodSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   ConflictError,
@@ -16,6 +16,7 @@ import {
   type SessionCounters,
 } from '../gateway/index.js';
 import {
+  answers,
   API_PREFIX,
   API_VERSION,
   ATTACH_PROTOCOL,
@@ -559,16 +560,4 @@ function sweepDeadRuns(runDir: string): void {
       if ((e as NodeJS.ErrnoException).code === 'ESRCH') rmSync(`${runDir}/${n}`, { force: true });
     }
   }
-}
-
-/** Whether something listens at a unix socket path (a live gateway), as opposed to a stale file or nothing. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
 }

@@ -55,6 +55,30 @@ export const epollWait = lib.func('int epoll_wait(int epfd, void *events, int ma
   timeoutMs: number,
 ) => number;
 export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)') as (initval: number, flags: number) => number;
+// Sockets (packet sockets for DHCP and ARP, netlink for sock_diag) and entering a namespace.
+export const socketFn = lib.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
+export const setnsFn = lib.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
+export const sendtoFn = lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, int addrlen)') as (
+  fd: number,
+  buf: Uint8Array,
+  len: number,
+  flags: number,
+  addr: Uint8Array,
+  addrlen: number,
+) => number;
+export const recvFn = lib.func('long recv(int fd, void *buf, size_t len, int flags)') as (
+  fd: number,
+  buf: Uint8Array,
+  len: number,
+  flags: number,
+) => number;
+export const setsockoptFn = lib.func('int setsockopt(int fd, int level, int name, const void *val, int len)') as (
+  fd: number,
+  level: number,
+  name: number,
+  val: Uint8Array,
+  len: number,
+) => number;
 export const geteuid = lib.func('unsigned int geteuid()') as () => number;
 export const mount = lib.func(
   'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',

@@ -9,7 +9,7 @@
 // for captures. Sending returns the bytes sent or -errno: a fuzzer or a
 // flood counts refusals instead of stopping at the first.
 import koffi from 'koffi';
-import { close, errno, SysError } from './libc.js';
+import { close, errno, recvFn, sendtoFn, setsockoptFn, socketFn, SysError } from './libc.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -39,29 +39,7 @@ export const ETH_P_IPV6 = 0x86dd;
  */
 const SOCKADDR_LL_SIZE = 20;
 
-const socketFn = lib.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
 const bindFn = lib.func('int bind(int fd, const void *addr, int len)') as (fd: number, addr: Uint8Array, len: number) => number;
-const sendtoFn = lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, int addrlen)') as (
-  fd: number,
-  buf: Uint8Array,
-  len: number,
-  flags: number,
-  addr: Uint8Array,
-  addrlen: number,
-) => number;
-const recvFn = lib.func('long recv(int fd, void *buf, size_t len, int flags)') as (
-  fd: number,
-  buf: Uint8Array,
-  len: number,
-  flags: number,
-) => number;
-const setsockoptFn = lib.func('int setsockopt(int fd, int level, int name, const void *val, int len)') as (
-  fd: number,
-  level: number,
-  name: number,
-  val: Uint8Array,
-  len: number,
-) => number;
 const ifNameToIndex = lib.func('unsigned int if_nametoindex(const char *name)') as (name: string) => number;
 
 /** The index of interface `name` in the caller's network namespace; throws if there is none. */

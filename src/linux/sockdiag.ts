@@ -6,10 +6,7 @@
 // run in the caller's own namespace.
 import { fstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
-import koffi from 'koffi';
-import { close, errno, O_CLOEXEC, open, strerror, SysError } from './libc.js';
-
-const lib = koffi.load('libc.so.6');
+import { close, errno, O_CLOEXEC, open, recvFn, sendtoFn, setnsFn, setsockoptFn, socketFn, strerror, SysError } from './libc.js';
 
 /** Netlink headers and inet_diag counters are in host order; ports and addresses in network order. */
 const LE = endianness() === 'LE';
@@ -117,30 +114,6 @@ export interface DiagStatus {
   done: boolean;
   errno: number;
 }
-
-const socketFn = lib.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
-const setnsFn = lib.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
-const sendtoFn = lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, int addrlen)') as (
-  fd: number,
-  buf: Uint8Array,
-  len: number,
-  flags: number,
-  addr: Uint8Array,
-  addrlen: number,
-) => number;
-const recvFn = lib.func('long recv(int fd, void *buf, size_t len, int flags)') as (
-  fd: number,
-  buf: Uint8Array,
-  len: number,
-  flags: number,
-) => number;
-const setsockoptFn = lib.func('int setsockopt(int fd, int level, int name, const void *val, int len)') as (
-  fd: number,
-  level: number,
-  name: number,
-  val: Uint8Array,
-  len: number,
-) => number;
 
 function ipv4Text(b: Uint8Array, off: number): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;

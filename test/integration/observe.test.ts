@@ -4,34 +4,12 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { SocketRow } from '../../src/cli/commands/observe.js';
 import { BACKEND, cli, finish, isRoot, Lab, retry, sleep, sweepLabs, until, VIPNAT, type VipnatRun } from './lab.js';
 
 const POOL = '198.19.7.0/28';
 const VIP = (k: number): string => `198.19.7.${k}`;
 const INNER = '10.0.2.100';
-
-interface Endpoint {
-  address: string;
-  port: number;
-}
-
-interface SocketRow {
-  session: number | null;
-  vip: string | null;
-  proto: string;
-  family: number;
-  state: string;
-  local: Endpoint;
-  remote: Endpoint;
-  processes: { pid: number; name: string }[];
-  kernel: boolean;
-  inode: number | null;
-  uid: number | null;
-  recvQ: number | null;
-  sendQ: number | null;
-  outside: { local: Endpoint; remote: Endpoint } | null;
-  flow: { state: string; loopback: boolean; expiresIn: number } | null;
-}
 
 /** The blocks of a pcapng file: packets, and what its statistics blocks say was left out. */
 function pcapngCounts(file: string): { packets: number; leftOut: number; statistics: number } {
