@@ -83,6 +83,10 @@ describe.skipIf(!isRoot())('vipnat attach', () => {
     expect(again.stderr.trim()).toBe(`vipnat: netns:${c}: that namespace is session 1's already`);
     const self = await client(['attach', '--netns', lab.gw]);
     expect(self.stderr.trim()).toBe(`vipnat: netns:${lab.gw}: that is the gateway's own network namespace`);
+    // Its programs are the namespace's own: exec is refused in one line.
+    const exec = await client(['exec', '1', '--', 'true']);
+    expect(exec.code).not.toBe(0);
+    expect(exec.stderr.trim()).toBe(`vipnat: session 1 is attached to netns:${c}: run programs there with its own tools`);
     expect((await client(['attach', '--netns', 'no-such-ns'])).stderr.trim()).toBe(
       'vipnat: --netns no-such-ns: no such network namespace (/run/netns/no-such-ns)',
     );

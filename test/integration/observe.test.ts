@@ -259,6 +259,23 @@ describe.skipIf(!isRoot())('seeing what sessions do', () => {
     expect(piped.code, `${piped.stdout}\n${piped.stderr}`).toBe(0);
     expect(piped.stdout.trim().split('\n')).toHaveLength(6);
     expect(piped.stderr).toContain('vipnat: 6 packets captured of session 1');
+    // A reader that goes away (head) ends the capture, as it ends tcpdump, while packets still come.
+    const t0 = Date.now();
+    const gone = await finish(
+      lab.start(
+        'sh',
+        [
+          '-c',
+          `(for i in 1 2 3 4 5 6; do sleep 0.5; ip netns exec ${lab.be} socat -t 1 - TCP:${VIP(1)}:9000; done) </dev/null >/dev/null 2>&1 & ` +
+            `timeout 20 ${process.execPath} ${VIPNAT} capture 1 -w - | head -c 100 >/dev/null`,
+        ],
+        { env: { ...process.env, VIPNAT_RUN_DIR: runDir } },
+      ),
+      30_000,
+    );
+    expect(gone.code, gone.stderr).toBe(0);
+    expect(gone.stderr).toContain('packets captured of session 1');
+    expect(Date.now() - t0).toBeLessThan(15_000);
     // A session that is not there has no capture.
     expect((await client(['capture', '7', '-w', join(runDir, 'x.pcapng')])).stderr.trim()).toBe('vipnat: no session 7');
   });

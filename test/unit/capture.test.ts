@@ -1,6 +1,6 @@
 // Unit tests for captures: the ring (order, wrap, full means counted), pcapng blocks, the Forwarder's tap, and reading flows.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Forwarder, type Device } from '../../src/dataplane/forwarder.js';
 import {
   EPB_INBOUND,
@@ -12,6 +12,7 @@ import {
 } from '../../src/dataplane/pcapng.js';
 import { CaptureRing, DIR_IN, DIR_OUT, RECORD_HEADER, SIDE_INNER, SIDE_OUTER, type RingRecord } from '../../src/dataplane/ring.js';
 import { Tap, TapControl } from '../../src/dataplane/tap.js';
+import { Captures } from '../../src/gateway/capture.js';
 import { countFlows, flowsPerSession, listFlows, Nat } from '../../src/nat/index.js';
 import { PcapngTally, socketRows } from '../../src/cli/commands/observe.js';
 import { si, topRows } from '../../src/cli/commands/top.js';
@@ -344,5 +345,76 @@ describe('sockets and top, as shown', () => {
       [3, 40, 0.5],
     ]);
     expect([si(0), si(999), si(1234), si(123456), si(9.87e9)]).toEqual(['0', '999', '1.2k', '123k', '9.9G']);
+  });
+});
+
+describe('Captures: the pump from the rings to the sinks', () => {
+  /** A TapControl that counts what the workers are told. */
+  class CountingControl extends TapControl {
+    sets = 0;
+    override set(all: boolean, slots: Iterable<number>, snaplen: number): void {
+      this.sets++;
+      super.set(all, slots, snaplen);
+    }
+  }
+  /** A sink that keeps what it is given; `stuck` ones never say a write is done. */
+  const sink = (stuck = false) => {
+    const s = {
+      chunks: [] as Buffer[],
+      destroyed: false,
+      writableLength: 0,
+      write(b: Buffer, cb?: (e?: Error | null) => void): boolean {
+        s.chunks.push(Buffer.from(b));
+        if (cb && !stuck) setImmediate(() => cb());
+        return true;
+      },
+      on: () => s,
+      destroy: () => void (s.destroyed = true),
+    };
+    return s;
+  };
+  const packet = new Uint8Array(60).fill(0x45);
+
+  it('tells the workers what to capture only when that changes, not on every turn', async () => {
+    const control = new CountingControl(TapControl.memory(4));
+    const r = ring(1 << 16);
+    const caps = new Captures(control, [r]);
+    const cap = caps.start({ session: 1, slot: 1 }, sink(), { version: 't' }, { inner: 'eth0', outer: 'vipnat0' });
+    expect(control.sets).toBe(1);
+    for (let k = 0; k < 5; k++) {
+      r.push(1, SIDE_INNER, DIR_IN, Date.now() * 1000 + 1e6, packet, 0, 60, 262144);
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    expect(cap.packets).toBe(5);
+    expect(control.sets).toBe(1);
+    cap.stop();
+    expect((await cap.done).reason).toBe('stopped');
+  });
+
+  it('drops a sink that takes nothing for ten seconds, and the other captures go on', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const r = ring(1 << 16);
+      const caps = new Captures(new TapControl(TapControl.memory(4)), [r]);
+      const stuck = sink(true);
+      const fine = sink();
+      const a = caps.start({ session: 1, slot: 1 }, stuck, { version: 't' }, { inner: 'eth0', outer: 'vipnat0' });
+      const b = caps.start('uplink', fine, { version: 't' }, { inner: 'sessions', outer: 'vipnat0' });
+      r.push(1, SIDE_INNER, DIR_IN, Date.now() * 1000 + 1e6, packet, 0, 60, 262144);
+      await new Promise((res) => setImmediate(res));
+      await new Promise((res) => setImmediate(res));
+      const before = fine.chunks.length;
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(stuck.destroyed).toBe(true);
+      expect((await a.done).reason).toBe('sink-error');
+      r.push(2, SIDE_INNER, DIR_IN, Date.now() * 1000 + 2e6, packet, 0, 60, 262144);
+      await vi.advanceTimersByTimeAsync(50);
+      expect(fine.chunks.length).toBeGreaterThan(before);
+      b.stop();
+      await vi.advanceTimersByTimeAsync(50);
+      expect((await b.done).reason).toBe('stopped');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
